@@ -1,0 +1,3 @@
+import TallyServer
+import ArgumentParser
+print("x")
