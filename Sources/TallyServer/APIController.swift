@@ -1,0 +1,358 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import TallyDomain
+import TallyEventLog
+
+/// The REST API under `/api/v1`: commands in, acknowledgements out. Each command goes through
+/// `LiveSession.execute` (decide → log → apply) and is acknowledged only once durable.
+struct APIController: Sendable {
+    let venue: Venue
+    let hub: EventHub
+    let access: Access
+    let password: OperatorPassword
+    let log: any EventLog
+
+    func addRoutes(to router: Router<TallyRequestContext>) {
+        let api = router.group("api/v1")
+        api.post("auth/login", use: login)
+        api.post("auth/setup", use: setup)
+        api.get("auth/status", use: authStatus)
+        api.post("sessions", use: createSession)
+        api.get("sessions", use: listSessions)
+        api.get("sessions/:sessionId", use: getSession)
+        api.post("sessions/:sessionId/end", use: endSession)
+        api.post("sessions/:sessionId/polls", use: createPoll)
+        api.post("sessions/:sessionId/polls/:pollId/open") { try await pollCommand($0, $1, SessionCommand.openPoll) }
+        api.post("sessions/:sessionId/polls/:pollId/close") { try await pollCommand($0, $1, SessionCommand.closePoll) }
+        api.post("sessions/:sessionId/polls/:pollId/reveal") { try await pollCommand($0, $1, SessionCommand.revealPoll) }
+        api.post("sessions/:sessionId/polls/:pollId/votes", use: vote)
+        api.post("join", use: join)
+    }
+
+    // MARK: operator
+
+    struct PasswordBody: Decodable { let password: String }
+    struct TokenResponse: Encodable { let token: String; let expiresIn: Int }
+
+    func login(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let body = try await decode(PasswordBody.self, request, context)
+        guard password.isSet else {
+            throw Problem(.conflict, "no operator password is set yet: choose one with POST /api/v1/auth/setup")
+        }
+        guard password.matches(body.password) else {
+            context.logger.notice("operator sign-in refused")
+            throw Problem(.unauthorized, "wrong password")
+        }
+        return signedIn(context)
+    }
+
+    func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let body = try await decode(PasswordBody.self, request, context)
+        guard body.password.count >= 8, body.password.utf8.count <= 256 else {
+            throw Problem(.badRequest, "the operator password must have 8 to 256 characters")
+        }
+        guard try password.setInitial(body.password) else {
+            throw Problem(.conflict, "the operator password is already set; sign in with POST /api/v1/auth/login")
+        }
+        context.logger.notice("operator password set on first run")
+        return signedIn(context)
+    }
+
+    private func signedIn(_ context: TallyRequestContext) -> Response {
+        let lifetime = Int(access.credentials.operatorTokenLifetime)
+        let token = access.credentials.token(for: .operator)
+        var response = json(TokenResponse(token: token, expiresIn: lifetime))
+        response.headers.append(Access.cookie(for: .operator, token: token, maxAge: lifetime))
+        return response
+    }
+
+    struct AuthStatus: Encodable { let operatorPasswordSet: Bool; let signedInAsOperator: Bool }
+
+    func authStatus(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        json(AuthStatus(operatorPasswordSet: password.isSet, signedInAsOperator: access.grants(of: request).contains(.operator)))
+    }
+
+    // MARK: sessions
+
+    struct CreateSessionBody: Decodable { let title: String }
+    struct SessionCreatedResponse: Encodable {
+        let sessionId: String
+        let joinCode: String
+        let presenterToken: String
+        let displayToken: String
+        let eventId: String
+    }
+
+    func createSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        try access.requireOperator(request)
+        let body = try await decode(CreateSessionBody.self, request, context)
+        let (session, logged) = try venue.createSession(title: body.title)
+        try await durable(logged.sequence)
+        let joinCode = session.read { state, _ in state.joinCode.value }
+        let presenterToken = access.credentials.token(for: .presenter(session.id))
+        context.logger.info("session created", metadata: ["session": "\(session.id)"])
+        var response = json(
+            SessionCreatedResponse(
+                sessionId: session.id, joinCode: joinCode, presenterToken: presenterToken,
+                displayToken: access.credentials.token(for: .display(session.id)), eventId: hub.eventId(logged.sequence)),
+            status: .created)
+        response.headers[.location] = "/api/v1/sessions/\(session.id)"
+        response.headers.append(Access.cookie(for: .presenter(session.id), token: presenterToken, maxAge: 7 * 24 * 3600))
+        return response
+    }
+
+    struct SessionSummary: Encodable {
+        let sessionId: String
+        let title: String
+        let joinCode: String
+        let state: SessionState.Lifecycle
+        let participantCount: Int
+        let pollCount: Int
+        let openPollId: String?
+    }
+
+    func listSessions(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        try access.requireOperator(request)
+        let sessions = venue.allSessions().map { session in
+            session.read { state, _ in
+                SessionSummary(
+                    sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
+                    participantCount: state.participantCount, pollCount: state.polls.count, openPollId: state.openPollId)
+            }
+        }
+        return json(["sessions": sessions])
+    }
+
+    /// A snapshot for the caller's role, plus the display token for presenters (so the
+    /// presenter view can link a screen).
+    struct Snapshot: Encodable {
+        let view: SessionView
+        let displayToken: String?
+        enum Key: String, CodingKey { case displayToken }
+        func encode(to encoder: any Encoder) throws {
+            try view.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encodeIfPresent(displayToken, forKey: .displayToken)
+        }
+    }
+
+    func getSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        let grants = access.grants(of: request)
+        guard let (role, participant) = Access.viewer(grants, of: session.id) else {
+            throw Access.denied(grants, "this session is visible to its presenter, displays and participants")
+        }
+        let view = session.read { state, last in
+            state.view(for: role, participant: participant, lastEventId: hub.eventId(last))
+        }
+        let displayToken = role == .presenter ? access.credentials.token(for: .display(session.id)) : nil
+        return json(Snapshot(view: view, displayToken: displayToken))
+    }
+
+    struct EventAck: Encodable { let eventId: String }
+
+    func endSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let logged = try await run(.endSession, on: session)
+        context.logger.info("session ended", metadata: ["session": "\(session.id)"])
+        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+    }
+
+    // MARK: polls
+
+    struct CreatePollBody: Decodable {
+        let question: String
+        let options: [String]
+        let kind: PollKind?
+        let resultsVisibility: ResultsVisibility?
+        let open: Bool?
+    }
+
+    struct PollCreatedResponse: Encodable { let pollId: String; let eventId: String; let poll: Poll }
+
+    func createPoll(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let body = try await decode(CreatePollBody.self, request, context)
+        var rng = SystemRandomNumberGenerator()
+        let pollId = IdentifierAlphabet.make(length: 8, using: &rng)
+        let command = SessionCommand.createPoll(
+            .init(
+                pollId: pollId, question: body.question, options: body.options, kind: body.kind ?? .single,
+                resultsVisibility: body.resultsVisibility ?? .live, openImmediately: body.open ?? false))
+        let logged = try await run(command, on: session)
+        let poll = session.read { state, _ in state.poll(pollId)! }
+        var response = json(
+            PollCreatedResponse(pollId: pollId, eventId: hub.eventId(logged.last!.sequence), poll: poll), status: .created)
+        response.headers[.location] = "/api/v1/sessions/\(session.id)/polls/\(pollId)"
+        return response
+    }
+
+    func pollCommand(
+        _ request: Request, _ context: TallyRequestContext, _ command: (PollID) -> SessionCommand
+    ) async throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let pollId = try self.pollId(context)
+        let logged = try await run(command(pollId), on: session)
+        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+    }
+
+    // MARK: participants
+
+    struct JoinBody: Decodable { let joinCode: String }
+    struct JoinResponse: Encodable {
+        let sessionId: String
+        let participantId: String
+        let participantToken: String
+        let title: String
+    }
+
+    func join(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let body = try await decode(JoinBody.self, request, context)
+        guard let code = JoinCode(body.joinCode) else {
+            throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
+        }
+        guard let session = venue.session(joinCode: code) else {
+            throw Problem(.notFound, "no session has the join code \(code)")
+        }
+        let title = session.read { state, _ in state.title }
+        // A phone that already joined (cookie or bearer) keeps its identity and its ballots.
+        for grant in access.grants(of: request) {
+            if case .participant(session.id, let existing) = grant,
+                session.read({ state, _ in state.participants.contains(existing) })
+            {
+                return joined(session, existing, title: title, status: .ok)
+            }
+        }
+        var rng = SystemRandomNumberGenerator()
+        let participant = IdentifierAlphabet.make(length: 12, using: &rng)
+        _ = try await run(.join(participant), on: session)
+        return joined(session, participant, title: title, status: .created)
+    }
+
+    private func joined(_ session: LiveSession, _ participant: ParticipantID, title: String, status: HTTPResponse.Status) -> Response {
+        let grant = Grant.participant(session.id, participant)
+        let token = access.credentials.token(for: grant)
+        var response = json(
+            JoinResponse(sessionId: session.id, participantId: participant, participantToken: token, title: title), status: status)
+        response.headers.append(Access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
+        return response
+    }
+
+    struct VoteBody: Decodable { let optionIds: [String] }
+    struct VoteResponse: Encodable {
+        let pollId: String
+        let optionIds: [String]
+        let replaced: Bool
+        let eventId: String
+    }
+
+    func vote(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        let participant = try access.requireParticipant(request, of: session.id)
+        let pollId = try self.pollId(context)
+        let body = try await decode(VoteBody.self, request, context)
+        let replaced = session.read { state, _ in state.ballot(of: participant, on: pollId) != nil }
+        let logged = try await run(.vote(participant: participant, poll: pollId, optionIds: body.optionIds), on: session)
+        return json(
+            VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: replaced, eventId: hub.eventId(logged.last!.sequence)),
+            status: replaced ? .ok : .created)
+    }
+
+    // MARK: helpers
+
+    private func run(_ command: SessionCommand, on session: LiveSession) async throws -> [LoggedEvent] {
+        let logged = try session.execute(command)
+        if let last = logged.last { try await durable(last.sequence) }
+        return logged
+    }
+
+    private func durable(_ sequence: UInt64) async throws {
+        do {
+            try await log.waitUntilDurable(sequence)
+        } catch {
+            throw Problem(.serviceUnavailable, "the event log cannot accept writes; the appliance needs a restart")
+        }
+    }
+
+    private func session(_ context: TallyRequestContext) throws -> LiveSession {
+        let id = context.parameters.get("sessionId") ?? ""
+        guard IdentifierAlphabet.isWellFormed(id), let session = venue.session(id) else {
+            throw Problem(.notFound, "no session \(IdentifierAlphabet.isWellFormed(id) ? id : "with that id")")
+        }
+        return session
+    }
+
+    private func pollId(_ context: TallyRequestContext) throws -> PollID {
+        let id = context.parameters.get("pollId") ?? ""
+        guard IdentifierAlphabet.isWellFormed(id) else { throw Problem(.notFound, "no poll with that id in this session") }
+        return id
+    }
+}
+
+/// Decodes a JSON request body, turning every failure into a precise 400 or 413.
+func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: TallyRequestContext) async throws -> T {
+    if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+        throw Problem(.unsupportedMediaType, "send the body as application/json")
+    }
+    let buffer: ByteBuffer
+    do {
+        buffer = try await request.body.collect(upTo: context.maxUploadSize)
+    } catch {
+        throw Problem(.contentTooLarge, "request body is larger than \(context.maxUploadSize / 1024) KiB")
+    }
+    guard buffer.readableBytes > 0 else { throw Problem(.badRequest, "the request needs a JSON body") }
+    do {
+        return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+    } catch let error as DecodingError {
+        throw Problem(.badRequest, describe(error))
+    } catch {
+        throw Problem(.badRequest, "the body is not valid JSON")
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ p: [any CodingKey]) -> String {
+        p.isEmpty ? "the body" : "'" + p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "'"
+    }
+    switch error {
+    case .keyNotFound(let key, let ctx): return "missing field \(path(ctx.codingPath + [key]))"
+    case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)) must be \(describe(type))"
+    case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)) must be \(describe(type)), not null"
+    case .dataCorrupted(let ctx):
+        if ctx.codingPath.isEmpty { return "the body is not valid JSON" }
+        return "\(path(ctx.codingPath)) has an unexpected value"
+    @unknown default: return "the body does not match the expected shape"
+    }
+}
+
+private func describe(_ type: Any.Type) -> String {
+    switch type {
+    case is String.Type: "a string"
+    case is Bool.Type: "true or false"
+    case is [String].Type: "an array of strings"
+    case is Int.Type, is Double.Type: "a number"
+    default: type is any Collection.Type ? "an array" : "an object"
+    }
+}
+
+/// A JSON response.
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+    let data = (try? JSONEncoder.tally.encode(value)) ?? Data("{}".utf8)
+    return Response(
+        status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+extension JSONEncoder {
+    /// Sorted keys: stable, diffable output in logs, tests and browser tools.
+    static var tally: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

@@ -1,0 +1,28 @@
+import Foundation
+import Logging
+import TallyDomain
+import TallyEventLog
+
+/// Everything `tally serve` can be told. Defaults make a bare `tally serve` work.
+public struct TallyConfiguration: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 8080
+    /// Where the database and the appliance secret live.
+    public var dataDirectory = "./.tally-data"
+    /// When set, the operator password (otherwise the stored one, or first-run set-up).
+    public var operatorPassword: String?
+    public var durability: Durability = .fsync
+    public var limits = SessionLimits()
+    public var maxSessions = 10_000
+    /// Minimum time between two `poll.results` of one poll.
+    public var resultsInterval: Duration = .milliseconds(50)
+    /// SSE keep-alive comment interval (WebSocket uses protocol pings every `pingInterval`).
+    public var sseHeartbeat: Duration = .seconds(15)
+    public var pingInterval: Duration = .seconds(30)
+    /// Events a stream may have queued before it is disconnected as a slow consumer.
+    public var streamQueueLimit = 4096
+    /// Longest a graceful shutdown may take before open work is cancelled.
+    public var shutdownGrace: Duration = .seconds(4)
+
+    public init() {}
+}

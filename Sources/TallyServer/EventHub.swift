@@ -1,0 +1,199 @@
+import Foundation
+import NIOCore
+import Synchronization
+import TallyDomain
+import TallyEventLog
+
+/// One event encoded for the wire, once, and shared by every connection that receives it.
+struct EncodedEvent: Sendable {
+    let sequence: UInt64
+    let audience: Audience
+    /// The JSON envelope (a WebSocket text frame's payload).
+    let json: ByteBuffer
+    /// The same envelope as an SSE frame (`id:`, `event:`, `data:`).
+    let sse: ByteBuffer
+}
+
+/// What a stream's queue carries.
+enum StreamItem: Sendable {
+    case event(EncodedEvent)
+    /// SSE keep-alive comment; WebSocket uses protocol pings instead.
+    case heartbeat
+}
+
+/// Why a stream ended from the server's side.
+enum StreamEnd: Sendable {
+    /// The client could not keep up: its queue passed the limit. It resumes with `fromEventId`.
+    case slowConsumer
+    /// The server is shutting down.
+    case shutdown
+}
+
+/// The JSON envelope of the ADR: `{eventId, eventType, timestamp, sessionId, payload}`.
+struct Envelope: Encodable {
+    let eventId: String
+    let eventType: String
+    let timestamp: String
+    let sessionId: String
+    let payload: any Encodable
+
+    enum CodingKeys: String, CodingKey { case eventId, eventType, timestamp, sessionId, payload }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(eventId, forKey: .eventId)
+        try c.encode(eventType, forKey: .eventType)
+        try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(sessionId, forKey: .sessionId)
+        try payload.encode(to: c.superEncoder(forKey: .payload))
+    }
+}
+
+/// A subscriber's queue. Bounded: a client that stops reading is disconnected, never allowed
+/// to hold memory without limit or slow the broadcast for everyone else.
+final class Subscription: Sendable {
+    let id: Int
+    let sessionId: SessionID
+    let role: Role
+    let stream: AsyncStream<StreamItem>
+    private let continuation: AsyncStream<StreamItem>.Continuation
+    private let ending: Mutex<StreamEnd?>
+
+    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int) {
+        self.id = id
+        self.sessionId = sessionId
+        self.role = role
+        (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
+        self.ending = Mutex(nil)
+    }
+
+    /// Why the stream ended, if the server ended it.
+    var endReason: StreamEnd? { ending.withLock { $0 } }
+
+    func send(_ item: StreamItem) {
+        switch continuation.yield(item) {
+        case .enqueued, .terminated: break
+        case .dropped:
+            // The queue is full. Dropping this event silently would leave a gap, so end the
+            // stream instead: the client reconnects with its last eventId and replays.
+            end(.slowConsumer)
+        @unknown default: break
+        }
+    }
+
+    func end(_ reason: StreamEnd) {
+        ending.withLock { if $0 == nil { $0 = reason } }
+        continuation.finish()
+    }
+}
+
+/// Fans durable events out to the open streams of their session, by role.
+final class EventHub: Sendable {
+    let epoch: String
+    private let queueLimit: Int
+    private let state: Mutex<State>
+
+    private struct State {
+        var sessions: [SessionID: [Int: Subscription]] = [:]
+        var nextId = 0
+        /// Highest sequence handed to subscribers; everything up to it is durable.
+        var published: UInt64
+        var count = 0
+    }
+
+    init(epoch: String, publishedThrough: UInt64, queueLimit: Int) {
+        self.epoch = epoch
+        self.queueLimit = queueLimit
+        self.state = Mutex(State(published: publishedThrough))
+    }
+
+    /// Registers a stream. Returns the sequence up to which events were already published:
+    /// the caller replays (from, that] from the log; everything after arrives on the stream.
+    func subscribe(sessionId: SessionID, role: Role) -> (Subscription, publishedThrough: UInt64) {
+        state.withLock { state in
+            state.nextId += 1
+            let subscription = Subscription(id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit)
+            state.sessions[sessionId, default: [:]][subscription.id] = subscription
+            state.count += 1
+            return (subscription, state.published)
+        }
+    }
+
+    func unsubscribe(_ subscription: Subscription) {
+        state.withLock { state in
+            if state.sessions[subscription.sessionId]?.removeValue(forKey: subscription.id) != nil {
+                state.count -= 1
+            }
+            if state.sessions[subscription.sessionId]?.isEmpty == true {
+                state.sessions[subscription.sessionId] = nil
+            }
+        }
+    }
+
+    var connectionCount: Int { state.withLock { $0.count } }
+
+    /// Called by the event log, in order, once per durable batch.
+    func publish(_ batch: [LoggedEvent]) {
+        guard let last = batch.last else { return }
+        // Encode once per event, outside the lock; the buffers are shared by all receivers.
+        let encoded = batch.map { ($0.sessionId, encode($0)) }
+        let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
+            state.published = last.sequence
+            return encoded.compactMap { sessionId, event in
+                guard !event.audience.isEmpty, let subscribers = state.sessions[sessionId] else { return nil }
+                return (event, subscribers.values.filter { event.audience.includes($0.role) })
+            }
+        }
+        for (event, subscribers) in targets {
+            for subscriber in subscribers { subscriber.send(.event(event)) }
+        }
+    }
+
+    func heartbeat() {
+        let all = state.withLock { $0.sessions.values.flatMap(\.values) }
+        for subscriber in all { subscriber.send(.heartbeat) }
+    }
+
+    /// Ends every stream (graceful shutdown).
+    func endAll() {
+        let all = state.withLock { $0.sessions.values.flatMap(\.values) }
+        for subscriber in all { subscriber.end(.shutdown) }
+    }
+
+    // MARK: encoding (one encoder for live delivery, replay and resets)
+
+    func eventId(_ sequence: UInt64) -> String {
+        EventID(epoch: epoch, sequence: sequence).description
+    }
+
+    func encode(_ logged: LoggedEvent) -> EncodedEvent {
+        encode(
+            sequence: logged.sequence, type: logged.event.type, timestamp: logged.timestamp,
+            sessionId: logged.sessionId, payload: logged.event.publicPayload, audience: logged.event.audience)
+    }
+
+    /// `stream.reset`: the client's position cannot be served; here is the whole state instead.
+    func encodeReset(sessionId: SessionID, view: SessionView, through sequence: UInt64) -> EncodedEvent {
+        encode(sequence: sequence, type: "stream.reset", timestamp: Date(), sessionId: sessionId, payload: view, audience: .everyone)
+    }
+
+    private func encode(
+        sequence: UInt64, type: String, timestamp: Date, sessionId: SessionID, payload: any Encodable, audience: Audience
+    ) -> EncodedEvent {
+        let id = eventId(sequence)
+        let envelope = Envelope(
+            eventId: id, eventType: type, timestamp: Self.formatTimestamp(timestamp), sessionId: sessionId, payload: payload)
+        // Encoding our own value types cannot fail; an empty object keeps the stream alive if it ever did.
+        let json = (try? JSONEncoder.tally.encode(envelope)) ?? Data("{}".utf8)
+        var sse = ByteBuffer()
+        sse.reserveCapacity(json.count + id.utf8.count + type.utf8.count + 24)
+        sse.writeString("id: \(id)\nevent: \(type)\ndata: ")
+        sse.writeBytes(json)
+        sse.writeString("\n\n")
+        return EncodedEvent(sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse)
+    }
+
+    static func formatTimestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}

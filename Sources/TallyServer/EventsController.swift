@@ -1,0 +1,206 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import TallyDomain
+import TallyEventLog
+
+/// `GET /events`: WebSocket (on upgrade) and Server-Sent Events (otherwise) on one path.
+///
+/// Both transports share one start-up (authorize → subscribe → replay or reset) and one queue
+/// per connection; they differ only in framing. Replay and live delivery use the same encoder
+/// and the same role filter.
+struct EventsController: Sendable {
+    let venue: Venue
+    let hub: EventHub
+    let access: Access
+    let log: any EventLog
+    let logger: Logger
+
+    /// WebSocket close code for a client whose queue overflowed. It should reconnect with its
+    /// last `eventId`; nothing is lost.
+    static let slowConsumerCloseCode: UInt16 = 4008
+
+    struct Viewer {
+        let session: LiveSession
+        let role: Role
+        let participant: ParticipantID?
+    }
+
+    /// Who is asking, and for which session. Throws a precise 4xx problem.
+    func authorize(_ request: Request) throws -> Viewer {
+        let query = request.uri.queryParameters
+        guard let sessionId = query["sessionId"].map(String.init), !sessionId.isEmpty else {
+            throw Problem(.badRequest, "the sessionId query parameter is required")
+        }
+        guard IdentifierAlphabet.isWellFormed(sessionId), let session = venue.session(sessionId) else {
+            throw Problem(.notFound, "no such session")
+        }
+        var requested: Role?
+        if let actorType = query["actorType"].map(String.init) {
+            guard let role = Role(rawValue: actorType) else {
+                throw Problem(.badRequest, "actorType must be presenter, participant or display")
+            }
+            requested = role
+        }
+        let token = query["token"].map(String.init)
+        // A display may also follow a session with only its join code (typed on the screen).
+        if requested == .display, let token, let code = JoinCode(token),
+            session.read({ state, _ in state.joinCode == code })
+        {
+            return Viewer(session: session, role: .display, participant: nil)
+        }
+        let grants = access.grants(of: request, queryToken: token)
+        guard let (best, participant) = Access.viewer(grants, of: session.id) else {
+            throw Access.denied(grants, "this stream is for the session's presenter, displays and participants")
+        }
+        let role: Role
+        switch (requested, best) {
+        case (nil, _): role = best
+        case (.presenter, .presenter), (.participant, .participant), (.display, .display), (.display, .presenter):
+            role = requested!
+        default:
+            throw Problem(.forbidden, "your credentials do not allow actorType=\(requested!.rawValue)")
+        }
+        if role == .participant, let actorId = query["actorId"].map(String.init), actorId != participant {
+            throw Problem(.forbidden, "actorId does not match your participant token")
+        }
+        return Viewer(session: session, role: role, participant: role == .participant ? participant : nil)
+    }
+
+    /// An open stream: its queue, what to send first, and the last sequence already covered.
+    struct Start {
+        let subscription: Subscription
+        let backlog: [EncodedEvent]
+        let cursor: UInt64
+    }
+
+    /// Subscribe first, then replay what the log holds up to the subscription point, so there is
+    /// no gap and (with `cursor`) no duplicate between replay and live delivery.
+    func open(_ viewer: Viewer, from: String?) -> Start {
+        let session = viewer.session
+        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role)
+        let sessionLast = session.read { _, last in last }
+        if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
+            // Replay (from, published]; everything later arrives live on the queue.
+            let replay = (try? log.events(of: session.id, after: position.sequence, through: published)) ?? nil
+            if let replay {
+                let backlog = replay.filter { $0.event.audience.includes(viewer.role) }.map(hub.encode)
+                return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
+            }
+        }
+        guard from != nil else {
+            // No position: live events only (clients take `lastEventId` from the snapshot).
+            return Start(subscription: subscription, backlog: [], cursor: published)
+        }
+        // The position cannot be served (malformed, from another data directory, or ahead of
+        // the log): send the whole state instead, and continue live after it.
+        let (view, last) = session.read { state, last in
+            (state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last)), last)
+        }
+        let reset = hub.encodeReset(sessionId: session.id, view: view, through: last)
+        return Start(subscription: subscription, backlog: [reset], cursor: last)
+    }
+
+    // MARK: Server-Sent Events
+
+    func addRoutes(to router: Router<TallyRequestContext>) {
+        router.get("events", use: serverSentEvents)
+    }
+
+    func serverSentEvents(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let viewer = try authorize(request)
+        if request.headers[.upgrade] != nil {
+            // The WebSocket router declined this upgrade for a reason `authorize` did not catch.
+            throw Problem(.badRequest, "WebSocket upgrade refused")
+        }
+        let from = request.uri.queryParameters["fromEventId"].map(String.init) ?? request.headers[HTTPField.Name("Last-Event-ID")!]
+        let start = open(viewer, from: from)
+        let hub = self.hub
+        let logger = context.logger
+        logger.info("stream opened", metadata: ["transport": "sse", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
+        let body = ResponseBody { writer in
+            defer { hub.unsubscribe(start.subscription) }
+            var cursor = start.cursor
+            var opening = ByteBuffer(string: "retry: 1000\n\n")
+            for event in start.backlog { opening.writeImmutableBuffer(event.sse) }
+            try await writer.write(opening)
+            for await item in start.subscription.stream.cancelOnGracefulShutdown() {
+                switch item {
+                case .event(let event):
+                    guard event.sequence > cursor else { continue }
+                    cursor = event.sequence
+                    try await writer.write(event.sse)
+                case .heartbeat:
+                    try await writer.write(ByteBuffer(string: ":\n\n"))
+                }
+            }
+            logger.info("stream closed", metadata: ["transport": "sse", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/event-stream", .cacheControl: "no-store",
+                HTTPField.Name("X-Accel-Buffering")!: "no",
+            ],
+            body: body)
+    }
+
+    // MARK: WebSocket
+
+    func addWebSocketRoutes(to router: Router<TallyRequestContext>) {
+        router.ws("events") { request, _ in
+            // Refusing here hands the request to the HTTP router, which answers with the
+            // precise problem (401/403/404) instead of a bare failed handshake.
+            (try? authorize(request)) == nil ? .dontUpgrade : .upgrade([:])
+        } onUpgrade: { inbound, outbound, context in
+            try await webSocket(inbound: inbound, outbound: outbound, request: context.request, logger: context.logger)
+        }
+    }
+
+    private func webSocket(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, logger: Logger
+    ) async throws {
+        guard let viewer = try? authorize(request) else {
+            try await outbound.close(.policyViolation, reason: "not authorized")
+            return
+        }
+        let from = request.uri.queryParameters["fromEventId"].map(String.init)
+        let start = open(viewer, from: from)
+        defer { hub.unsubscribe(start.subscription) }
+        logger.info("stream opened", metadata: ["transport": "websocket", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Keep reading: pings, pongs and the close handshake are only processed while
+            // someone iterates `inbound`. Clients have nothing to say on this stream.
+            group.addTask {
+                for try await _ in inbound {}
+            }
+            group.addTask {
+                var cursor = start.cursor
+                for event in start.backlog {
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
+                }
+                for await item in start.subscription.stream.cancelOnGracefulShutdown() {
+                    guard case .event(let event) = item, event.sequence > cursor else { continue }
+                    cursor = event.sequence
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
+                }
+                switch start.subscription.endReason {
+                case .slowConsumer:
+                    try await outbound.close(
+                        .init(codeNumber: Int(Self.slowConsumerCloseCode)), reason: "too slow: reconnect with fromEventId")
+                case .shutdown, nil:
+                    if !Task.isCancelled { try await outbound.close(.goingAway, reason: "server shutting down") }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        logger.info("stream closed", metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
+    }
+}

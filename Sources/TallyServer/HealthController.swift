@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import TallyEventLog
+
+/// `/healthz` (the process answers) and `/readyz` (the log is writable; accepting commands),
+/// and the API contract at `/api/v1/openapi.yaml`.
+struct HealthController: Sendable {
+    let venue: Venue
+    let hub: EventHub
+    let log: SQLiteEventLog
+
+    func addRoutes(to router: Router<TallyRequestContext>) {
+        router.get("healthz") { _, _ in json(["status": "ok"]) }
+        router.get("readyz", use: ready)
+        router.get("api/v1/openapi.yaml") { _, _ in
+            guard let document = OpenAPIDocument.text else {
+                throw Problem(.notFound, "the API document is not installed next to the binary")
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: document)))
+        }
+    }
+
+    struct Readiness: Encodable {
+        let status: String
+        let detail: String?
+        let epoch: String
+        let lastEventId: String
+        let sessions: Int
+        let streams: Int
+    }
+
+    func ready(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let failure = log.failure
+        let readable = log.isReadable()
+        let ok = failure == nil && readable
+        return json(
+            Readiness(
+                status: ok ? "ready" : "unavailable",
+                detail: failure.map { "\($0)" } ?? (readable ? nil : "the database does not answer"),
+                epoch: log.epoch, lastEventId: hub.eventId(log.durableSequence),
+                sessions: venue.sessionCount, streams: hub.connectionCount),
+            status: ok ? .ok : .serviceUnavailable)
+    }
+}
+
+/// The OpenAPI document shipped as a resource of this module.
+enum OpenAPIDocument {
+    static let text: String? = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml", subdirectory: "Resources") else { return nil }
+        return try? String(contentsOf: url, encoding: .utf8)
+    }()
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TallyEventLog
+import TallyServer
+
+@main
+struct Tally: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tally",
+        abstract: "Live polling for a room full of phones, served from a box at the venue.",
+        version: "0.1.0",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// `tally serve`: run the appliance. Every option also reads a `TALLY_*` environment variable;
+/// the command line wins over the environment, which wins over the default.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the Tally server.")
+
+    @Option(help: "Address to listen on (env TALLY_HOST). Default 0.0.0.0: every interface.")
+    var host: String?
+
+    @Option(help: "TCP port (env TALLY_PORT). Default 8080.")
+    var port: Int?
+
+    @Option(name: .customLong("data-dir"), help: "Directory for the database and secret (env TALLY_DATA_DIR). Default ./.tally-data.")
+    var dataDir: String?
+
+    @Option(
+        name: .customLong("operator-password"),
+        help: "Operator password (env TALLY_OPERATOR_PASSWORD). Without it, the stored one or first-run set-up is used.")
+    var operatorPassword: String?
+
+    @Option(help: "fsync (default: acknowledged votes survive a power cut) or os (survive a crash of the process) (env TALLY_DURABILITY).")
+    var durability: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env TALLY_LOG_LEVEL). Default info.")
+    var logLevel: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var config = TallyConfiguration()
+        config.host = host ?? env["TALLY_HOST"] ?? config.host
+        if let text = port.map(String.init) ?? env["TALLY_PORT"] {
+            guard let value = Int(text), (0...65535).contains(value) else {
+                throw ValidationError("port must be a number from 0 to 65535, got \"\(text)\"")
+            }
+            config.port = value
+        }
+        config.dataDirectory = dataDir ?? env["TALLY_DATA_DIR"] ?? config.dataDirectory
+        config.operatorPassword = operatorPassword ?? env["TALLY_OPERATOR_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        if let text = durability ?? env["TALLY_DURABILITY"] {
+            guard let value = Durability(rawValue: text) else {
+                throw ValidationError("durability must be fsync or os, got \"\(text)\"")
+            }
+            config.durability = value
+        }
+        let levelText = logLevel ?? env["TALLY_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical; got \"\(levelText)\"")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tally")
+        do {
+            let app = try buildApplication(config, logger: logger)
+            try await app.run()
+        } catch let error as StartupError {
+            logger.critical("cannot start: \(error.description)")
+            throw ExitCode(1)
+        }
+    }
+}

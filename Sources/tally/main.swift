@@ -1,3 +1,0 @@
-import TallyServer
-import ArgumentParser
-print("x")
