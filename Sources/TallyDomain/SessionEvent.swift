@@ -16,23 +16,41 @@ public enum SessionEvent: Sendable, Equatable {
         public var sessionId: SessionID
         public var title: String
         public var joinCode: JoinCode
+        public init(sessionId: SessionID, title: String, joinCode: JoinCode) {
+            self.sessionId = sessionId
+            self.title = title
+            self.joinCode = joinCode
+        }
     }
 
     public struct SessionEnded: Codable, Sendable, Equatable {
         public var sessionId: SessionID
+        public init(sessionId: SessionID) {
+            self.sessionId = sessionId
+        }
     }
 
     public struct PollPayload: Codable, Sendable, Equatable {
         public var poll: Poll
+        public init(poll: Poll) {
+            self.poll = poll
+        }
     }
 
     public struct PollRef: Codable, Sendable, Equatable {
         public var pollId: PollID
+        public init(pollId: PollID) {
+            self.pollId = pollId
+        }
     }
 
     public struct PollRevealed: Codable, Sendable, Equatable {
         public var pollId: PollID
         public var results: PollResults
+        public init(pollId: PollID, results: PollResults) {
+            self.pollId = pollId
+            self.results = results
+        }
     }
 
     /// A coalesced snapshot of one poll's counts. `visibleToParticipants` is decided when the
@@ -40,11 +58,19 @@ public enum SessionEvent: Sendable, Equatable {
     public struct ResultsPublished: Codable, Sendable, Equatable {
         public var results: PollResults
         public var visibleToParticipants: Bool
+        public init(results: PollResults, visibleToParticipants: Bool) {
+            self.results = results
+            self.visibleToParticipants = visibleToParticipants
+        }
     }
 
     public struct ParticipantJoined: Codable, Sendable, Equatable {
         public var participantId: ParticipantID
         public var participantCount: Int
+        public init(participantId: ParticipantID, participantCount: Int) {
+            self.participantId = participantId
+            self.participantCount = participantCount
+        }
     }
 
     /// One participant's ballot; it replaces any earlier ballot of theirs on the same poll.
@@ -52,6 +78,11 @@ public enum SessionEvent: Sendable, Equatable {
         public var pollId: PollID
         public var participantId: ParticipantID
         public var optionIds: [OptionID]
+        public init(pollId: PollID, participantId: ParticipantID, optionIds: [OptionID]) {
+            self.pollId = pollId
+            self.participantId = participantId
+            self.optionIds = optionIds
+        }
     }
 
     /// The wire name of the event (`eventType` in the envelope).

@@ -15,6 +15,8 @@ public struct TallyApplication: Sendable {
     let streams: StreamKeeper
     let configuration: TallyConfiguration
     let logger: Logger
+    /// "METHOD /path" of every HTTP route (checked against openapi.yaml by the tests).
+    let routes: [String]
 
     /// Runs until SIGTERM/SIGINT (or cancellation). Shutdown ends every open stream first, then
     /// lets the server drain, within `configuration.shutdownGrace`.
@@ -125,7 +127,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         logger: logger)
     return TallyApplication(
         application: application, streams: StreamKeeper(hub: hub, interval: configuration.sseHeartbeat),
-        configuration: configuration, logger: logger)
+        configuration: configuration, logger: logger,
+        routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })
 }
 
 /// A start-up failure with a message for the person at the console.

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import TallyDomain
+import Testing
+@testable import TallyServer
+
+@Suite("Credentials")
+struct CredentialsTests {
+    let credentials = Credentials(secret: Array(repeating: 7, count: 32))
+
+    @Test func tokensCarryTheirGrant() {
+        for grant in [Grant.operator, .presenter("s1"), .display("s1"), .participant("s1", "p1")] {
+            #expect(credentials.verify(credentials.token(for: grant)) == grant)
+        }
+    }
+
+    @Test func forgedTamperedOrForeignTokensAreRejected() {
+        let token = credentials.token(for: .participant("s1", "p1"))
+        // Same MAC, different session: the MAC covers every field.
+        #expect(credentials.verify(token.replacingOccurrences(of: "pa.s1.", with: "pa.s2.")) == nil)
+        #expect(credentials.verify(String(token.dropLast())) == nil)
+        #expect(credentials.verify("pr.s1.AAAA") == nil)
+        #expect(credentials.verify("") == nil)
+        #expect(credentials.verify(String(repeating: "x", count: 10_000)) == nil)
+        let other = Credentials(secret: Array(repeating: 8, count: 32))
+        #expect(other.verify(token) == nil, "a token from another appliance is worthless here")
+    }
+
+    @Test func operatorTokensExpire() {
+        let token = credentials.token(for: .operator, now: Date(timeIntervalSince1970: 1_000_000))
+        #expect(credentials.verify(token, now: Date(timeIntervalSince1970: 1_000_000 + 60)) == .operator)
+        #expect(credentials.verify(token, now: Date(timeIntervalSince1970: 1_000_000 + 13 * 3600)) == nil)
+    }
+
+    @Test func passwordsAreStoredSaltedAndVerified() throws {
+        let a = try PasswordHash.make(password: "correct horse")
+        let b = try PasswordHash.make(password: "correct horse")
+        #expect(a != b, "a fresh salt each time")
+        #expect(!a.encoded.contains("correct"))
+        #expect(a.matches("correct horse"))
+        #expect(!a.matches("correct horsE"))
+        #expect(PasswordHash(encoded: a.encoded) == a)
+        #expect(PasswordHash(encoded: "plain") == nil)
+    }
+}
+
+@Suite("API contract")
+struct ContractTests {
+    /// Every route the server answers is in openapi.yaml, and every documented operation is routed.
+    @Test func routesAndOpenAPIDocumentAgree() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tally-contract-\(UUID().uuidString)")
+        var configuration = TallyConfiguration()
+        configuration.dataDirectory = dir.path
+        configuration.port = 0
+        let app = try buildApplication(configuration, logger: Logger(label: "test"))
+        let routed = Set(app.routes.map { $0.replacingOccurrences(of: #"\{(\w+)\}"#, with: "{}", options: .regularExpression) }
+            .map { $0.replacingOccurrences(of: #":\w+"#, with: "{}", options: .regularExpression) })
+
+        let document = try #require(OpenAPIDocument.text)
+        var documented: Set<String> = []
+        var currentPath: String?
+        for line in document.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":") {
+                currentPath = String(line.dropFirst(2).dropLast())
+            } else if !line.hasPrefix("  ") {
+                currentPath = nil
+            } else if let path = currentPath, let method = ["get", "post", "put", "delete", "patch"].first(where: { line == "    \($0):" }) {
+                documented.insert("\(method.uppercased()) \(path.replacingOccurrences(of: #"\{\w+\}"#, with: "{}", options: .regularExpression))")
+            }
+        }
+        #expect(documented.count >= 15)
+        #expect(routed.subtracting(documented).isEmpty, "routes missing from openapi.yaml: \(routed.subtracting(documented).sorted())")
+        #expect(documented.subtracting(routed).isEmpty, "documented but not routed: \(documented.subtracting(routed).sorted())")
+    }
+}
