@@ -1,12 +1,12 @@
 /// Whether a participant may pick one option or several.
-public enum PollKind: String, Codable, Sendable, CaseIterable {
+public enum PollKind: String, Codable, Sendable, CaseIterable, StrictlyDecodedEnum {
     case single
     case multiple
 }
 
 /// Whether participants see counts while voting, or only once the presenter reveals them.
 /// Presenters and displays always see counts.
-public enum ResultsVisibility: String, Codable, Sendable, CaseIterable {
+public enum ResultsVisibility: String, Codable, Sendable, CaseIterable, StrictlyDecodedEnum {
     case live
     case hidden
 }
@@ -75,5 +75,20 @@ public struct PollResults: Codable, Sendable, Equatable {
         self.pollId = pollId
         self.counts = counts
         self.totalBallots = totalBallots
+    }
+}
+
+/// Enums whose decoding error names the accepted values, so a client sending `"kind": "ranked"`
+/// learns what it may send instead.
+public protocol StrictlyDecodedEnum: RawRepresentable<String>, CaseIterable {}
+
+extension StrictlyDecodedEnum {
+    public init(from decoder: any Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(rawValue: raw) else {
+            let allowed = Self.allCases.map(\.rawValue).joined(separator: ", ")
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "must be one of \(allowed)"))
+        }
+        self = value
     }
 }

@@ -325,6 +325,7 @@ private func describe(_ error: DecodingError) -> String {
     case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)) must be \(describe(type)), not null"
     case .dataCorrupted(let ctx):
         if ctx.codingPath.isEmpty { return "the body is not valid JSON" }
+        if ctx.debugDescription.hasPrefix("must be") { return "\(path(ctx.codingPath)) \(ctx.debugDescription)" }
         return "\(path(ctx.codingPath)) has an unexpected value"
     @unknown default: return "the body does not match the expected shape"
     }

@@ -154,11 +154,10 @@ struct EventsController: Sendable {
     // MARK: WebSocket
 
     func addWebSocketRoutes(to router: Router<TallyRequestContext>) {
-        router.ws("events") { request, _ in
-            // Refusing here hands the request to the HTTP router, which answers with the
-            // precise problem (401/403/404) instead of a bare failed handshake.
-            (try? authorize(request)) == nil ? .dontUpgrade : .upgrade([:])
-        } onUpgrade: { inbound, outbound, context in
+        // Always accept the handshake: a browser cannot read the status of a refused one, but
+        // it can read a close code. Refusals close at once with 4000 + the HTTP status
+        // (4400, 4401, 4403, 4404) and the problem's detail as the reason.
+        router.ws("events") { inbound, outbound, context in
             try await webSocket(inbound: inbound, outbound: outbound, request: context.request, logger: context.logger)
         }
     }
@@ -166,8 +165,12 @@ struct EventsController: Sendable {
     private func webSocket(
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, logger: Logger
     ) async throws {
-        guard let viewer = try? authorize(request) else {
-            try await outbound.close(.policyViolation, reason: "not authorized")
+        let viewer: Viewer
+        do {
+            viewer = try authorize(request)
+        } catch let problem as Problem {
+            try await outbound.close(
+                .init(codeNumber: 4000 + problem.status.code), reason: String(problem.detail.utf8.prefix(120)) ?? "refused")
             return
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init)
