@@ -41,9 +41,10 @@ struct StreamKeeper: Service {
     let hub: EventHub
     let interval: Duration
 
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await cancelWhenGracefulShutdown {
+    func run() async {
+        await withGracefulShutdownHandler {
+            // Ends (with a CancellationError, which is the normal way out) at shutdown.
+            try? await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     try await Task.sleep(for: interval)
                     hub.heartbeat()

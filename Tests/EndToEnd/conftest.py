@@ -145,7 +145,10 @@ class WSStream:
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
 
     async def _main(self):
         try:

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Tally developer entry point.
+#
+#   Appliance/dev.sh run  [serve options]   install what is missing, build (release), run the server
+#   Appliance/dev.sh test                   install what is missing, build, run every test suite
+#   Appliance/dev.sh build [debug|release]  just build
+#
+# Works on a fresh Debian 12 / Ubuntu 22.04+ machine with Swift 6.1 or later on the PATH.
+# Installs Debian packages with apt-get when they are missing (as root, or through sudo).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the build and the tests need.
+BUILD_PACKAGES=(libsqlite3-dev pkg-config)
+TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml procps)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"; fi
+}
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get to install them"
+    say "installing ${missing[*]}"
+    # Never let a package's maintainer script start a daemon on this machine's real network.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+    fi
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+need_swift() {
+    if ! command -v swift >/dev/null; then
+        [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+    fi
+    command -v swift >/dev/null || die "Swift 6.1 or later is needed (https://www.swift.org/install/linux/); put 'swift' on the PATH and retry"
+    local version
+    version="$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -1)"
+    case "$version" in
+        6.[1-9]*|6.[1-9][0-9]*|[7-9].*) ;;
+        *) die "Swift 6.1 or later is needed, found '${version:-unknown}'" ;;
+    esac
+}
+
+build() {
+    local configuration="${1:-debug}"
+    need_swift
+    apt_install "${BUILD_PACKAGES[@]}"
+    say "building ($configuration) — a first build takes about 5 minutes"
+    swift build -c "$configuration" --product tally
+}
+
+cmd_run() {
+    build release
+    local bin
+    bin="$(swift build -c release --show-bin-path)/tally"
+    say "starting Tally (Ctrl-C to stop)"
+    exec "$bin" serve "$@"
+}
+
+cmd_test() {
+    need_swift
+    apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    say "building the server and the unit tests"
+    swift build --build-tests
+    say "unit tests (domain, event log, server)"
+    swift test --skip-build
+    say "end-to-end tests against the real binary"
+    TALLY_BINARY="$(swift build --show-bin-path)/tally" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider "$ROOT/Tests/EndToEnd"
+}
+
+case "${1:-}" in
+    run) shift; cmd_run "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    build) shift; build "${1:-debug}" ;;
+    *) die "usage: Appliance/dev.sh run [serve options] | test | build [debug|release]" ;;
+esac
