@@ -28,11 +28,15 @@ let package = Package(
             name: "TallyDomain",
             swiftSettings: swiftSettings
         ),
-        // The durable, ordered event log (group commit) that every state change goes through.
+        // CRC-32C with the CPU's instruction where there is one (ring records are checksummed).
+        .target(name: "CCRC32C"),
+        // The durable, ordered event log (memory-mapped ring, group commit) every state change
+        // goes through, and the SQLite projection of the sessions.
         .target(
             name: "TallyEventLog",
             dependencies: [
                 "TallyDomain",
+                "CCRC32C",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

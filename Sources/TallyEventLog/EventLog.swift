@@ -58,13 +58,30 @@ public enum Durability: String, Sendable, CaseIterable {
 public enum EventLogError: Error, CustomStringConvertible {
     case writeFailed(String)
     case corruptRecord(sequence: UInt64, reason: String)
+    /// The ring is full of events the projection has not caught up with yet; retry shortly.
+    case busy
+    case eventTooLarge(Int)
 
     public var description: String {
         switch self {
         case .writeFailed(let m): "event log write failed: \(m)"
         case .corruptRecord(let s, let r): "event log record \(s) is unreadable: \(r)"
+        case .busy: "the event ring is full of events not yet saved to the database; retry in a moment"
+        case .eventTooLarge(let n): "an event of \(n) bytes is larger than the ring accepts"
         }
     }
+}
+
+/// How far back the log reaches, for `/readyz` and the logs.
+public struct LogReach: Sendable, Equatable {
+    /// Oldest event still served for replay (nil when none).
+    public var oldestSequence: UInt64?
+    public var oldestTimestamp: Date?
+    public var newestSequence: UInt64
+    /// Events retained (including expired ones not yet overwritten).
+    public var retainedEvents: Int
+    /// True when the ring has overwritten events younger than the retention age.
+    public var limitedByCapacity: Bool
 }
 
 /// The ordered, durable log every state change goes through.
@@ -87,8 +104,9 @@ public protocol EventLog: AnyObject, Sendable {
     func waitUntilDurable(_ sequence: UInt64) async throws
     /// Registers the observer that receives durable batches (the fan-out).
     func onDurable(_ observer: @escaping @Sendable ([LoggedEvent]) -> Void)
-    /// Events of one session with `after < sequence <= through`, in order.
-    func events(of sessionId: SessionID, after: UInt64, through: UInt64) throws -> [LoggedEvent]
-    /// Every retained event in order (startup recovery).
-    func allEvents() throws -> [LoggedEvent]
+    /// Events of one session with `after < sequence <= through`, in order; nil when that range
+    /// can no longer be served completely (overwritten, expired, or across a corrupt record).
+    func events(of sessionId: SessionID, after: UInt64, through: UInt64) -> [LoggedEvent]?
+    /// How far back replay reaches.
+    func reach() -> LogReach
 }

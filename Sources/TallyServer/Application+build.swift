@@ -13,6 +13,7 @@ import UnixSignals
 public struct TallyApplication: Sendable {
     let application: Application<RouterResponder<TallyRequestContext>>
     let streams: StreamKeeper
+    let projectionWriter: ProjectionWriter
     let configuration: TallyConfiguration
     let logger: Logger
     /// "METHOD /path" of every HTTP route (checked against openapi.yaml by the tests).
@@ -32,6 +33,7 @@ public struct TallyApplication: Sendable {
             logger: logger)
         group.maximumGracefulShutdownDuration = configuration.shutdownGrace
         try await ServiceGroup(configuration: group).run()
+        projectionWriter.drain()
         logger.info("stopped")
     }
 }
@@ -39,15 +41,29 @@ public struct TallyApplication: Sendable {
 /// Keeps the streams alive (SSE heartbeats) and ends them all on graceful shutdown.
 struct StreamKeeper: Service {
     let hub: EventHub
+    let log: RingEventLog
     let interval: Duration
+    let retention: TimeInterval
+    let logger: Logger
 
     func run() async {
         await withGracefulShutdownHandler {
             // Ends (with a CancellationError, which is the normal way out) at shutdown.
             try? await cancelWhenGracefulShutdown {
+                var warned = false
                 while !Task.isCancelled {
                     try await Task.sleep(for: interval)
                     hub.heartbeat()
+                    let reach = log.reach()
+                    if reach.limitedByCapacity, !warned {
+                        warned = true
+                        logger.warning(
+                            "the event ring is full: replay now reaches back less than the retention age; a larger --ring-size keeps more",
+                            metadata: [
+                                "oldest_age_s": "\(reach.oldestTimestamp.map { Int(Date().timeIntervalSince($0)) } ?? 0)",
+                                "retention_s": "\(Int(retention))",
+                            ])
+                    }
                 }
             }
         } onGracefulShutdown: {
@@ -66,34 +82,63 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         throw StartupError("cannot create the data directory \(dataDirectory.path): \(error.localizedDescription)")
     }
     let databasePath = dataDirectory.appendingPathComponent("tally.sqlite").path
-    let log: SQLiteEventLog
+    let ringPath = dataDirectory.appendingPathComponent("events.ring").path
+    let projection: SQLiteProjection
+    let restored: [SQLiteProjection.RestoredSession]
+    let projected: UInt64
     do {
-        log = try SQLiteEventLog(path: databasePath, durability: configuration.durability, logger: logger)
+        projection = try SQLiteProjection(path: databasePath)
+        projected = try projection.projectedThrough()
+        restored = try projection.load()
     } catch {
-        throw StartupError("cannot open the event log at \(databasePath): \(error)")
+        throw StartupError("cannot open the database at \(databasePath): \(error)")
     }
 
-    let secret = try applianceSecret(log)
-    let access = Access(credentials: Credentials(secret: secret))
-    let password = try OperatorPassword(configured: configuration.operatorPassword, settings: log)
+    var ringOptions = RingEventLog.Options()
+    ringOptions.capacity = configuration.ringSize
+    ringOptions.durability = configuration.durability
+    ringOptions.retention = configuration.retention
+    let log: RingEventLog
+    do {
+        log = try RingEventLog(path: ringPath, options: ringOptions, projectedThrough: projected, logger: logger)
+    } catch {
+        throw StartupError("\(error)")
+    }
 
-    let clock = ContinuousClock()
-    let started = clock.now
-    let events = try log.allEvents()
+    let secret = try applianceSecret(projection)
+    let access = Access(credentials: Credentials(secret: secret))
+    let password = try OperatorPassword(configured: configuration.operatorPassword, settings: projection)
+
+    // The projection holds every event up to `projected`; the ring holds what came after.
+    let tail = try log.events(after: projected)
+    if let first = tail.first, first.sequence > projected + 1 {
+        logger.critical("events missing between the database and the ring", metadata: ["from": "\(projected + 1)", "to": "\(first.sequence - 1)"])
+    }
+    for gap in log.recoveryGaps {
+        logger.error("corrupt records skipped in the event ring", metadata: ["sequences": "\(gap.lowerBound)...\(gap.upperBound)"])
+    }
     let venue = Venue(
         log: log, limits: configuration.limits, maxSessions: configuration.maxSessions,
         resultsInterval: configuration.resultsInterval)
-    venue.recover(from: events)
+    venue.restore(restored)
+    venue.recover(from: tail)
+    try projection.apply(tail)
+    log.markProjected(through: tail.last?.sequence ?? projected)
+    let reach = log.reach()
     logger.info(
         "event log recovered",
         metadata: [
-            "path": "\(databasePath)", "events": "\(events.count)", "sessions": "\(venue.sessionCount)",
+            "ring": "\(ringPath)", "size": "\(formatSize(log.capacity))", "created": "\(log.created)",
+            "retained": "\(reach.retainedEvents)", "replayed": "\(tail.count)", "sessions": "\(venue.sessionCount)",
             "epoch": "\(log.epoch)", "durability": "\(configuration.durability.rawValue)",
-            "ms": "\(started.duration(to: clock.now).components.attoseconds / 1_000_000_000_000_000 + started.duration(to: clock.now).components.seconds * 1000)",
+            "recovery_ms": "\(milliseconds(log.recoveryDuration))",
+            "oldest": "\(reach.oldestTimestamp.map { "\(Int(Date().timeIntervalSince($0)))s ago" } ?? "none")",
         ])
+    let projectionWriter = ProjectionWriter(projection: projection, ring: log, logger: logger)
 
     let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, queueLimit: configuration.streamQueueLimit)
     log.onDurable { batch in hub.publish(batch) }
+    projectionWriter.start()
 
     let router = Router(context: TallyRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
@@ -101,7 +146,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     APIController(venue: venue, hub: hub, access: access, password: password, log: log).addRoutes(to: router)
     let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
     events_.addRoutes(to: router)
-    HealthController(venue: venue, hub: hub, log: log).addRoutes(to: router)
+    HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
     events_.addWebSocketRoutes(to: webSocketRouter)
@@ -127,9 +172,21 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         },
         logger: logger)
     return TallyApplication(
-        application: application, streams: StreamKeeper(hub: hub, interval: configuration.sseHeartbeat),
+        application: application,
+        streams: StreamKeeper(hub: hub, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
+        projectionWriter: projectionWriter,
         configuration: configuration, logger: logger,
         routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })
+}
+
+func milliseconds(_ d: Duration) -> Int64 {
+    d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+}
+
+func formatSize(_ n: Int) -> String {
+    if n >= 1 << 30, n % (1 << 30) == 0 { return "\(n >> 30) GiB" }
+    if n >= 1 << 20, n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    return "\(n) bytes"
 }
 
 /// A start-up failure with a message for the person at the console.

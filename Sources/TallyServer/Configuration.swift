@@ -12,6 +12,10 @@ public struct TallyConfiguration: Sendable {
     /// When set, the operator password (otherwise the stored one, or first-run set-up).
     public var operatorPassword: String?
     public var durability: Durability = .fsync
+    /// Capacity of the event ring file (replay buffer and write-ahead log).
+    public var ringSize = 1 << 30
+    /// How long events are served for replay (capacity permitting).
+    public var retention: TimeInterval = 24 * 3600
     public var limits = SessionLimits()
     public var maxSessions = 10_000
     /// Minimum time between two `poll.results` of one poll.

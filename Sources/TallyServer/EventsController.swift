@@ -87,8 +87,7 @@ struct EventsController: Sendable {
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
-            let replay = (try? log.events(of: session.id, after: position.sequence, through: published)) ?? nil
-            if let replay {
+            if let replay = log.events(of: session.id, after: position.sequence, through: published) {
                 let backlog = replay.filter { $0.event.audience.includes(viewer.role) }.map(hub.encode)
                 return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
             }
@@ -97,8 +96,8 @@ struct EventsController: Sendable {
             // No position: live events only (clients take `lastEventId` from the snapshot).
             return Start(subscription: subscription, backlog: [], cursor: published)
         }
-        // The position cannot be served (malformed, from another data directory, or ahead of
-        // the log): send the whole state instead, and continue live after it.
+        // The position cannot be served (malformed, from another ring, overwritten, expired, or
+        // ahead of the log): send the whole state instead, and continue live after it.
         let (view, last) = session.read { state, last in
             (state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last)), last)
         }

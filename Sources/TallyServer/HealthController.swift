@@ -7,7 +7,9 @@ import TallyEventLog
 struct HealthController: Sendable {
     let venue: Venue
     let hub: EventHub
-    let log: SQLiteEventLog
+    let log: RingEventLog
+    let projection: SQLiteProjection
+    let retention: TimeInterval
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         router.get("healthz") { _, _ in json(["status": "ok"]) }
@@ -29,18 +31,36 @@ struct HealthController: Sendable {
         let lastEventId: String
         let sessions: Int
         let streams: Int
+        let ring: Ring
+    }
+
+    /// How far back replay reaches.
+    struct Ring: Encodable {
+        let sizeBytes: Int
+        let retainedEvents: Int
+        let oldestEventId: String?
+        let oldestEventAgeSeconds: Int?
+        let retentionSeconds: Int
+        /// True when capacity, not age, decides how far back replay reaches.
+        let limitedByCapacity: Bool
     }
 
     func ready(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let failure = log.failure
-        let readable = log.isReadable()
+        let readable = projection.isReadable()
+        let reach = log.reach()
         let ok = failure == nil && readable
         return json(
             Readiness(
                 status: ok ? "ready" : "unavailable",
                 detail: failure.map { "\($0)" } ?? (readable ? nil : "the database does not answer"),
                 epoch: log.epoch, lastEventId: hub.eventId(log.durableSequence),
-                sessions: venue.sessionCount, streams: hub.connectionCount),
+                sessions: venue.sessionCount, streams: hub.connectionCount,
+                ring: Ring(
+                    sizeBytes: log.capacity, retainedEvents: reach.retainedEvents,
+                    oldestEventId: reach.oldestSequence.map(hub.eventId),
+                    oldestEventAgeSeconds: reach.oldestTimestamp.map { max(0, Int(Date().timeIntervalSince($0))) },
+                    retentionSeconds: Int(retention), limitedByCapacity: reach.limitedByCapacity)),
             status: ok ? .ok : .serviceUnavailable)
     }
 }

@@ -138,7 +138,21 @@ final class Venue: Sendable {
         self.directory = Mutex(Directory())
     }
 
-    /// Rebuilds every session from the log: the state after a restart is the fold of its events.
+    /// Restores the sessions the database projection holds.
+    func restore(_ sessions: [SQLiteProjection.RestoredSession]) {
+        directory.withLock { directory in
+            for restored in sessions {
+                let session = LiveSession(
+                    state: restored.state, lastSequence: restored.lastSequence,
+                    log: log, limits: limits, resultsInterval: resultsInterval)
+                directory.sessions[restored.state.id] = session
+                directory.joinCodes[restored.state.joinCode] = restored.state.id
+                directory.order.append(restored.state.id)
+            }
+        }
+    }
+
+    /// Folds events the projection does not hold yet (the ring's tail) into the sessions.
     func recover(from events: [LoggedEvent]) {
         directory.withLock { directory in
             for logged in events {

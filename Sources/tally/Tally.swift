@@ -36,6 +36,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "fsync (default: acknowledged votes survive a power cut) or os (survive a crash of the process) (env TALLY_DURABILITY).")
     var durability: String?
 
+    @Option(name: .customLong("ring-size"), help: "Size of the event ring file, e.g. 1GiB, 256MiB (env TALLY_RING_SIZE). Default 1GiB.")
+    var ringSize: String?
+
+    @Option(name: .customLong("retention-hours"), help: "How long events are replayable, capacity permitting (env TALLY_RETENTION_HOURS). Default 24.")
+    var retentionHours: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env TALLY_LOG_LEVEL). Default info.")
     var logLevel: String?
 
@@ -57,6 +63,21 @@ struct Serve: AsyncParsableCommand {
             }
             config.durability = value
         }
+        if let text = ringSize ?? env["TALLY_RING_SIZE"] {
+            guard let bytes = parseSize(text) else {
+                throw ValidationError("ring size must look like 1GiB, 256MiB or a number of bytes; got \"\(text)\"")
+            }
+            guard bytes >= 1 << 20, bytes <= 1 << 36, bytes % 4096 == 0 else {
+                throw ValidationError("ring size must be a multiple of 4 KiB from 1 MiB to 64 GiB; got \(text)")
+            }
+            config.ringSize = bytes
+        }
+        if let text = retentionHours ?? env["TALLY_RETENTION_HOURS"] {
+            guard let hours = Double(text), hours > 0, hours <= 24 * 365 else {
+                throw ValidationError("retention hours must be a number above 0; got \"\(text)\"")
+            }
+            config.retention = hours * 3600
+        }
         let levelText = logLevel ?? env["TALLY_LOG_LEVEL"] ?? "info"
         guard let level = Logger.Level(rawValue: levelText) else {
             throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical; got \"\(levelText)\"")
@@ -75,4 +96,16 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// "1GiB", "256MiB", "64KiB", "1G", "4096" → bytes.
+func parseSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        guard let n = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : product
+    }
+    return Int(trimmed)
 }

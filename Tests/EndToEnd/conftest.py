@@ -42,7 +42,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
-             "--operator-password", PASSWORD, *self.extra_args],
+             "--operator-password", PASSWORD, "--ring-size", "8MiB", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,0 +1,173 @@
+import Foundation
+import GRDB
+import Logging
+import TallyDomain
+
+/// Sessions, polls, participants and ballots as tables in SQLite (WAL): the durable state.
+///
+/// The ring is the write-ahead log; this is its projection. Each applied batch and the id of
+/// the last event it contains (`projected_through`) commit in one transaction, so after any
+/// crash the projection is exactly "every event up to N", and startup replays the ring after N.
+/// The ring never overwrites an event this projection does not hold yet.
+public final class SQLiteProjection: SettingsStore {
+    private let pool: DatabasePool
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.label = "tally-projection"
+        config.prepareDatabase { db in
+            // NORMAL is enough: a lost last transaction after a power cut is replayed from the
+            // ring, which is synced before any command is acknowledged.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY, title TEXT NOT NULL, join_code TEXT NOT NULL,
+                    ended INTEGER NOT NULL DEFAULT 0, created_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+                CREATE TABLE polls (
+                    session_id TEXT NOT NULL, poll_id TEXT NOT NULL, position INTEGER NOT NULL,
+                    definition BLOB NOT NULL, state TEXT NOT NULL, revealed INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (session_id, poll_id));
+                CREATE TABLE participants (
+                    session_id TEXT NOT NULL, participant_id TEXT NOT NULL, position INTEGER NOT NULL,
+                    PRIMARY KEY (session_id, participant_id));
+                CREATE TABLE ballots (
+                    session_id TEXT NOT NULL, poll_id TEXT NOT NULL, participant_id TEXT NOT NULL,
+                    options BLOB NOT NULL, PRIMARY KEY (session_id, poll_id, participant_id));
+                """)
+        }
+        try migrator.migrate(pool)
+    }
+
+    /// Sequence of the last event the projection holds (0 when empty).
+    public func projectedThrough() throws -> UInt64 {
+        try setting("projected_through").flatMap(UInt64.init) ?? 0
+    }
+
+    /// Applies a batch of events (in order) and records how far the projection reaches.
+    /// Events at or before `projectedThrough` are skipped, so applying twice is harmless.
+    public func apply(_ batch: [LoggedEvent]) throws {
+        guard let last = batch.last else { return }
+        let encoder = JSONEncoder()
+        try pool.write { db in
+            let through = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'projected_through'").flatMap(UInt64.init) ?? 0
+            for logged in batch where logged.sequence > through {
+                let s = logged.sessionId
+                switch logged.event {
+                case .sessionCreated(let c):
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO sessions(id, title, join_code, created_seq, last_seq) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [s, c.title, c.joinCode.value, Int64(logged.sequence), Int64(logged.sequence)])
+                case .sessionEnded:
+                    try db.execute(sql: "UPDATE sessions SET ended = 1 WHERE id = ?", arguments: [s])
+                case .pollCreated(let p):
+                    var draft = p.poll
+                    draft.state = .draft
+                    draft.revealed = false
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO polls(session_id, poll_id, position, definition, state) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [s, p.poll.id, Int64(logged.sequence), try encoder.encode(draft), p.poll.state.rawValue])
+                case .pollOpened(let p):
+                    try db.execute(sql: "UPDATE polls SET state = 'open' WHERE session_id = ? AND poll_id = ?", arguments: [s, p.poll.id])
+                case .pollClosed(let p):
+                    try db.execute(sql: "UPDATE polls SET state = 'closed' WHERE session_id = ? AND poll_id = ?", arguments: [s, p.pollId])
+                case .pollRevealed(let p):
+                    try db.execute(sql: "UPDATE polls SET revealed = 1 WHERE session_id = ? AND poll_id = ?", arguments: [s, p.pollId])
+                case .pollResults:
+                    break
+                case .participantJoined(let j):
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO participants(session_id, participant_id, position) VALUES (?, ?, ?)",
+                        arguments: [s, j.participantId, Int64(logged.sequence)])
+                case .ballotCast(let b):
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options) VALUES (?, ?, ?, ?)",
+                        arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds)])
+                }
+                try db.execute(sql: "UPDATE sessions SET last_seq = ? WHERE id = ?", arguments: [Int64(logged.sequence), s])
+            }
+            if last.sequence > through {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO settings(key, value) VALUES ('projected_through', ?)",
+                    arguments: ["\(last.sequence)"])
+            }
+        }
+    }
+
+    /// A restored session: its state and the sequence of its last event.
+    public struct RestoredSession: Sendable {
+        public var state: SessionState
+        public var lastSequence: UInt64
+    }
+
+    /// Rebuilds every session, in creation order, by folding synthetic events through the same
+    /// `SessionState.apply` that live commands use.
+    public func load() throws -> [RestoredSession] {
+        let decoder = JSONDecoder()
+        return try pool.read { db in
+            var restored: [RestoredSession] = []
+            let sessions = try Row.fetchAll(db, sql: "SELECT id, title, join_code, ended, last_seq FROM sessions ORDER BY created_seq")
+            for row in sessions {
+                let id: String = row[0]
+                guard let code = JoinCode(row[2] as String) else { continue }
+                var state = SessionState(created: .init(sessionId: id, title: row[1], joinCode: code))
+                let polls = try Row.fetchAll(
+                    db, sql: "SELECT definition, state, revealed FROM polls WHERE session_id = ? ORDER BY position", arguments: [id])
+                var openPoll: Poll?
+                for p in polls {
+                    var poll = try decoder.decode(Poll.self, from: p[0] as Data)
+                    state.apply(.pollCreated(.init(poll: poll)))
+                    let pollState = PollState(rawValue: p[1] as String) ?? .draft
+                    if pollState != .draft {
+                        poll.state = .open
+                        state.apply(.pollOpened(.init(poll: poll)))
+                        if pollState == .closed { state.apply(.pollClosed(.init(pollId: poll.id))) } else { openPoll = poll }
+                    }
+                    if (p[2] as Int64) != 0, let results = state.results(of: poll.id) {
+                        state.apply(.pollRevealed(.init(pollId: poll.id, results: results)))
+                    }
+                }
+                if let openPoll { state.apply(.pollOpened(.init(poll: openPoll))) }
+                var count = 0
+                for participant in try String.fetchAll(
+                    db, sql: "SELECT participant_id FROM participants WHERE session_id = ? ORDER BY position", arguments: [id])
+                {
+                    count += 1
+                    state.apply(.participantJoined(.init(participantId: participant, participantCount: count)))
+                }
+                for b in try Row.fetchAll(db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id]) {
+                    state.apply(.ballotCast(.init(pollId: b[0], participantId: b[1], optionIds: try decoder.decode([String].self, from: b[2] as Data))))
+                }
+                if (row[3] as Int64) != 0 { state.apply(.sessionEnded(.init(sessionId: id))) }
+                restored.append(RestoredSession(state: state, lastSequence: UInt64(row[4] as Int64)))
+            }
+            return restored
+        }
+    }
+
+    // MARK: settings
+
+    public func setting(_ key: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+    }
+
+    public func setSetting(_ key: String, to value: String) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", arguments: [key, value])
+        }
+    }
+
+    public func isReadable() -> Bool {
+        (try? pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+}
+
+/// Small persistent settings (the appliance secret, the operator password hash).
+public protocol SettingsStore: Sendable {
+    func setting(_ key: String) throws -> String?
+    func setSetting(_ key: String, to value: String) throws
+}
