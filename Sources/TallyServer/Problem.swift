@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import TallyDomain
+import TallyEventLog
 
 /// An RFC 9457 problem: every error response is `application/problem+json` with a `detail`
 /// a person can act on.
@@ -47,6 +48,10 @@ public struct Problem: HTTPResponseError, Sendable {
     static func from(_ failure: CommandFailure) -> Problem {
         switch failure {
         case .refused(let error): from(error)
+        case .logUnavailable(EventLogError.busy):
+            Problem(.serviceUnavailable, "the appliance is catching up on saving events; retry in a moment", headers: [.retryAfter: "1"])
+        case .logUnavailable(EventLogError.eventTooLarge):
+            Problem(.contentTooLarge, "this change is too large for the event log")
         case .logUnavailable: Problem(.serviceUnavailable, "the event log cannot accept writes; the appliance needs a restart")
         }
     }
