@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tally", targets: ["tally"]),
+        .executable(name: "tally-bench", targets: ["tally-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -67,6 +68,15 @@ let package = Package(
             dependencies: [
                 "TallyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Benchmarks of the event ring (run with -c release).
+        .executableTarget(
+            name: "tally-bench",
+            dependencies: [
+                "TallyEventLog",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -49,6 +49,7 @@ public final class RingEventLog: EventLog {
         /// Events the projection holds; the ring never overwrites anything after this.
         var projectedThrough: UInt64
         var pending: [LoggedEvent] = []
+        var pendingThrough: UInt64 = 0
         var flushScheduled = false
         var waiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
         var observers: [@Sendable ([LoggedEvent]) -> Void] = []
@@ -107,7 +108,18 @@ public final class RingEventLog: EventLog {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let payloads = try events.map { try encoder.encode($0.storedPayload) }
-        let sizes = zip(events, payloads).map { RingFile.recordSize(sessionId: sessionId, type: $0.type, dataCount: $1.count) }
+        return try appendEncoded(sessionId: sessionId, types: events.map(\.type), payloads: payloads, events: events)
+    }
+
+    /// Appends records that are already encoded (the benchmark's path; observers are not told
+    /// about them). Returns their sequence numbers.
+    public func appendEncoded(sessionId: SessionID, type: String, payloads: [Data]) throws -> ClosedRange<UInt64> {
+        let logged = try appendEncoded(sessionId: sessionId, types: Array(repeating: type, count: payloads.count), payloads: payloads, events: nil)
+        return logged.first!.sequence...logged.last!.sequence
+    }
+
+    private func appendEncoded(sessionId: SessionID, types: [String], payloads: [Data], events: [SessionEvent]?) throws -> [LoggedEvent] {
+        let sizes = zip(types, payloads).map { RingFile.recordSize(sessionId: sessionId, type: $0, dataCount: $1.count) }
         if let big = sizes.first(where: { $0 > file.maximumRecordSize }) { throw EventLogError.eventTooLarge(big) }
         let wallMs = Int64(options.now().timeIntervalSince1970 * 1000)
         let (logged, schedule) = try state.withLock { state -> ([LoggedEvent], Bool) in
@@ -121,26 +133,43 @@ public final class RingEventLog: EventLog {
             let timestamp = max(wallMs, state.lastTimestampMs)
             state.lastTimestampMs = timestamp
             var logged: [LoggedEvent] = []
-            logged.reserveCapacity(events.count)
-            for (event, payload) in zip(events, payloads) {
+            logged.reserveCapacity(types.count)
+            for index in types.indices {
                 let sequence = state.nextSequence
                 state.nextSequence += 1
                 let oldest = file.slots.first
-                payload.withUnsafeBytes {
-                    file.append(sequence: sequence, timestampMs: timestamp, sessionId: sessionId, type: event.type, data: $0)
+                payloads[index].withUnsafeBytes {
+                    file.append(sequence: sequence, timestampMs: timestamp, sessionId: sessionId, type: types[index], data: $0)
                 }
                 if let oldest, file.slots.first != oldest, wallMs - oldest.timestampMs < Int64(options.retention * 1000) {
                     state.evictedYoungerThanRetention = true
                 }
+                let event = events?[index] ?? .sessionEnded(.init(sessionId: sessionId))
                 logged.append(LoggedEvent(sequence: sequence, sessionId: sessionId, timestamp: Date(timeIntervalSince1970: Double(timestamp) / 1000), event: event))
             }
-            state.pending += logged
+            if events != nil { state.pending += logged }
+            state.pendingThrough = logged.last!.sequence
             let schedule = !state.flushScheduled
             state.flushScheduled = true
             return (logged, schedule)
         }
         if schedule { writer.async { self.flush() } }
         return logged
+    }
+
+    /// Calls `body` with every retained record after `sequence`, in place in the mapping (no
+    /// copy), under the lock: keep `body` short.
+    public func forEachRecord(after sequence: UInt64, _ body: (UInt64, UnsafeRawBufferPointer) -> Void) {
+        state.withLock { _ in
+            var index = file.slots.firstIndex(after: sequence)
+            while index < file.slots.count {
+                let slot = file.slots[index]
+                file.withDataRegion { region in
+                    body(slot.sequence, UnsafeRawBufferPointer(rebasing: region[slot.offset..<(slot.offset + slot.size)]))
+                }
+                index += 1
+            }
+        }
     }
 
     public func waitUntilDurable(_ sequence: UInt64) async throws {
@@ -157,13 +186,13 @@ public final class RingEventLog: EventLog {
 
     /// Writer queue only: one sync for everything appended since the last one.
     private func flush() {
-        let (batch, ranges) = state.withLock { state in
+        let (batch, through, ranges) = state.withLock { state in
             let batch = state.pending
             state.pending = []
             state.flushScheduled = false
-            return (batch, options.durability == .fsync ? file.takeDirtyRanges() : [])
+            return (batch, state.pendingThrough, options.durability == .fsync ? file.takeDirtyRanges() : [])
         }
-        guard let last = batch.last else { return }
+        guard through > durableSequence else { return }
         do {
             try file.syncRanges(ranges)
         } catch {
@@ -178,17 +207,17 @@ public final class RingEventLog: EventLog {
             return
         }
         let (ready, observers) = state.withLock { state in
-            state.durableSequence = last.sequence
+            state.durableSequence = through
             var ready: [CheckedContinuation<Void, any Error>] = []
             state.waiters.removeAll { waiter in
-                guard waiter.sequence <= last.sequence else { return false }
+                guard waiter.sequence <= through else { return false }
                 ready.append(waiter.continuation)
                 return true
             }
             return (ready, state.observers)
         }
         // Broadcast, then acknowledge: by the time a voter sees 2xx, displays are being told.
-        for observer in observers { observer(batch) }
+        if !batch.isEmpty { for observer in observers { observer(batch) } }
         for continuation in ready { continuation.resume() }
     }
 
