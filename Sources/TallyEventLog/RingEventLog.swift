@@ -114,26 +114,35 @@ public final class RingEventLog: EventLog {
     /// Appends records that are already encoded (the benchmark's path; observers are not told
     /// about them). Returns their sequence numbers.
     public func appendEncoded(sessionId: SessionID, type: String, payloads: [Data]) throws -> ClosedRange<UInt64> {
-        let logged = try appendEncoded(sessionId: sessionId, types: Array(repeating: type, count: payloads.count), payloads: payloads, events: nil)
-        return logged.first!.sequence...logged.last!.sequence
+        var first: UInt64 = 0
+        _ = try appendEncoded(sessionId: sessionId, types: Array(repeating: type, count: payloads.count), payloads: payloads, events: nil, firstSequence: &first)
+        return first...(first + UInt64(payloads.count) - 1)
     }
 
     private func appendEncoded(sessionId: SessionID, types: [String], payloads: [Data], events: [SessionEvent]?) throws -> [LoggedEvent] {
+        var first: UInt64 = 0
+        return try appendEncoded(sessionId: sessionId, types: types, payloads: payloads, events: events, firstSequence: &first)
+    }
+
+    private func appendEncoded(
+        sessionId: SessionID, types: [String], payloads: [Data], events: [SessionEvent]?, firstSequence: inout UInt64
+    ) throws -> [LoggedEvent] {
         let sizes = zip(types, payloads).map { RingFile.recordSize(sessionId: sessionId, type: $0, dataCount: $1.count) }
         if let big = sizes.first(where: { $0 > file.maximumRecordSize }) { throw EventLogError.eventTooLarge(big) }
         let wallMs = Int64(options.now().timeIntervalSince1970 * 1000)
-        let (logged, schedule) = try state.withLock { state -> ([LoggedEvent], Bool) in
+        let (logged, schedule, first) = try state.withLock { state -> ([LoggedEvent], Bool, UInt64) in
+            var firstSequence: UInt64 = 0
             if let failure = state.failure { throw failure }
             // Never overwrite what the projection does not hold yet: recovery needs it.
-            let projected = state.projectedThrough
-            file.isProtected = { $0 > projected }
+            file.protectedAfter = state.projectedThrough
             guard file.canAppend(sizes: sizes) else { throw EventLogError.busy }
             // Timestamps never go backwards within the ring, even if the wall clock does;
             // order always comes from the sequence.
             let timestamp = max(wallMs, state.lastTimestampMs)
             state.lastTimestampMs = timestamp
+            let date = Date(timeIntervalSince1970: Double(timestamp) / 1000)
             var logged: [LoggedEvent] = []
-            logged.reserveCapacity(types.count)
+            if events != nil { logged.reserveCapacity(types.count) }
             for index in types.indices {
                 let sequence = state.nextSequence
                 state.nextSequence += 1
@@ -144,15 +153,24 @@ public final class RingEventLog: EventLog {
                 if let oldest, file.slots.first != oldest, wallMs - oldest.timestampMs < Int64(options.retention * 1000) {
                     state.evictedYoungerThanRetention = true
                 }
-                let event = events?[index] ?? .sessionEnded(.init(sessionId: sessionId))
-                logged.append(LoggedEvent(sequence: sequence, sessionId: sessionId, timestamp: Date(timeIntervalSince1970: Double(timestamp) / 1000), event: event))
+                if let events {
+                    logged.append(LoggedEvent(sequence: sequence, sessionId: sessionId, timestamp: date, event: events[index]))
+                }
             }
-            if events != nil { state.pending += logged }
-            state.pendingThrough = logged.last!.sequence
+            state.pending += logged
+            state.pendingThrough = state.nextSequence - 1
+            firstSequence = state.nextSequence - UInt64(types.count)
+            if options.durability == .os && state.pending.isEmpty {
+                // Copied into the shared mapping is as durable as `.os` gets, and nobody is
+                // waiting to be told: skip the writer queue (the benchmark's raw path).
+                state.durableSequence = state.pendingThrough
+                return (logged, false, firstSequence)
+            }
             let schedule = !state.flushScheduled
             state.flushScheduled = true
-            return (logged, schedule)
+            return (logged, schedule, firstSequence)
         }
+        firstSequence = first
         if schedule { writer.async { self.flush() } }
         return logged
     }
@@ -192,7 +210,7 @@ public final class RingEventLog: EventLog {
             state.flushScheduled = false
             return (batch, state.pendingThrough, options.durability == .fsync ? file.takeDirtyRanges() : [])
         }
-        guard through > durableSequence else { return }
+        guard !batch.isEmpty || through > durableSequence else { return }
         do {
             try file.syncRanges(ranges)
         } catch {
@@ -207,7 +225,7 @@ public final class RingEventLog: EventLog {
             return
         }
         let (ready, observers) = state.withLock { state in
-            state.durableSequence = through
+            state.durableSequence = max(state.durableSequence, through)
             var ready: [CheckedContinuation<Void, any Error>] = []
             state.waiters.removeAll { waiter in
                 guard waiter.sequence <= through else { return false }

@@ -93,8 +93,8 @@ final class RingFile {
     private(set) var slots = SlotQueue()
     /// Set when the last write left the ring's region [dirtyStart, head) unsynced.
     private var dirtyStart: Int?
-    /// Bytes that may not be overwritten (events not yet in the projection), see `protect`.
-    var isProtected: (UInt64) -> Bool = { _ in false }
+    /// Records with a sequence above this may not be overwritten (the projection lacks them).
+    var protectedAfter: UInt64 = .max
 
     private init(path: String, fd: Int32, base: UnsafeMutableRawPointer, header: Header) {
         self.path = path
@@ -309,13 +309,13 @@ final class RingFile {
             if size > maximumRecordSize { return false }
             if h + size > capacity {
                 while let oldest = cursor.peek(), oldest.offset >= h {
-                    if isProtected(oldest.sequence) { return false }
+                    if oldest.sequence > protectedAfter { return false }
                     cursor.advance()
                 }
                 h = 0
             }
             while let oldest = cursor.peek(), oldest.offset >= h, oldest.offset < h + size {
-                if isProtected(oldest.sequence) { return false }
+                if oldest.sequence > protectedAfter { return false }
                 cursor.advance()
             }
             h += size
@@ -326,8 +326,19 @@ final class RingFile {
 
     /// Writes one event record at the head, overwriting the oldest records in its way.
     func append(sequence: UInt64, timestampMs: Int64, sessionId: String, type: String, data payload: UnsafeRawBufferPointer) {
-        let session = Array(sessionId.utf8)
-        let typeBytes = Array(type.utf8)
+        var sessionId = sessionId
+        var type = type
+        sessionId.withUTF8 { session in
+            type.withUTF8 { typeBytes in
+                append(sequence: sequence, timestampMs: timestampMs, session: UnsafeRawBufferPointer(session), typeBytes: UnsafeRawBufferPointer(typeBytes), payload: payload)
+            }
+        }
+    }
+
+    private func append(
+        sequence: UInt64, timestampMs: Int64, session: UnsafeRawBufferPointer, typeBytes: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer
+    ) {
         let length = session.count + typeBytes.count + payload.count
         let size = Self.align(Self.recordHeaderSize + length)
         precondition(size <= maximumRecordSize && session.count <= 255 && typeBytes.count <= 65535)
@@ -352,9 +363,9 @@ final class RingFile {
         p.storeBytes(of: sequence.littleEndian, toByteOffset: 16, as: UInt64.self)
         p.storeBytes(of: timestampMs.littleEndian, toByteOffset: 24, as: Int64.self)
         var q = p + Self.recordHeaderSize
-        session.withUnsafeBytes { q.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        q.copyMemory(from: session.baseAddress!, byteCount: session.count)
         q += session.count
-        typeBytes.withUnsafeBytes { q.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        q.copyMemory(from: typeBytes.baseAddress!, byteCount: typeBytes.count)
         q += typeBytes.count
         if payload.count > 0 { q.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
         let padding = size - Self.recordHeaderSize - length
