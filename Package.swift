@@ -29,6 +29,12 @@ let package = Package(
             name: "TallyDomain",
             swiftSettings: swiftSettings
         ),
+        // libqrencode (Debian libqrencode-dev): QR codes for the join URL, drawn as SVG.
+        .systemLibrary(
+            name: "CQRencode",
+            pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]
+        ),
         // CRC-32C with the CPU's instruction where there is one (ring records are checksummed).
         .target(name: "CCRC32C"),
         // The durable, ordered event log (memory-mapped ring, group commit) every state change
@@ -49,6 +55,7 @@ let package = Package(
             dependencies: [
                 "TallyDomain",
                 "TallyEventLog",
+                "CQRencode",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -60,8 +67,17 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
-            resources: [.copy("Resources")],
-            swiftSettings: swiftSettings
+            exclude: ["Resources"],
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedResourcesPlugin"]
+        ),
+        // Build-time: embeds Sources/TallyServer/Resources into the binary.
+        .executableTarget(name: "embed-resources", path: "Sources/embed-resources"),
+        .plugin(
+            name: "EmbedResourcesPlugin",
+            capability: .buildTool(),
+            dependencies: ["embed-resources"],
+            path: "Sources/EmbedResourcesPlugin"
         ),
         .executableTarget(
             name: "tally",

@@ -16,8 +16,8 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build and the tests need.
-BUILD_PACKAGES=(libsqlite3-dev pkg-config)
-TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml procps)
+BUILD_PACKAGES=(libsqlite3-dev libqrencode-dev pkg-config)
+TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium chromium chromium-driver iproute2 util-linux procps)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -77,9 +77,17 @@ cmd_test() {
     swift build --build-tests
     say "unit tests (domain, event log, server)"
     swift test --skip-build
-    say "end-to-end tests against the real binary"
-    TALLY_BINARY="$(swift build --show-bin-path)/tally" \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider "$ROOT/Tests/EndToEnd"
+    say "end-to-end tests against the real binary (and headless Chromium)"
+    export TALLY_BINARY
+    TALLY_BINARY="$(swift build --show-bin-path)/tally"
+    local pytest=(/usr/bin/python3 -m pytest -q -p no:cacheprovider "$ROOT/Tests/EndToEnd")
+    if [ "$(id -u)" -eq 0 ] && unshare --net true 2>/dev/null; then
+        # A private network namespace with only loopback: the server, the load and the browser
+        # can reach nothing but each other.
+        unshare --net sh -c 'ip link set lo up && exec "$@"' sh "${pytest[@]}"
+    else
+        "${pytest[@]}"
+    fi
 }
 
 case "${1:-}" in

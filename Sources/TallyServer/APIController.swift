@@ -13,6 +13,7 @@ struct APIController: Sendable {
     let access: Access
     let password: OperatorPassword
     let log: any EventLog
+    let publicURL: PublicURL
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         let api = router.group("api/v1")
@@ -130,11 +131,13 @@ struct APIController: Sendable {
     struct Snapshot: Encodable {
         let view: SessionView
         let displayToken: String?
-        enum Key: String, CodingKey { case displayToken }
+        let joinUrl: String
+        enum Key: String, CodingKey { case displayToken, joinUrl }
         func encode(to encoder: any Encoder) throws {
             try view.encode(to: encoder)
             var c = encoder.container(keyedBy: Key.self)
             try c.encodeIfPresent(displayToken, forKey: .displayToken)
+            try c.encode(joinUrl, forKey: .joinUrl)
         }
     }
 
@@ -148,7 +151,7 @@ struct APIController: Sendable {
             state.view(for: role, participant: participant, lastEventId: hub.eventId(last))
         }
         let displayToken = role == .presenter ? access.credentials.token(for: .display(session.id)) : nil
-        return json(Snapshot(view: view, displayToken: displayToken))
+        return json(Snapshot(view: view, displayToken: displayToken, joinUrl: publicURL.joinURL(code: view.joinCode, request: request)))
     }
 
     struct EventAck: Encodable { let eventId: String }

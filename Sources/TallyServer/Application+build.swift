@@ -140,10 +140,13 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     log.onDurable { batch in hub.publish(batch) }
     projectionWriter.start()
 
-    let router = Router(context: TallyRequestContext.self)
+    let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
-    APIController(venue: venue, hub: hub, access: access, password: password, log: log).addRoutes(to: router)
+    let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port)
+    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL).addRoutes(to: router)
+    PagesController(venue: venue, access: access, publicURL: publicURL).addRoutes(to: router)
     let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)

@@ -11,6 +11,9 @@ public struct TallyConfiguration: Sendable {
     public var dataDirectory = "./.tally-data"
     /// When set, the operator password (otherwise the stored one, or first-run set-up).
     public var operatorPassword: String?
+    /// The address participants use to reach the box (for join URLs and QR codes), e.g.
+    /// `http://tally.local`. Default: the address the request came to, or the LAN address.
+    public var publicURL: String?
     public var durability: Durability = .fsync
     /// Capacity of the event ring file (replay buffer and write-ahead log).
     public var ringSize = 1 << 30

@@ -65,10 +65,7 @@ struct HealthController: Sendable {
     }
 }
 
-/// The OpenAPI document shipped as a resource of this module.
+/// The OpenAPI document, embedded in the binary from Resources/openapi.yaml.
 enum OpenAPIDocument {
-    static let text: String? = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml", subdirectory: "Resources") else { return nil }
-        return try? String(contentsOf: url, encoding: .utf8)
-    }()
+    static let text: String? = EmbeddedResources.files["openapi.yaml"]
 }

@@ -36,6 +36,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "fsync (default: acknowledged votes survive a power cut) or os (survive a crash of the process) (env TALLY_DURABILITY).")
     var durability: String?
 
+    @Option(name: .customLong("public-url"), help: "URL participants use to reach this box, for join links and QR codes, e.g. http://tally.local (env TALLY_PUBLIC_URL).")
+    var publicURL: String?
+
     @Option(name: .customLong("ring-size"), help: "Size of the event ring file, e.g. 1GiB, 256MiB (env TALLY_RING_SIZE). Default 1GiB.")
     var ringSize: String?
 
@@ -62,6 +65,12 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("durability must be fsync or os, got \"\(text)\"")
             }
             config.durability = value
+        }
+        if let text = publicURL ?? env["TALLY_PUBLIC_URL"] {
+            guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw ValidationError("public URL must look like http://tally.local or http://192.168.4.1:8080; got \"\(text)\"")
+            }
+            config.publicURL = text
         }
         if let text = ringSize ?? env["TALLY_RING_SIZE"] {
             guard let bytes = parseSize(text) else {

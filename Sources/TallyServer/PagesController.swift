@@ -1,0 +1,141 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import TallyDomain
+
+/// The pages people use — join, participant, presenter, display — and their assets, all
+/// embedded in the binary (no CDN, no web fonts, nothing fetched from anywhere else).
+struct PagesController: Sendable {
+    let venue: Venue
+    let access: Access
+    let publicURL: PublicURL
+
+    func addRoutes(to router: Router<TallyRequestContext>) {
+        router.get("") { _, _ in page("join.html") }
+        router.get("j/:code") { _, _ in page("join.html") }
+        router.get("s/:sessionId") { _, _ in page("participant.html") }
+        router.get("presenter") { _, _ in page("presenter.html") }
+        router.get("presenter/:sessionId") { _, _ in page("presenter.html") }
+        router.get("display") { _, _ in page("display.html") }
+        router.get("display/:sessionId") { _, _ in page("display.html") }
+        router.get("assets/:file") { _, context in
+            let name = context.parameters.get("file") ?? ""
+            guard let text = EmbeddedResources.files["web/" + name], !name.hasSuffix(".html") else {
+                throw Problem(.notFound, "no such asset")
+            }
+            return asset(text, type: Self.contentType(name))
+        }
+        router.get("api/v1/sessions/:sessionId/qr.svg", use: qr)
+        router.post("api/v1/display/pair", use: pair)
+    }
+
+    static func contentType(_ name: String) -> String {
+        if name.hasSuffix(".js") { return "text/javascript; charset=utf-8" }
+        if name.hasSuffix(".css") { return "text/css; charset=utf-8" }
+        if name.hasSuffix(".svg") { return "image/svg+xml" }
+        return "text/html; charset=utf-8"
+    }
+
+    private func page(_ name: String) -> Response {
+        var response = asset(EmbeddedResources.files["web/" + name] ?? "", type: "text/html; charset=utf-8")
+        // Pages always revalidate: a reload after an upgrade gets the new version.
+        response.headers[.cacheControl] = "no-cache"
+        return response
+    }
+
+    private func asset(_ text: String, type: String) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// The join URL as a QR code, for screens and the presenter.
+    func qr(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let id = context.parameters.get("sessionId") ?? ""
+        guard IdentifierAlphabet.isWellFormed(id), let session = venue.session(id) else { throw Problem(.notFound, "no such session") }
+        let grants = access.grants(of: request, queryToken: request.uri.queryParameters["token"].map(String.init))
+        guard Access.viewer(grants, of: id) != nil else {
+            throw Access.denied(grants, "the QR code is for this session's presenter, displays and participants")
+        }
+        let code = session.read { state, _ in state.joinCode.value }
+        guard let svg = QRCode.svg(for: publicURL.joinURL(code: code, request: request)) else {
+            throw Problem(.internalServerError, "could not draw the QR code")
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "image/svg+xml", .cacheControl: "private, max-age=300"],
+            body: .init(byteBuffer: ByteBuffer(string: svg)))
+    }
+
+    struct PairBody: Decodable { let joinCode: String }
+    struct Paired: Encodable { let sessionId: String; let displayToken: String }
+
+    /// A screen typed the join code: give it the session's display credential.
+    func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let body = try await decode(PairBody.self, request, context)
+        guard let code = JoinCode(body.joinCode) else {
+            throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
+        }
+        guard let session = venue.session(joinCode: code) else { throw Problem(.notFound, "no session has the join code \(code)") }
+        return json(Paired(sessionId: session.id, displayToken: access.credentials.token(for: .display(session.id))))
+    }
+}
+
+/// The address participants use to reach the box, for join URLs and QR codes: `--public-url`
+/// if set; otherwise the host the request came to, unless that is loopback (a display on the
+/// box itself), in which case the box's first LAN IPv4 address.
+struct PublicURL: Sendable {
+    let configured: String?
+    let port: Int
+
+    func base(for request: Request) -> String {
+        if let configured { return configured.hasSuffix("/") ? String(configured.dropLast()) : configured }
+        let host = request.head.authority ?? ""
+        let name = host.split(separator: ":").first.map(String.init) ?? ""
+        if !name.isEmpty, name != "localhost", !name.hasPrefix("127."), name != "[::1]" {
+            return "http://\(host)"
+        }
+        if let lan = Self.lanAddress() { return port == 80 ? "http://\(lan)" : "http://\(lan):\(port)" }
+        return "http://\(host.isEmpty ? "localhost:\(port)" : host)"
+    }
+
+    func joinURL(code: String, request: Request) -> String {
+        "\(base(for: request))/j/\(code)"
+    }
+
+    static func lanAddress() -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let addr = entry.pointee.ifa_addr, addr.pointee.sa_family == sa_family_t(AF_INET),
+                (entry.pointee.ifa_flags & UInt32(IFF_LOOPBACK)) == 0, (entry.pointee.ifa_flags & UInt32(IFF_UP)) != 0
+            else { continue }
+            var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            var sin = addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            inet_ntop(AF_INET, &sin.sin_addr, &text, socklen_t(INET_ADDRSTRLEN))
+            return String(cString: text)
+        }
+        return nil
+    }
+}
+
+/// Headers every response carries: pages may run only their own scripts and styles, talk only
+/// to this box, and are never framed or sniffed.
+struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    static var contentSecurityPolicy: String {
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            + "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        return response
+    }
+}

@@ -1,0 +1,53 @@
+import { api, bars, follow, h, status } from "/assets/tally.js";
+
+const main = document.getElementById("main");
+const setStatus = status(document.getElementById("status"));
+const parts = location.pathname.split("/");
+const sessionId = parts[2];
+const token = new URLSearchParams(location.search).get("token");
+let state;
+
+function pairing() {
+  const input = h("input", { id: "code", class: "code", maxlength: 7, autocomplete: "off", autocapitalize: "characters", placeholder: "K7QX2M", required: true });
+  const error = h("p", { class: "error", role: "alert" });
+  main.replaceChildren(h("form", { class: "card narrow", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/api/v1/display/pair", { joinCode: input.value.trim() });
+      location.replace(`/display/${r.sessionId}?token=${encodeURIComponent(r.displayToken)}`);
+    } catch (e) { error.textContent = e.message; }
+  } }, h("h1", {}, "Show a session on this screen"), h("label", { for: "code" }, "Join code"), input,
+  h("button", { type: "submit", class: "primary" }, "Show"), error));
+  setStatus("", "ok");
+  input.focus();
+}
+
+function joinBlock(big) {
+  const q = new URLSearchParams(token ? { token } : {});
+  return h("aside", { class: big ? "join big" : "join" },
+    h("img", { src: `/api/v1/sessions/${sessionId}/qr.svg?${q}`, alt: "QR code to join" }),
+    h("p", {}, "Join at ", h("strong", {}, state.joinUrl || location.host)),
+    h("p", {}, "Code ", h("strong", { class: "code" }, state.joinCode)));
+}
+
+function render() {
+  const poll = state.polls.find((p) => p.poll.id === state.openPollId);
+  const people = `${state.participantCount || 0} joined`;
+  if (state.state === "ended") { main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", {}, "This session has ended."))); return; }
+  if (!poll) {
+    main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", { class: "muted" }, people), joinBlock(true)));
+    return;
+  }
+  const total = poll.results ? poll.results.totalBallots : 0;
+  main.replaceChildren(h("section", { class: "live" },
+    h("h1", {}, poll.poll.question), bars(poll.poll, poll.results),
+    h("p", { class: "total" }, `${total} ${total === 1 ? "vote" : "votes"} · ${people}`)), joinBlock(false));
+}
+
+(async () => {
+  if (!sessionId) return pairing();
+  try { state = await api("GET", `/api/v1/sessions/${sessionId}`, undefined, token); }
+  catch (e) { setStatus(e.message, "bad"); setTimeout(() => location.reload(), 5000); return; } // the box may be restarting
+  render();
+  follow({ sessionId, actorType: "display", token, snapshot: state, onStatus: setStatus, onState: (s) => { state = { ...s, joinUrl: state.joinUrl }; render(); } });
+})();
