@@ -35,6 +35,22 @@ let package = Package(
             pkgConfig: "libqrencode",
             providers: [.apt(["libqrencode-dev"])]
         ),
+        // libavahi-client (Debian libavahi-client-dev): talks to avahi-daemon over D-Bus.
+        .systemLibrary(
+            name: "CAvahi",
+            pkgConfig: "avahi-client",
+            providers: [.apt(["libavahi-client-dev"])]
+        ),
+        // mDNS: advertises the appliance through avahi-daemon, and finds appliances.
+        .target(
+            name: "TallyDiscovery",
+            dependencies: [
+                "CAvahi",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // CRC-32C with the CPU's instruction where there is one (ring records are checksummed).
         .target(name: "CCRC32C"),
         // The durable, ordered event log (memory-mapped ring, group commit) every state change
@@ -54,6 +70,7 @@ let package = Package(
             name: "TallyServer",
             dependencies: [
                 "TallyDomain",
+                "TallyDiscovery",
                 "TallyEventLog",
                 "CQRencode",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -83,6 +100,7 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -16,8 +16,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build and the tests need.
-BUILD_PACKAGES=(libsqlite3-dev libqrencode-dev pkg-config)
-TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium chromium chromium-driver iproute2 util-linux procps)
+BUILD_PACKAGES=(libsqlite3-dev libqrencode-dev libavahi-client-dev pkg-config)
+TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium chromium chromium-driver
+    dbus avahi-daemon avahi-utils iproute2 util-linux procps)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"

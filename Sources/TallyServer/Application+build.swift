@@ -4,6 +4,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
+import TallyDiscovery
 import TallyDomain
 import TallyEventLog
 import UnixSignals
@@ -13,6 +14,7 @@ import UnixSignals
 public struct TallyApplication: Sendable {
     let application: Application<RouterResponder<TallyRequestContext>>
     let streams: StreamKeeper
+    let advertiser: AdvertiserService?
     let projectionWriter: ProjectionWriter
     let configuration: TallyConfiguration
     let logger: Logger
@@ -23,12 +25,12 @@ public struct TallyApplication: Sendable {
     /// lets the server drain, within `configuration.shutdownGrace`.
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
         var group = ServiceGroupConfiguration(
-            services: [
-                .init(service: application),
+            services: [.init(service: application)]
+                // Withdrawn before the server stops, so nobody is sent to a box going away.
+                + (advertiser.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
                 // Last in the group, so first to hear about shutdown: streams end before the
                 // server waits for connections to finish.
-                .init(service: streams),
-            ],
+                + [.init(service: streams)],
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger)
         group.maximumGracefulShutdownDuration = configuration.shutdownGrace
@@ -158,6 +160,18 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         logger.warning("no operator password is set: set one with POST /api/v1/auth/setup or --operator-password")
     }
     let host = configuration.host
+    let listening = ListenerReady()
+    let applianceId = try applianceIdentifier(projection)
+    let advertiser: AdvertiserService? =
+        configuration.mdns
+        ? AdvertiserService(ready: listening, logger: logger) { port in
+            Advertisement(
+                name: configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
+                port: port,
+                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"])
+        }
+        : nil
+    if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
     let application = Application(
         router: router,
         server: .http1WebSocketUpgrade(
@@ -172,11 +186,13 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             let port = channel.localAddress?.port ?? configuration.port
             let shownHost = host == "0.0.0.0" || host == "::" ? "localhost" : host
             logger.info("listening", metadata: ["url": "http://\(shownHost):\(port)/", "bind": "\(host):\(port)"])
+            listening.fire(port: port)
         },
         logger: logger)
     return TallyApplication(
         application: application,
         streams: StreamKeeper(hub: hub, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
+        advertiser: advertiser,
         projectionWriter: projectionWriter,
         configuration: configuration, logger: logger,
         routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })
@@ -196,6 +212,15 @@ func formatSize(_ n: Int) -> String {
 public struct StartupError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The appliance's stable id (mDNS TXT `id`): made once, kept in the data directory.
+private func applianceIdentifier(_ settings: some SettingsStore) throws -> String {
+    if let id = try settings.setting("appliance_id") { return id }
+    var rng = SystemRandomNumberGenerator()
+    let id = IdentifierAlphabet.make(length: 16, using: &rng)
+    try settings.setSetting("appliance_id", to: id)
+    return id
 }
 
 /// The appliance's signing secret: made once, kept in the data directory's database.

@@ -14,6 +14,10 @@ public struct TallyConfiguration: Sendable {
     /// The address participants use to reach the box (for join URLs and QR codes), e.g.
     /// `http://tally.local`. Default: the address the request came to, or the LAN address.
     public var publicURL: String?
+    /// Advertise over mDNS (avahi-daemon).
+    public var mdns = true
+    /// mDNS instance name; default "Tally on <hostname>".
+    public var name: String?
     public var durability: Durability = .fsync
     /// Capacity of the event ring file (replay buffer and write-ahead log).
     public var ringSize = 1 << 30
@@ -32,4 +36,7 @@ public struct TallyConfiguration: Sendable {
     public var shutdownGrace: Duration = .seconds(4)
 
     public init() {}
+
+    /// The software version, shown in mDNS TXT records and `tally --version`.
+    public static let version = "0.1.0"
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TallyDiscovery
 import TallyEventLog
 import TallyServer
 
@@ -9,8 +10,8 @@ struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "Live polling for a room full of phones, served from a box at the venue.",
-        version: "0.1.0",
-        subcommands: [Serve.self],
+        version: TallyConfiguration.version,
+        subcommands: [Serve.self, Discover.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -39,6 +40,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("public-url"), help: "URL participants use to reach this box, for join links and QR codes, e.g. http://tally.local (env TALLY_PUBLIC_URL).")
     var publicURL: String?
 
+    @Option(help: "Name advertised over mDNS (env TALLY_NAME). Default \"Tally on <hostname>\".")
+    var name: String?
+
+    @Flag(name: .customLong("no-mdns"), help: "Do not advertise over mDNS (env TALLY_MDNS=0).")
+    var noMDNS = false
+
     @Option(name: .customLong("ring-size"), help: "Size of the event ring file, e.g. 1GiB, 256MiB (env TALLY_RING_SIZE). Default 1GiB.")
     var ringSize: String?
 
@@ -65,6 +72,16 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("durability must be fsync or os, got \"\(text)\"")
             }
             config.durability = value
+        }
+        config.name = name ?? env["TALLY_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+        if let name = config.name, name.utf8.count > 63 {
+            throw ValidationError("name must be at most 63 bytes (an mDNS label); got \(name.utf8.count)")
+        }
+        if noMDNS { config.mdns = false } else if let text = env["TALLY_MDNS"] {
+            guard ["0", "1", "true", "false", "yes", "no"].contains(text.lowercased()) else {
+                throw ValidationError("TALLY_MDNS must be 1 or 0; got \"\(text)\"")
+            }
+            config.mdns = ["1", "true", "yes"].contains(text.lowercased())
         }
         if let text = publicURL ?? env["TALLY_PUBLIC_URL"] {
             guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
@@ -104,6 +121,48 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// `tally discover`: lists the Tally appliances on the network (what a kiosk display runs at boot).
+struct Discover: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Find Tally appliances on the local network over mDNS.")
+
+    @Option(help: "Seconds to listen.")
+    var timeout: Double = 3
+
+    @Flag(help: "One JSON object per appliance.")
+    var json = false
+
+    @Flag(help: "Print only the first appliance's display URL (for scripts).")
+    var url = false
+
+    func run() throws {
+        let found: [DiscoveredAppliance]
+        do {
+            found = try ApplianceBrowser.discover(timeout: timeout)
+        } catch {
+            FileHandle.standardError.write(Data("tally discover: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if url {
+            guard let first = found.first else { throw ExitCode(1) }
+            print(first.url)
+            return
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            for appliance in found { print(String(decoding: try encoder.encode(appliance), as: UTF8.self)) }
+        } else if found.isEmpty {
+            print("No Tally appliance found within \(timeout) s.")
+        } else {
+            for a in found {
+                let txt = a.txt.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                print("\(a.name)\t\(a.address):\(a.port)\t\(a.url)\t\(txt)")
+            }
+        }
+        if found.isEmpty { throw ExitCode(1) }
     }
 }
 

@@ -31,10 +31,11 @@ def free_port():
 class Server:
     """One running `tally serve` process."""
 
-    def __init__(self, data_dir, port=None, extra_args=()):
+    def __init__(self, data_dir, port=None, extra_args=(), env=None, mdns=False):
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.extra_args = list(extra_args)
+        self.extra_args = list(extra_args) + ([] if mdns else ["--no-mdns"])
+        self.env = env
         self.proc = None
         self.log_path = os.path.join(data_dir, f"server-{self.port}.log")
 
@@ -43,7 +44,7 @@ class Server:
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
              "--operator-password", PASSWORD, "--ring-size", "8MiB", *self.extra_args],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
