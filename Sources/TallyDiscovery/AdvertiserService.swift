@@ -60,6 +60,8 @@ public struct AdvertiserService: Service {
             try advertiser.start()
         } catch {
             logger.warning("mDNS: not advertising", metadata: ["error": "\(error)"])
+            // Returning early would stop the whole service group: idle until shutdown.
+            try? await gracefulShutdown()
             return
         }
         try? await gracefulShutdown()

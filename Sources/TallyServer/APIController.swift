@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import TallyDomain
 import TallyEventLog
 
@@ -30,6 +31,8 @@ struct APIController: Sendable {
         api.post("sessions/:sessionId/polls/:pollId/reveal") { try await pollCommand($0, $1, SessionCommand.revealPoll) }
         api.post("sessions/:sessionId/polls/:pollId/votes", use: vote)
         api.post("join", use: join)
+        api.get("sessions/:sessionId/export.csv") { request, context in try export(request, context, csv: true) }
+        api.get("sessions/:sessionId/export.json") { request, context in try export(request, context, csv: false) }
     }
 
     // MARK: operator
@@ -50,6 +53,10 @@ struct APIController: Sendable {
     }
 
     func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        // First-run set-up only from the local network: never from a routed, public address.
+        guard let remote = context.remoteAddress, LocalNetwork.contains(remote) else {
+            throw Problem(.forbidden, "the operator password can only be set from the local network")
+        }
         let body = try await decode(PasswordBody.self, request, context)
         guard body.password.count >= 8, body.password.utf8.count <= 256 else {
             throw Problem(.badRequest, "the operator password must have 8 to 256 characters")
@@ -266,6 +273,24 @@ struct APIController: Sendable {
             status: replaced ? .ok : .created)
     }
 
+    /// The presenter's download of the results.
+    func export(_ request: Request, _ context: TallyRequestContext, csv: Bool) throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let (body, title) = session.read { state, _ in
+            (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state), state.title)
+        }
+        let safe = String(title.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: csv ? "text/csv; charset=utf-8" : "application/json",
+                .contentDisposition: "attachment; filename=\"tally-\(safe)-\(session.id).\(csv ? "csv" : "json")\"",
+                .cacheControl: "no-store",
+            ],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
     // MARK: helpers
 
     private func run(_ command: SessionCommand, on session: LiveSession) async throws -> [LoggedEvent] {
@@ -358,5 +383,21 @@ extension JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
+    }
+}
+
+/// Loopback, private (RFC 1918), link-local and unique-local addresses: the venue's own network.
+enum LocalNetwork {
+    static func contains(_ address: SocketAddress) -> Bool {
+        guard let ip = address.ipAddress else { return address.protocol == .unix }
+        if ip.contains(".") {
+            let o = ip.split(separator: ".").compactMap { Int($0) }
+            guard o.count == 4 else { return false }
+            return o[0] == 127 || o[0] == 10 || (o[0] == 172 && (16...31).contains(o[1])) || (o[0] == 192 && o[1] == 168)
+                || (o[0] == 169 && o[1] == 254) || (o[0] == 100 && (64...127).contains(o[1]))
+        }
+        let lower = ip.lowercased()
+        if lower.hasPrefix("::ffff:") { return (try? SocketAddress(ipAddress: String(lower.dropFirst(7)), port: 0)).map(contains) ?? false }
+        return lower == "::1" || lower.hasPrefix("fe80:") || lower.hasPrefix("fc") || lower.hasPrefix("fd")
     }
 }

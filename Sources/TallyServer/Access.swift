@@ -86,40 +86,36 @@ struct Access: Sendable {
     }
 }
 
-/// The operator password: from the command line, or set once on first run and stored hashed.
+/// The operator password: from the configuration, or set once on first run and stored hashed.
+/// The stored hash is read at every sign-in, so `tally reset-password` takes effect at once.
 final class OperatorPassword: Sendable {
     private let settings: any SettingsStore
-    private let hash: Mutex<PasswordHash?>
-    /// True when the password came from configuration and cannot be changed at run time.
-    let fixed: Bool
+    private let configured: PasswordHash?
+    private let setupLock = Mutex(())
 
     init(configured: String?, settings: any SettingsStore) throws {
         self.settings = settings
-        if let configured {
-            self.hash = Mutex(try PasswordHash.make(password: configured))
-            self.fixed = true
-        } else {
-            self.hash = Mutex(try settings.setting("operator_password").flatMap(PasswordHash.init(encoded:)))
-            self.fixed = false
-        }
+        self.configured = try configured.map { try PasswordHash.make(password: $0) }
     }
 
-    var isSet: Bool { hash.withLock { $0 != nil } }
+    private var stored: PasswordHash? {
+        (try? settings.setting("operator_password")).flatMap { $0 }.flatMap(PasswordHash.init(encoded:))
+    }
+
+    var isSet: Bool { configured != nil || stored != nil }
 
     func matches(_ password: String) -> Bool {
-        guard let hash = hash.withLock({ $0 }) else { return false }
+        guard let hash = configured ?? stored else { return false }
         return hash.matches(password)
     }
 
     /// First-run set-up: succeeds only while no password exists.
     func setInitial(_ password: String) throws -> Bool {
         let new = try PasswordHash.make(password: password)
-        let stored = hash.withLock { current -> Bool in
-            guard current == nil else { return false }
-            current = new
+        return try setupLock.withLock { _ in
+            guard !isSet else { return false }
+            try settings.setSetting("operator_password", to: new.encoded)
             return true
         }
-        if stored { try settings.setSetting("operator_password", to: new.encoded) }
-        return stored
     }
 }

@@ -15,6 +15,7 @@ public struct TallyApplication: Sendable {
     let application: Application<RouterResponder<TallyRequestContext>>
     let streams: StreamKeeper
     let advertiser: AdvertiserService?
+    let systemd: SystemdService
     let projectionWriter: ProjectionWriter
     let configuration: TallyConfiguration
     let logger: Logger
@@ -25,7 +26,7 @@ public struct TallyApplication: Sendable {
     /// lets the server drain, within `configuration.shutdownGrace`.
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
         var group = ServiceGroupConfiguration(
-            services: [.init(service: application)]
+            services: [.init(service: application), .init(service: systemd)]
                 // Withdrawn before the server stops, so nobody is sent to a box going away.
                 + (advertiser.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
                 // Last in the group, so first to hear about shutdown: streams end before the
@@ -96,6 +97,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         throw StartupError("cannot open the database at \(databasePath): \(error)")
     }
 
+    let notifier = SystemdNotifier()
+    // Recovering a large ring takes a moment: tell systemd not to time the start out meanwhile.
+    notifier.notify("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=recovering the event log")
     var ringOptions = RingEventLog.Options()
     ringOptions.capacity = configuration.ringSize
     ringOptions.durability = configuration.durability
@@ -193,6 +197,10 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         application: application,
         streams: StreamKeeper(hub: hub, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
         advertiser: advertiser,
+        systemd: SystemdService(
+            notifier: notifier, ready: listening, logger: logger,
+            health: { await applianceHealth(log: log, projection: projection, healthFile: configuration.healthFile) },
+            status: { "serving \(hub.connectionCount) connections, \(venue.sessionCount) sessions" }),
         projectionWriter: projectionWriter,
         configuration: configuration, logger: logger,
         routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })

@@ -35,6 +35,9 @@ public struct TallyConfiguration: Sendable {
     /// Longest a graceful shutdown may take before open work is cancelled.
     public var shutdownGrace: Duration = .seconds(4)
 
+    /// For tests of the watchdog: while this file exists the appliance reports itself unhealthy.
+    public var healthFile: String?
+
     public init() {}
 
     /// The software version, shown in mDNS TXT records and `tally --version`.

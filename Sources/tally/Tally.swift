@@ -11,106 +11,72 @@ struct Tally: AsyncParsableCommand {
         commandName: "tally",
         abstract: "Live polling for a room full of phones, served from a box at the venue.",
         version: TallyConfiguration.version,
-        subcommands: [Serve.self, Discover.self],
+        subcommands: [Serve.self, Discover.self, ResetPassword.self, Export.self],
         defaultSubcommand: Serve.self)
 }
 
-/// `tally serve`: run the appliance. Every option also reads a `TALLY_*` environment variable;
-/// the command line wins over the environment, which wins over the default.
+/// The default configuration file, read when it exists.
+let defaultConfigFile = "/etc/tally/tally.conf"
+
+/// `tally serve`: run the appliance. Settings come from the configuration file, then `TALLY_*`
+/// environment variables, then the command line — each overriding the one before.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the Tally server.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the Tally server.",
+        discussion: "Settings: \(defaultConfigFile) (or --config / TALLY_CONFIG) < TALLY_* environment < options.")
 
-    @Option(help: "Address to listen on (env TALLY_HOST). Default 0.0.0.0: every interface.")
+    @Option(help: "Configuration file (env TALLY_CONFIG). Default \(defaultConfigFile) when it exists.")
+    var config: String?
+    @Option(help: "Address to listen on. Default 0.0.0.0 (every interface).")
     var host: String?
-
-    @Option(help: "TCP port (env TALLY_PORT). Default 8080.")
-    var port: Int?
-
-    @Option(name: .customLong("data-dir"), help: "Directory for the database and secret (env TALLY_DATA_DIR). Default ./.tally-data.")
+    @Option(help: "TCP port. Default 8080.")
+    var port: String?
+    @Option(name: .customLong("data-dir"), help: "Directory for the database and the event ring. Default ./.tally-data.")
     var dataDir: String?
-
-    @Option(
-        name: .customLong("operator-password"),
-        help: "Operator password (env TALLY_OPERATOR_PASSWORD). Without it, the stored one or first-run set-up is used.")
+    @Option(name: .customLong("operator-password"), help: "Operator password. Without it: the stored one, or first-run set-up.")
     var operatorPassword: String?
-
-    @Option(help: "fsync (default: acknowledged votes survive a power cut) or os (survive a crash of the process) (env TALLY_DURABILITY).")
-    var durability: String?
-
-    @Option(name: .customLong("public-url"), help: "URL participants use to reach this box, for join links and QR codes, e.g. http://tally.local (env TALLY_PUBLIC_URL).")
+    @Option(name: .customLong("public-url"), help: "URL participants use to reach this box (join links, QR codes), e.g. http://tally.local.")
     var publicURL: String?
-
-    @Option(help: "Name advertised over mDNS (env TALLY_NAME). Default \"Tally on <hostname>\".")
+    @Option(help: "Name advertised over mDNS. Default \"Tally on <hostname>\".")
     var name: String?
-
-    @Flag(name: .customLong("no-mdns"), help: "Do not advertise over mDNS (env TALLY_MDNS=0).")
+    @Flag(name: .customLong("no-mdns"), help: "Do not advertise over mDNS.")
     var noMDNS = false
-
-    @Option(name: .customLong("ring-size"), help: "Size of the event ring file, e.g. 1GiB, 256MiB (env TALLY_RING_SIZE). Default 1GiB.")
+    @Option(help: "fsync (default: acknowledged votes survive a power cut) or os (they survive a crash of the process).")
+    var durability: String?
+    @Option(name: .customLong("ring-size"), help: "Size of the event ring file, e.g. 1GiB (default), 256MiB.")
     var ringSize: String?
-
-    @Option(name: .customLong("retention-hours"), help: "How long events are replayable, capacity permitting (env TALLY_RETENTION_HOURS). Default 24.")
+    @Option(name: .customLong("retention-hours"), help: "How long events stay replayable, capacity permitting. Default 24.")
     var retentionHours: String?
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env TALLY_LOG_LEVEL). Default info.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info (default), notice, warning, error or critical.")
     var logLevel: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        var config = TallyConfiguration()
-        config.host = host ?? env["TALLY_HOST"] ?? config.host
-        if let text = port.map(String.init) ?? env["TALLY_PORT"] {
-            guard let value = Int(text), (0...65535).contains(value) else {
-                throw ValidationError("port must be a number from 0 to 65535, got \"\(text)\"")
+        var settings = Settings()
+        let (configuration, level): (TallyConfiguration, String)
+        do {
+            if let file = config ?? env["TALLY_CONFIG"] {
+                try settings.load(file: file)
+            } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
+                try settings.load(file: defaultConfigFile)
             }
-            config.port = value
+            try settings.load(environment: env)
+            let command = SettingSource(description: "the command line")
+            let options: [(String, String?)] = [
+                ("host", host), ("port", port), ("data-dir", dataDir), ("operator-password", operatorPassword),
+                ("public-url", publicURL), ("name", name), ("durability", durability), ("ring-size", ringSize),
+                ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
+            ]
+            for case let (key, value?) in options { settings.set(key, value, from: command) }
+            (configuration, level) = try settings.configuration()
+        } catch let error as SettingsError {
+            throw ValidationError(error.description)
         }
-        config.dataDirectory = dataDir ?? env["TALLY_DATA_DIR"] ?? config.dataDirectory
-        config.operatorPassword = operatorPassword ?? env["TALLY_OPERATOR_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
-        if let text = durability ?? env["TALLY_DURABILITY"] {
-            guard let value = Durability(rawValue: text) else {
-                throw ValidationError("durability must be fsync or os, got \"\(text)\"")
-            }
-            config.durability = value
-        }
-        config.name = name ?? env["TALLY_NAME"].flatMap { $0.isEmpty ? nil : $0 }
-        if let name = config.name, name.utf8.count > 63 {
-            throw ValidationError("name must be at most 63 bytes (an mDNS label); got \(name.utf8.count)")
-        }
-        if noMDNS { config.mdns = false } else if let text = env["TALLY_MDNS"] {
-            guard ["0", "1", "true", "false", "yes", "no"].contains(text.lowercased()) else {
-                throw ValidationError("TALLY_MDNS must be 1 or 0; got \"\(text)\"")
-            }
-            config.mdns = ["1", "true", "yes"].contains(text.lowercased())
-        }
-        if let text = publicURL ?? env["TALLY_PUBLIC_URL"] {
-            guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
-                throw ValidationError("public URL must look like http://tally.local or http://192.168.4.1:8080; got \"\(text)\"")
-            }
-            config.publicURL = text
-        }
-        if let text = ringSize ?? env["TALLY_RING_SIZE"] {
-            guard let bytes = parseSize(text) else {
-                throw ValidationError("ring size must look like 1GiB, 256MiB or a number of bytes; got \"\(text)\"")
-            }
-            guard bytes >= 1 << 20, bytes <= 1 << 36, bytes % 4096 == 0 else {
-                throw ValidationError("ring size must be a multiple of 4 KiB from 1 MiB to 64 GiB; got \(text)")
-            }
-            config.ringSize = bytes
-        }
-        if let text = retentionHours ?? env["TALLY_RETENTION_HOURS"] {
-            guard let hours = Double(text), hours > 0, hours <= 24 * 365 else {
-                throw ValidationError("retention hours must be a number above 0; got \"\(text)\"")
-            }
-            config.retention = hours * 3600
-        }
-        let levelText = logLevel ?? env["TALLY_LOG_LEVEL"] ?? "info"
-        guard let level = Logger.Level(rawValue: levelText) else {
-            throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical; got \"\(levelText)\"")
-        }
+        var config = configuration
+        config.healthFile = env["TALLY_HEALTH_FILE"]
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            handler.logLevel = Logger.Level(rawValue: level) ?? .info
             return handler
         }
         let logger = Logger(label: "tally")
@@ -124,17 +90,105 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// Reads the data directory from --data-dir, the configuration file or the environment, as
+/// `serve` would, for the offline commands.
+func dataDirectory(_ option: String?, config: String?) throws -> String {
+    if let option { return option }
+    var settings = Settings()
+    let env = ProcessInfo.processInfo.environment
+    if let file = config ?? env["TALLY_CONFIG"] {
+        try settings.load(file: file)
+    } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
+        try settings.load(file: defaultConfigFile)
+    }
+    try settings.load(environment: env)
+    return try settings.configuration().0.dataDirectory
+}
+
+/// `tally reset-password`: for staff at the console who lost the operator password.
+struct ResetPassword: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset-password",
+        abstract: "Set a new operator password (takes effect at once, also while the server runs).")
+
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: as `tally serve` would use).")
+    var dataDir: String?
+    @Option(help: "Configuration file.")
+    var config: String?
+    @Flag(name: .customLong("password-stdin"), help: "Read the new password from standard input instead of prompting.")
+    var passwordStdin = false
+
+    func run() throws {
+        let directory = try dataDirectory(dataDir, config: config)
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("tally.sqlite").path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
+        }
+        let password: String
+        if passwordStdin {
+            password = readLine(strippingNewline: true) ?? ""
+        } else {
+            guard let first = getpass("New operator password: ").map({ String(cString: $0) }),
+                let second = getpass("Again: ").map({ String(cString: $0) })
+            else { throw ValidationError("no terminal to read the password from; use --password-stdin") }
+            guard first == second else { throw ValidationError("the two passwords differ; nothing changed") }
+            password = first
+        }
+        guard password.count >= 8, password.utf8.count <= 256 else {
+            throw ValidationError("the operator password must have 8 to 256 characters; nothing changed")
+        }
+        let projection = try SQLiteProjection(path: path)
+        try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
+        print("Operator password changed in \(directory). Sign in at /presenter with the new one.")
+    }
+}
+
+/// `tally export`: a session's results, e.g. onto a USB stick.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a session's results as CSV or JSON.")
+
+    @Option(help: "Session id (see the presenter page), or its join code.")
+    var session: String
+    @Option(help: "csv or json.")
+    var format: String = "csv"
+    @Option(name: .shortAndLong, help: "Output file (default: standard output).")
+    var output: String?
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: as `tally serve` would use).")
+    var dataDir: String?
+    @Option(help: "Configuration file.")
+    var config: String?
+
+    func run() throws {
+        guard ["csv", "json"].contains(format) else { throw ValidationError("format must be csv or json; got \"\(format)\"") }
+        let directory = try dataDirectory(dataDir, config: config)
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("tally.sqlite").path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
+        }
+        // The projection trails the ring by a fraction of a second while the server runs.
+        let sessions = try SQLiteProjection(path: path).load()
+        guard let found = sessions.first(where: { $0.state.id == session || $0.state.joinCode.value == session.uppercased() }) else {
+            throw ValidationError("no session \"\(session)\" in \(directory); sessions: \(sessions.map { "\($0.state.id) (\($0.state.title))" }.joined(separator: ", "))")
+        }
+        let data = format == "csv" ? Data(SessionExport.csv(found.state).utf8) : SessionExport.json(found.state)
+        if let output {
+            try data.write(to: URL(fileURLWithPath: output))
+            FileHandle.standardError.write(Data("Wrote \(found.state.polls.count) polls of \"\(found.state.title)\" to \(output)\n".utf8))
+        } else {
+            FileHandle.standardOutput.write(data)
+        }
+    }
+}
+
 /// `tally discover`: lists the Tally appliances on the network (what a kiosk display runs at boot).
 struct Discover: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Find Tally appliances on the local network over mDNS.")
 
     @Option(help: "Seconds to listen.")
     var timeout: Double = 3
-
     @Flag(help: "One JSON object per appliance.")
     var json = false
-
-    @Flag(help: "Print only the first appliance's display URL (for scripts).")
+    @Flag(help: "Print only the first appliance's display URL (for scripts); exit 1 if none.")
     var url = false
 
     func run() throws {
@@ -164,16 +218,4 @@ struct Discover: ParsableCommand {
         }
         if found.isEmpty { throw ExitCode(1) }
     }
-}
-
-/// "1GiB", "256MiB", "64KiB", "1G", "4096" → bytes.
-func parseSize(_ text: String) -> Int? {
-    let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
-    let trimmed = text.trimmingCharacters(in: .whitespaces)
-    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-        guard let n = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
-        let (product, overflow) = n.multipliedReportingOverflow(by: factor)
-        return overflow ? nil : product
-    }
-    return Int(trimmed)
 }

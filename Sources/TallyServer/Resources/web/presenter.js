@@ -84,7 +84,8 @@ function render() {
   sessionBox.replaceChildren(h("section", { class: "card session" },
     h("h2", {}, state.title, state.state === "ended" ? " (ended)" : ""),
     h("p", {}, "Join code ", h("strong", { class: "code" }, state.joinCode), " · ", h("strong", { id: "participants" }, `${state.participantCount || 0}`), " joined"),
-    h("p", {}, "Join at ", h("a", { href: state.joinUrl }, state.joinUrl), " · ", h("a", { href: displayUrl, target: "_blank", rel: "noopener", id: "display-link" }, "Open the display")),
+    h("p", {}, "Join at ", h("a", { href: state.joinUrl }, state.joinUrl), " · ", h("a", { href: displayUrl, target: "_blank", rel: "noopener", id: "display-link" }, "Open the display"),
+      " · ", h("a", { href: `/api/v1/sessions/${sessionId}/export.csv`, download: "" }, "Download results (CSV)")),
     state.state === "active" ? h("button", { type: "button", class: "danger", onclick: end }, "End session") : null,
     errorLine()));
   if (state.state === "active" && !composerForm) composerForm = composer();

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds tally_<version>_<arch>.deb: a release build with the Swift runtime linked statically,
+# stripped, with the systemd units, the example configuration and the standalone Wi-Fi examples.
+#
+#   Appliance/build-deb.sh [OUTPUT_DIR]      (default: ./artifacts)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$(mkdir -p "${1:-$ROOT/artifacts}" && cd "${1:-$ROOT/artifacts}" && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+say "release build with --static-swift-stdlib (about 5 minutes the first time)"
+swift build -c release --static-swift-stdlib --product tally --scratch-path "$ROOT/.build-release-static"
+BIN="$("$ROOT/.build-release-static/release/tally" --version >/dev/null && echo "$ROOT/.build-release-static/release/tally")"
+VERSION="$("$BIN" --version)"
+ARCH="$(dpkg --print-architecture)"
+
+STAGE="$(mktemp -d)"
+trap 'rm -rf "$STAGE"' EXIT
+PKG="$STAGE/tally_${VERSION}_${ARCH}"
+install -d "$PKG/DEBIAN" "$PKG/usr/bin" "$PKG/lib/systemd/system" "$PKG/etc/tally" \
+    "$PKG/usr/share/doc/tally/examples"
+install -m 0755 "$BIN" "$PKG/usr/bin/tally"
+strip --strip-unneeded "$PKG/usr/bin/tally"
+install -m 0644 Systemd/tally.service "$PKG/lib/systemd/system/tally.service"
+install -m 0644 Appliance/etc/tally.conf "$PKG/etc/tally/tally.conf"
+install -m 0644 README.md ARCHITECTURE.md "$PKG/usr/share/doc/tally/"
+install -m 0644 Systemd/tally-kiosk.service Appliance/standalone/hostapd.conf Appliance/standalone/dnsmasq.conf \
+    "$PKG/usr/share/doc/tally/examples/"
+
+# Shared libraries the binary needs, as Debian package names.
+DEPENDS="libc6, libsqlite3-0, libavahi-client3, libqrencode4, libstdc++6, zlib1g"
+SIZE_KB="$(du -sk "$PKG/usr" | cut -f1)"
+cat > "$PKG/DEBIAN/control" <<CONTROL
+Package: tally
+Version: ${VERSION}
+Architecture: ${ARCH}
+Maintainer: Tally developers <tally@localhost>
+Installed-Size: ${SIZE_KB}
+Depends: ${DEPENDS}
+Recommends: avahi-daemon
+Suggests: hostapd, dnsmasq, chromium
+Section: net
+Priority: optional
+Description: live event polling appliance
+ Tally serves live polls to a room full of phones from a small box at the venue:
+ participants join with a code or a QR code, presenters run polls, big screens show
+ live results over WebSocket or Server-Sent Events. No internet needed. Advertises
+ itself over mDNS; keeps every acknowledged vote across crashes and power cuts.
+CONTROL
+echo "/etc/tally/tally.conf" > "$PKG/DEBIAN/conffiles"
+cat > "$PKG/DEBIAN/postinst" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable tally.service >/dev/null
+    systemctl restart tally.service || true
+    echo "Tally is running. Open http://$(hostname).local/presenter to choose the operator password."
+fi
+exit 0
+SCRIPT
+cat > "$PKG/DEBIAN/prerm" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+    systemctl stop tally.service || true
+    systemctl disable tally.service >/dev/null || true
+fi
+exit 0
+SCRIPT
+cat > "$PKG/DEBIAN/postrm" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+# Sessions and votes stay in /var/lib/private/tally unless the package is purged.
+if [ "$1" = purge ]; then rm -rf /var/lib/private/tally /var/lib/tally; fi
+exit 0
+SCRIPT
+chmod 0755 "$PKG/DEBIAN/postinst" "$PKG/DEBIAN/prerm" "$PKG/DEBIAN/postrm"
+
+DEB="$OUT/tally_${VERSION}_${ARCH}.deb"
+dpkg-deb --root-owner-group --build "$PKG" "$DEB" >/dev/null
+say "built $DEB ($(du -h "$DEB" | cut -f1); binary $(du -h "$PKG/usr/bin/tally" | cut -f1) stripped)"
+echo "$DEB"

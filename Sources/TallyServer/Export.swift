@@ -1,0 +1,62 @@
+import Foundation
+import TallyDomain
+
+/// Results of a session as files people take home: CSV (one row per option) or JSON (polls,
+/// counts and the anonymous ballots). Used by `tally export` and the presenter's download.
+public enum SessionExport {
+    public static func csv(_ state: SessionState) -> String {
+        var rows = [["session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes", "total_ballots"]]
+        for (index, poll) in state.polls.enumerated() {
+            let results = state.results(of: poll.id)
+            for option in poll.options {
+                let votes = results?.counts.first { $0.optionId == option.id }?.count ?? 0
+                rows.append([
+                    state.id, state.title, "\(index + 1)", poll.id, poll.question, poll.kind.rawValue, poll.state.rawValue,
+                    option.id, option.label, "\(votes)", "\(results?.totalBallots ?? 0)",
+                ])
+            }
+        }
+        return rows.map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    }
+
+    /// RFC 4180 quoting; a leading =, +, - or @ is prefixed with ' so a spreadsheet never runs a
+    /// participant-written option as a formula.
+    static func field(_ value: String) -> String {
+        var v = value
+        if let first = v.first, "=+-@".contains(first) { v = "'" + v }
+        guard v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) || v != value else { return v }
+        return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    struct Document: Encodable {
+        struct PollExport: Encodable {
+            let poll: Poll
+            let results: PollResults?
+            let ballots: [Ballot]
+        }
+        struct Ballot: Encodable {
+            let participant: String
+            let optionIds: [String]
+        }
+        let sessionId: String
+        let title: String
+        let joinCode: String
+        let state: SessionState.Lifecycle
+        let participantCount: Int
+        let polls: [PollExport]
+    }
+
+    public static func json(_ state: SessionState) -> Data {
+        let document = Document(
+            sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
+            participantCount: state.participantCount,
+            polls: state.polls.map { poll in
+                .init(
+                    poll: poll, results: state.results(of: poll.id),
+                    ballots: (state.ballots[poll.id] ?? [:]).sorted { $0.key < $1.key }.map { .init(participant: $0.key, optionIds: $0.value) })
+            })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return (try? encoder.encode(document)) ?? Data("{}".utf8)
+    }
+}

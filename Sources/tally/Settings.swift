@@ -1,0 +1,143 @@
+import Foundation
+import TallyEventLog
+import TallyServer
+
+/// Where a setting came from, for error messages that name it.
+struct SettingSource: CustomStringConvertible {
+    let description: String
+}
+
+/// Settings layered as the appliance expects: defaults < /etc/tally/tally.conf < TALLY_*
+/// environment < command line. Every key is known; an unknown key or a bad value refuses to
+/// start with a message naming the key and where it came from.
+struct Settings {
+    static let keys: [String: String] = [
+        "host": "address to listen on",
+        "port": "TCP port",
+        "data-dir": "directory for the database and the event ring",
+        "operator-password": "operator password",
+        "public-url": "URL participants use to reach the box",
+        "name": "mDNS instance name",
+        "mdns": "advertise over mDNS (yes/no)",
+        "durability": "fsync or os",
+        "ring-size": "size of the event ring",
+        "retention-hours": "hours events stay replayable",
+        "log-level": "trace … critical",
+    ]
+
+    private(set) var values: [String: (String, SettingSource)] = [:]
+
+    mutating func set(_ key: String, _ value: String, from source: SettingSource) {
+        values[key] = (value, source)
+    }
+
+    /// `key = value` lines; `#` starts a comment; blank lines are ignored.
+    mutating func load(file path: String) throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw SettingsError("cannot read the configuration file \(path): \(error.localizedDescription)")
+        }
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            let where_ = SettingSource(description: "\(path):\(index + 1)")
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw SettingsError("\(where_): expected `key = value`, got \"\(trimmed)\"")
+            }
+            guard Self.keys[parts[0]] != nil else {
+                throw SettingsError("\(where_): unknown key \"\(parts[0])\" (known: \(Self.keys.keys.sorted().joined(separator: ", ")))")
+            }
+            var value = parts[1]
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            set(parts[0], value, from: where_)
+        }
+    }
+
+    mutating func load(environment: [String: String]) throws {
+        for (name, value) in environment where name.hasPrefix("TALLY_") {
+            let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: "-")
+            if ["config", "health-file"].contains(key) { continue }
+            guard Self.keys[key] != nil else {
+                throw SettingsError("environment variable \(name): unknown setting (known: \(Self.keys.keys.sorted().map { "TALLY_" + $0.uppercased().replacingOccurrences(of: "-", with: "_") }.joined(separator: ", ")))")
+            }
+            set(key, value, from: SettingSource(description: "environment variable \(name)"))
+        }
+    }
+
+    func configuration() throws -> (TallyConfiguration, logLevel: String) {
+        var config = TallyConfiguration()
+        func value(_ key: String) -> (String, SettingSource)? { values[key] }
+        func fail(_ key: String, _ why: String) -> SettingsError {
+            let (v, source) = values[key]!
+            return SettingsError("\(key) = \"\(v)\" (from \(source)): \(why)")
+        }
+        if let (v, _) = value("host") { config.host = v }
+        if let (v, _) = value("port") {
+            guard let port = Int(v), (0...65535).contains(port) else { throw fail("port", "must be a number from 0 to 65535") }
+            config.port = port
+        }
+        if let (v, _) = value("data-dir") { config.dataDirectory = v }
+        if let (v, _) = value("operator-password"), !v.isEmpty {
+            guard v.count >= 8 else { throw fail("operator-password", "must have at least 8 characters") }
+            config.operatorPassword = v
+        }
+        if let (v, _) = value("public-url") {
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw fail("public-url", "must look like http://tally.local or http://192.168.4.1:8080")
+            }
+            config.publicURL = v
+        }
+        if let (v, _) = value("name"), !v.isEmpty {
+            guard v.utf8.count <= 63 else { throw fail("name", "must be at most 63 bytes (an mDNS label)") }
+            config.name = v
+        }
+        if let (v, _) = value("mdns") {
+            switch v.lowercased() {
+            case "yes", "true", "1", "on": config.mdns = true
+            case "no", "false", "0", "off": config.mdns = false
+            default: throw fail("mdns", "must be yes or no")
+            }
+        }
+        if let (v, _) = value("durability") {
+            guard let d = Durability(rawValue: v) else { throw fail("durability", "must be fsync or os") }
+            config.durability = d
+        }
+        if let (v, _) = value("ring-size") {
+            guard let bytes = parseSize(v) else { throw fail("ring-size", "must look like 1GiB, 256MiB or a number of bytes") }
+            guard bytes >= 1 << 20, bytes <= 1 << 36, bytes % 4096 == 0 else {
+                throw fail("ring-size", "must be a multiple of 4 KiB from 1 MiB to 64 GiB")
+            }
+            config.ringSize = bytes
+        }
+        if let (v, _) = value("retention-hours") {
+            guard let hours = Double(v), hours > 0, hours <= 24 * 365 else { throw fail("retention-hours", "must be a number of hours above 0") }
+            config.retention = hours * 3600
+        }
+        let level = value("log-level")?.0 ?? "info"
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
+            throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        return (config, level)
+    }
+}
+
+struct SettingsError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// "1GiB", "256MiB", "64KiB", "1G", "4096" → bytes.
+func parseSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        guard let n = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : product
+    }
+    return Int(trimmed)
+}
