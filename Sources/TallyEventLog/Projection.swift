@@ -40,7 +40,21 @@ public final class SQLiteProjection: SettingsStore {
                     options BLOB NOT NULL, PRIMARY KEY (session_id, poll_id, participant_id));
                 """)
         }
+        migrator.registerMigration("v2: ballot times") { db in
+            try db.execute(sql: "ALTER TABLE ballots ADD COLUMN at_ms INTEGER NOT NULL DEFAULT 0")
+        }
         try migrator.migrate(pool)
+    }
+
+    /// When each ballot was last cast (ms since 1970), per poll and participant: for exports.
+    public func ballotTimes(session: String) throws -> [String: [String: Int64]] {
+        try pool.read { db in
+            var times: [String: [String: Int64]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT poll_id, participant_id, at_ms FROM ballots WHERE session_id = ?", arguments: [session]) {
+                times[row[0], default: [:]][row[1]] = row[2]
+            }
+            return times
+        }
     }
 
     /// Sequence of the last event the projection holds (0 when empty).
@@ -85,8 +99,8 @@ public final class SQLiteProjection: SettingsStore {
                         arguments: [s, j.participantId, Int64(logged.sequence)])
                 case .ballotCast(let b):
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options) VALUES (?, ?, ?, ?)",
-                        arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds)])
+                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000)])
                 }
                 try db.execute(sql: "UPDATE sessions SET last_seq = ? WHERE id = ?", arguments: [Int64(logged.sequence), s])
             }

@@ -15,6 +15,7 @@ struct APIController: Sendable {
     let password: OperatorPassword
     let log: any EventLog
     let publicURL: PublicURL
+    let projection: SQLiteProjection
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         let api = router.group("api/v1")
@@ -277,8 +278,9 @@ struct APIController: Sendable {
     func export(_ request: Request, _ context: TallyRequestContext, csv: Bool) throws -> Response {
         let session = try self.session(context)
         try access.requirePresenter(request, of: session.id)
+        let times = csv ? [:] : ((try? projection.ballotTimes(session: session.id)) ?? [:])
         let (body, title) = session.read { state, _ in
-            (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state), state.title)
+            (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state, times: times), state.title)
         }
         let safe = String(title.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
         return Response(

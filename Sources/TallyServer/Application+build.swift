@@ -151,7 +151,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port)
-    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL).addRoutes(to: router)
+    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL).addRoutes(to: router)
     let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
     events_.addRoutes(to: router)

@@ -37,6 +37,8 @@ public enum SessionExport {
         struct Ballot: Encodable {
             let participant: String
             let optionIds: [String]
+            /// When the ballot was (last) cast, ISO 8601; absent for ballots not yet saved.
+            let castAt: String?
         }
         let sessionId: String
         let title: String
@@ -46,17 +48,27 @@ public enum SessionExport {
         let polls: [PollExport]
     }
 
-    public static func json(_ state: SessionState) -> Data {
+    /// `times`: when each ballot was last cast (`SQLiteProjection.ballotTimes`), poll → participant → ms.
+    public static func json(_ state: SessionState, times: [String: [String: Int64]] = [:]) -> Data {
         let document = Document(
             sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
             participantCount: state.participantCount,
             polls: state.polls.map { poll in
                 .init(
                     poll: poll, results: state.results(of: poll.id),
-                    ballots: (state.ballots[poll.id] ?? [:]).sorted { $0.key < $1.key }.map { .init(participant: $0.key, optionIds: $0.value) })
+                    ballots: (state.ballots[poll.id] ?? [:])
+                        .map { (participant: $0.key, options: $0.value, at: times[poll.id]?[$0.key]) }
+                        // In the order they were cast: the room's answers over time.
+                        .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
+                        .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map(isoTime)) })
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return (try? encoder.encode(document)) ?? Data("{}".utf8)
     }
+}
+
+private func isoTime(_ ms: Int64) -> String {
+    Date(timeIntervalSince1970: Double(ms) / 1000).formatted(
+        .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
 }

@@ -166,11 +166,14 @@ struct Export: ParsableCommand {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
         // The projection trails the ring by a fraction of a second while the server runs.
-        let sessions = try SQLiteProjection(path: path).load()
+        let projection = try SQLiteProjection(path: path)
+        let sessions = try projection.load()
         guard let found = sessions.first(where: { $0.state.id == session || $0.state.joinCode.value == session.uppercased() }) else {
             throw ValidationError("no session \"\(session)\" in \(directory); sessions: \(sessions.map { "\($0.state.id) (\($0.state.title))" }.joined(separator: ", "))")
         }
-        let data = format == "csv" ? Data(SessionExport.csv(found.state).utf8) : SessionExport.json(found.state)
+        let data = format == "csv"
+            ? Data(SessionExport.csv(found.state).utf8)
+            : SessionExport.json(found.state, times: try projection.ballotTimes(session: found.state.id))
         if let output {
             try data.write(to: URL(fileURLWithPath: output))
             FileHandle.standardError.write(Data("Wrote \(found.state.polls.count) polls of \"\(found.state.title)\" to \(output)\n".utf8))

@@ -193,7 +193,10 @@ def test_export_matches_the_votes_cast(server):
     js = run_tally("export", "--data-dir", server.data_dir, "--session", s["sessionId"], "--format", "json")
     import json
     doc = json.loads(js.stdout)
-    assert sorted(b["optionIds"][0] for b in doc["polls"][0]["ballots"]) == sorted(votes)
+    ballots = doc["polls"][0]["ballots"]
+    assert [b["optionIds"][0] for b in ballots] == votes, "ballots in the order they were cast"
+    assert all(b["castAt"].endswith("Z") for b in ballots)
+    assert [b["castAt"] for b in ballots] == sorted(b["castAt"] for b in ballots)
 
 
 def test_phones_checking_for_internet_land_on_the_join_page(server):
