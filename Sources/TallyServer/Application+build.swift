@@ -150,6 +150,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
+    router.add(middleware: SameOriginMiddleware())
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port)
     APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL).addRoutes(to: router)

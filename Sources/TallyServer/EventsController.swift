@@ -48,6 +48,11 @@ struct EventsController: Sendable {
             requested = role
         }
         let token = query["token"].map(String.init)
+        // Cross-site WebSocket hijacking: a page elsewhere could open this socket with the
+        // visitor's cookies (WebSocket has no CORS). Only our own pages may ride on cookies.
+        if token == nil, let origin = request.headers[.origin], !SameOrigin.matches(origin: origin, request: request) {
+            throw Problem(.forbidden, "cross-site stream refused: \(origin) is not this appliance")
+        }
         // A display may also follow a session with only its join code (typed on the screen).
         if requested == .display, let token, let code = JoinCode(token),
             session.read({ state, _ in state.joinCode == code })

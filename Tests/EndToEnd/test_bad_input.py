@@ -142,3 +142,27 @@ def test_server_logs_never_contain_tokens(room):
     assert "request" in logs
     for secret in (s["presenterToken"], s["displayToken"], participant["participantToken"], "correct horse"):
         assert secret not in logs
+
+
+def test_cross_site_requests_riding_on_cookies_are_refused(server):
+    s = server.new_session()
+    status, body, resp = server.request("POST", "/api/v1/join", {"joinCode": s["joinCode"]})
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    me = f"http://127.0.0.1:{server.port}"
+    poll = server.poll(s["sessionId"], s["presenterToken"], open=True)
+    path = f"/api/v1/sessions/{s['sessionId']}/polls/{poll['pollId']}/votes"
+    evil = {"Cookie": cookie, "Origin": "http://evil.example"}
+    status, detail = problem(server, "POST", path, {"optionIds": ["o1"]}, headers=evil)
+    assert status == 403 and "cross-site" in detail
+    assert problem(server, "POST", path, {"optionIds": ["o1"]}, headers={"Cookie": cookie, "Origin": "null"})[0] == 403
+    assert server.request("POST", path, {"optionIds": ["o1"]}, headers={"Cookie": cookie, "Origin": me})[0] == 201
+    # A bearer-token client is not a browser riding on cookies: no Origin rule for it.
+    assert server.request("POST", path, {"optionIds": ["o2"]}, token=body["participantToken"],
+                          headers={"Origin": "http://evil.example"})[0] == 200
+    # Cross-site WebSocket hijacking: refused with 4403; our own origin is fine.
+    hijack = WSStream(server.events_url("ws", sessionId=s["sessionId"]), headers=evil)
+    assert hijack.closed.wait(5) and hijack.close_code == 4403
+    mine = WSStream(server.events_url("ws", sessionId=s["sessionId"]), headers={"Cookie": cookie, "Origin": me})
+    server.ok("POST", f"/api/v1/sessions/{s['sessionId']}/polls/{poll['pollId']}/close", token=s["presenterToken"])
+    assert mine.next()["eventType"] == "poll.closed"
+    mine.close()
