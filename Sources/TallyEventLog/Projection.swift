@@ -69,6 +69,7 @@ public final class SQLiteProjection: SettingsStore {
         let encoder = JSONEncoder()
         try pool.write { db in
             let through = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'projected_through'").flatMap(UInt64.init) ?? 0
+            var lastOfSession: [String: UInt64] = [:]
             for logged in batch where logged.sequence > through {
                 let s = logged.sessionId
                 switch logged.event {
@@ -98,11 +99,16 @@ public final class SQLiteProjection: SettingsStore {
                         sql: "INSERT OR IGNORE INTO participants(session_id, participant_id, position) VALUES (?, ?, ?)",
                         arguments: [s, j.participantId, Int64(logged.sequence)])
                 case .ballotCast(let b):
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000)])
+                    // The hot path (one per vote): a prepared statement, reused.
+                    try db.cachedStatement(
+                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)"
+                    ).execute(arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000)])
                 }
-                try db.execute(sql: "UPDATE sessions SET last_seq = ? WHERE id = ?", arguments: [Int64(logged.sequence), s])
+                lastOfSession[s] = logged.sequence
+            }
+            // One update per session per batch, not per event.
+            for (session, sequence) in lastOfSession {
+                try db.cachedStatement(sql: "UPDATE sessions SET last_seq = ? WHERE id = ?").execute(arguments: [Int64(sequence), session])
             }
             if last.sequence > through {
                 try db.execute(

@@ -136,11 +136,12 @@ final class EventHub: Sendable {
     func publish(_ batch: [LoggedEvent]) {
         guard let last = batch.last else { return }
         // Encode once per event, outside the lock; the buffers are shared by all receivers.
-        let encoded = batch.map { ($0.sessionId, encode($0)) }
+        // Ballots go to nobody: do not spend an encoding on them.
+        let encoded = batch.compactMap { $0.event.audience.isEmpty ? nil : ($0.sessionId, encode($0)) }
         let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
             state.published = last.sequence
             return encoded.compactMap { sessionId, event in
-                guard !event.audience.isEmpty, let subscribers = state.sessions[sessionId] else { return nil }
+                guard let subscribers = state.sessions[sessionId] else { return nil }
                 return (event, subscribers.values.filter { event.audience.includes($0.role) })
             }
         }

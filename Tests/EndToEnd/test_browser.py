@@ -11,7 +11,7 @@ import time
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoAlertPresentException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -73,7 +73,9 @@ def browsers():
 
 
 def wait(driver, predicate, timeout=15, message=""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: predicate(d), message)
+    # Pages re-render on every event; a handle that went stale just means "look again".
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: predicate(d), message)
 
 
 def text(driver):
@@ -86,7 +88,8 @@ def shot(driver, name):
 
 
 def bar_counts(driver):
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".bars .count")]
+    # Read in one script call: the page re-renders on every event, so element handles go stale.
+    return driver.execute_script("return [...document.querySelectorAll('.bars .count')].map(e => e.textContent)")
 
 
 def presenter_signs_in_and_creates(driver, server, title):
@@ -120,8 +123,12 @@ def join(driver, server, code):
 
 
 def vote(driver, label):
-    choice = wait(driver, lambda d: [c for c in d.find_elements(By.CSS_SELECTOR, ".choice") if c.text == label])
-    choice[0].click()
+    def click(d):
+        choices = [c for c in d.find_elements(By.CSS_SELECTOR, ".choice") if c.text == label]
+        if choices:
+            choices[0].click()
+        return bool(choices)
+    wait(driver, click)
     wait(driver, lambda d: "Vote accepted" in text(d))
 
 
@@ -146,7 +153,7 @@ def test_a_room_follows_one_session(server, browsers):
     create_poll(presenter, "Where should the offsite be?", ["Lisbon", "Oslo", "Porto"])
     for phone, place in zip(phones, ["Lisbon", "Oslo", "Lisbon"]):
         vote(phone, place)
-    wait(display, lambda d: bar_counts(d) == ["2 · 67%", "1 · 33%", "0 · 0%"], message=f"display shows {bar_counts(display)}")
+    wait(display, lambda d: bar_counts(d) == ["2 · 67%", "1 · 33%", "0 · 0%"], message="display counts")
     assert "3 votes" in text(display)
     shot(display, "display-live-1080p.png")
     vote(phones[1], "Lisbon")  # a change of mind
@@ -196,10 +203,10 @@ def test_pages_recover_by_themselves_after_a_server_restart(data_dir, browsers):
         # While the box is down, nothing is lost; when it comes back, the pages catch up alone.
         server = Server(data_dir, port=server.port).start()
         server.vote(s["sessionId"], poll["pollId"], server.join(s["joinCode"])["participantToken"], ["o1"])
-        wait(display, lambda d: bar_counts(d) == ["1 · 50%", "1 · 50%"], timeout=30, message=f"display shows {bar_counts(display)}")
+        wait(display, lambda d: bar_counts(d) == ["1 · 50%", "1 · 50%"], timeout=30, message="display counts")
         wait(phone, lambda d: "live" in d.find_element(By.ID, "status").text, timeout=30)
         phone.refresh()  # the participant reloads: same identity, same ballot
-        wait(phone, lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, ".choice.on")] == ["Blue"])
+        wait(phone, lambda d: d.execute_script("return [...document.querySelectorAll('.choice.on')].map(e => e.textContent)") == ["Blue"])
     finally:
         server.stop()
 
