@@ -79,8 +79,8 @@ cmd_test() {
     say "unit tests (domain, event log, server)"
     swift test --skip-build
     say "end-to-end tests against the real binary (and headless Chromium)"
-    export TALLY_BINARY
-    TALLY_BINARY="$(swift build --show-bin-path)/tally"
+    export E2E_TALLY_BINARY
+    E2E_TALLY_BINARY="$(swift build --show-bin-path)/tally"
     local pytest=(/usr/bin/python3 -m pytest -q -p no:cacheprovider "$ROOT/Tests/EndToEnd")
     if [ "$(id -u)" -eq 0 ] && unshare --net true 2>/dev/null; then
         # A private network namespace with only loopback: the server, the load and the browser

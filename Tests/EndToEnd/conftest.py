@@ -17,8 +17,9 @@ import urllib.parse
 import pytest
 import websockets
 
+# Test settings are E2E_* (never TALLY_*: the server refuses unknown TALLY_* variables).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.environ.get("TALLY_BINARY", os.path.join(ROOT, ".build", "debug", "tally"))
+BINARY = os.environ.get("E2E_TALLY_BINARY", os.path.join(ROOT, ".build", "debug", "tally"))
 PASSWORD = "correct horse battery"
 
 
@@ -31,8 +32,9 @@ def free_port():
 class Server:
     """One running `tally serve` process."""
 
-    def __init__(self, data_dir, port=None, extra_args=(), env=None, mdns=False):
+    def __init__(self, data_dir, port=None, extra_args=(), env=None, mdns=False, password=PASSWORD):
         self.data_dir = data_dir
+        self.password = password
         self.port = port or free_port()
         self.extra_args = list(extra_args) + ([] if mdns else ["--no-mdns"])
         self.env = env
@@ -43,7 +45,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
-             "--operator-password", PASSWORD, "--ring-size", "8MiB", *self.extra_args],
+             *(["--operator-password", self.password] if self.password else []), "--ring-size", "8MiB", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -149,26 +149,14 @@ def test_reset_password_then_sign_in(data_dir):
     server.stop()
     assert run_tally("reset-password", "--data-dir", data_dir, "--password-stdin", input="a brand new secret\n").returncode == 0
     # Start without a configured password: the stored one applies.
-    port = free_port()
-    proc = subprocess.Popen([BINARY, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
-                             "--no-mdns", "--ring-size", "8MiB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s = Server(data_dir, password=None).start()
     try:
-        s = Server(data_dir, port=port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                s.request("GET", "/readyz")
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
         assert s.request("POST", "/api/v1/auth/login", {"password": "a brand new secret"})[0] == 200
         assert s.request("POST", "/api/v1/auth/login", {"password": PASSWORD})[0] == 401
         assert run_tally("reset-password", "--data-dir", data_dir, "--password-stdin", input="changed again!\n").returncode == 0
         assert s.request("POST", "/api/v1/auth/login", {"password": "changed again!"})[0] == 200, "at once, no restart"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        s.stop()
 
 
 def test_export_matches_the_votes_cast(server):
@@ -209,27 +197,15 @@ def test_phones_checking_for_internet_land_on_the_join_page(server):
 
 
 def test_first_run_password_set_up_happens_once(data_dir):
-    port = free_port()
-    proc = subprocess.Popen([BINARY, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
-                             "--no-mdns", "--ring-size", "8MiB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s = Server(data_dir, password=None).start()
     try:
-        s = Server(data_dir, port=port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                status, st, _ = s.request("GET", "/api/v1/auth/status")
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert st == {"operatorPasswordSet": False, "signedInAsOperator": False}
+        assert s.ok("GET", "/api/v1/auth/status") == {"operatorPasswordSet": False, "signedInAsOperator": False}
         assert s.request("POST", "/api/v1/auth/setup", {"password": "short"})[0] == 400
         assert s.request("POST", "/api/v1/auth/setup", {"password": "first password"})[0] == 200
         assert s.request("POST", "/api/v1/auth/setup", {"password": "second password"})[0] == 409
         assert s.request("POST", "/api/v1/auth/login", {"password": "first password"})[0] == 200
     finally:
-        proc.terminate()
-        proc.wait(10)
+        s.stop()
 
 
 def test_the_systemd_units_verify_and_are_hardened():

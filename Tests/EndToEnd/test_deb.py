@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, Server
 
-pytestmark = pytest.mark.skipif(os.environ.get("TALLY_SKIP_DEB") == "1", reason="TALLY_SKIP_DEB=1")
+pytestmark = pytest.mark.skipif(os.environ.get("E2E_SKIP_DEB") == "1", reason="E2E_SKIP_DEB=1")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_the_extracted_binary_runs_alone_and_serves_everything(deb):
         libs = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
         assert "libswift" not in libs and "libFoundation" not in libs, "Swift runtime linked statically"
         server = Server(data)
-        env_binary = os.environ.get("TALLY_BINARY")
+        env_binary = os.environ.get("E2E_TALLY_BINARY")
         proc = subprocess.Popen([binary, "serve", "--host", "127.0.0.1", "--port", str(server.port), "--data-dir", data,
                                  "--no-mdns", "--ring-size", "8MiB", "--operator-password", "correct horse battery"],
                                 cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
