@@ -64,7 +64,7 @@ def main():
     server = subprocess.Popen(
         [args.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
          "--operator-password", "benchmark-password", "--durability", args.durability, "--ring-size", "256MiB",
-         "--log-level", "warning"], stderr=subprocess.DEVNULL)
+         "--log-level", "warning", "--rate-limits", "no"], stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:

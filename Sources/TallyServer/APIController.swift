@@ -16,6 +16,7 @@ struct APIController: Sendable {
     let log: any EventLog
     let publicURL: PublicURL
     let projection: SQLiteProjection
+    let limits: Limits
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         let api = router.group("api/v1")
@@ -223,13 +224,19 @@ struct APIController: Sendable {
     }
 
     func join(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let ip = Limits.ip(context)
+        if let wait = limits.guesses.wait(ip) { throw Limits.tooMany(wait, "too many wrong join codes from your network") }
+        if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many joins from your network") }
         let body = try await decode(JoinBody.self, request, context)
         guard let code = JoinCode(body.joinCode) else {
+            limits.guesses.failed(ip)
             throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
         }
         guard let session = venue.session(joinCode: code) else {
+            limits.guesses.failed(ip)
             throw Problem(.notFound, "no session has the join code \(code)")
         }
+        limits.guesses.succeeded(ip)
         let title = session.read { state, _ in state.title }
         // A phone that already joined (cookie or bearer) keeps its identity and its ballots.
         for grant in access.grants(of: request) {
@@ -265,6 +272,8 @@ struct APIController: Sendable {
     func vote(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let session = try self.session(context)
         let participant = try access.requireParticipant(request, of: session.id)
+        if let wait = limits.votesPerParticipant.take(participant) { throw Limits.tooMany(wait, "voting too fast") }
+        if let wait = limits.votesPerIP.take(Limits.ip(context)) { throw Limits.tooMany(wait, "too many votes from your network") }
         let pollId = try self.pollId(context)
         let body = try await decode(VoteBody.self, request, context)
         let replaced = session.read { state, _ in state.ballot(of: participant, on: pollId) != nil }

@@ -152,8 +152,10 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: SameOriginMiddleware())
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port)
-    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection).addRoutes(to: router)
-    PagesController(venue: venue, access: access, publicURL: publicURL).addRoutes(to: router)
+    let limits = Limits(enabled: configuration.rateLimits)
+    if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
+    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection, limits: limits).addRoutes(to: router)
+    PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
     let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
@@ -185,7 +187,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
                 ws: .init(
                     // Clients send nothing on /events; keep inbound frames tiny.
                     maxFrameSize: 4096,
-                    autoPing: .enabled(timePeriod: configuration.pingInterval)))),
+                    autoPing: .enabled(timePeriod: configuration.pingInterval),
+                    // Invalid UTF-8 in a text frame closes the socket with 1007.
+                    validateUTF8: true))),
         configuration: .init(address: .hostname(host, port: configuration.port), serverName: "Tally"),
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? configuration.port

@@ -10,6 +10,7 @@ struct PagesController: Sendable {
     let venue: Venue
     let access: Access
     let publicURL: PublicURL
+    let limits: Limits
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         router.get("") { _, _ in page("join.html") }
@@ -72,11 +73,19 @@ struct PagesController: Sendable {
 
     /// A screen typed the join code: give it the session's display credential.
     func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        // The join code grants a display credential: guessing it is throttled like joining.
+        let ip = Limits.ip(context)
+        if let wait = limits.guesses.wait(ip) { throw Limits.tooMany(wait, "too many wrong join codes from your network") }
         let body = try await decode(PairBody.self, request, context)
         guard let code = JoinCode(body.joinCode) else {
+            limits.guesses.failed(ip)
             throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
         }
-        guard let session = venue.session(joinCode: code) else { throw Problem(.notFound, "no session has the join code \(code)") }
+        guard let session = venue.session(joinCode: code) else {
+            limits.guesses.failed(ip)
+            throw Problem(.notFound, "no session has the join code \(code)")
+        }
+        limits.guesses.succeeded(ip)
         return json(Paired(sessionId: session.id, displayToken: access.credentials.token(for: .display(session.id))))
     }
 }

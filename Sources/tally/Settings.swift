@@ -23,6 +23,7 @@ struct Settings {
         "ring-size": "size of the event ring",
         "retention-hours": "hours events stay replayable",
         "log-level": "trace … critical",
+        "rate-limits": "per-participant and per-IP limits on votes and joins (yes/no)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -100,6 +101,13 @@ struct Settings {
             case "yes", "true", "1", "on": config.mdns = true
             case "no", "false", "0", "off": config.mdns = false
             default: throw fail("mdns", "must be yes or no")
+            }
+        }
+        if let (v, _) = value("rate-limits") {
+            switch v.lowercased() {
+            case "yes", "true", "1", "on": config.rateLimits = true
+            case "no", "false", "0", "off": config.rateLimits = false
+            default: throw fail("rate-limits", "must be yes or no")
             }
         }
         if let (v, _) = value("durability") {

@@ -49,6 +49,8 @@ struct Serve: AsyncParsableCommand {
     var retentionHours: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info (default), notice, warning, error or critical.")
     var logLevel: String?
+    @Option(name: .customLong("rate-limits"), help: "yes (default) or no: limits on votes and joins per participant and per IP.")
+    var rateLimits: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -66,6 +68,7 @@ struct Serve: AsyncParsableCommand {
                 ("host", host), ("port", port), ("data-dir", dataDir), ("operator-password", operatorPassword),
                 ("public-url", publicURL), ("name", name), ("durability", durability), ("ring-size", ringSize),
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
+                ("rate-limits", rateLimits),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()

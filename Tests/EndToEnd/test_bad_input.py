@@ -166,3 +166,39 @@ def test_cross_site_requests_riding_on_cookies_are_refused(server):
     server.ok("POST", f"/api/v1/sessions/{s['sessionId']}/polls/{poll['pollId']}/close", token=s["presenterToken"])
     assert mine.next()["eventType"] == "poll.closed"
     mine.close()
+
+
+def _join_from(server, source_ip, code):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=(source_ip, 0))
+    conn.request("POST", "/api/v1/join", body=json.dumps({"joinCode": code}), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, resp.getheader("Retry-After"), body
+
+
+def test_guessing_join_codes_is_slowed_down_without_locking_out_the_room(server):
+    s = server.new_session()
+    wrong = "ZZZZZZ" if s["joinCode"] != "ZZZZZZ" else "YYYYYY"
+    statuses = [_join_from(server, "127.0.0.9", wrong)[0] for _ in range(10)]
+    assert statuses == [404] * 10
+    status, retry_after, _ = _join_from(server, "127.0.0.9", wrong)
+    assert status == 429 and int(retry_after) >= 1
+    # Even the right code waits out the lockout from that address…
+    assert _join_from(server, "127.0.0.9", s["joinCode"])[0] == 429
+    # …while honest phones on other addresses join as usual.
+    assert _join_from(server, "127.0.0.10", s["joinCode"])[0] == 201
+    # Display pairing guesses count too.
+    assert server.request("POST", "/api/v1/display/pair", {"joinCode": wrong})[0] in (404, 429)
+
+
+def test_one_phone_voting_in_a_loop_is_rate_limited_alone(server):
+    s = server.new_session()
+    poll = server.poll(s["sessionId"], s["presenterToken"], open=True)
+    flooder = server.join(s["joinCode"])["participantToken"]
+    honest = server.join(s["joinCode"])["participantToken"]
+    results = [server.vote(s["sessionId"], poll["pollId"], flooder, ["o1" if i % 2 else "o2"]) for i in range(40)]
+    limited = [r for r in results if r[0] == 429]
+    assert limited, "a phone voting 40 times in a burst is slowed down"
+    assert limited[0][2].getheader("Retry-After") and "too fast" in limited[0][1]["detail"]
+    assert server.vote(s["sessionId"], poll["pollId"], honest, ["o1"])[0] == 201, "others are unaffected"
