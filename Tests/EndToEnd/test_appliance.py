@@ -214,3 +214,10 @@ def test_the_systemd_units_verify_and_are_hardened():
     out = subprocess.run([os.path.join(ROOT, "Appliance", "check-units.sh")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "verify tally.service: ok" in out.stdout and "OK" in out.stdout
+
+
+def test_the_shipped_example_configuration_is_valid(data_dir):
+    example = os.path.join(ROOT, "Appliance", "etc", "tally.conf")
+    s = Server(data_dir, extra_args=["--config", example])
+    s.start()  # its port 80 is overridden by the command line: the file itself must parse
+    s.stop()
