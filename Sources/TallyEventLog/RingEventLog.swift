@@ -261,15 +261,19 @@ public final class RingEventLog: EventLog {
         }
         guard let records else { return nil }
         let decoder = JSONDecoder()
-        var events: [LoggedEvent] = []
-        events.reserveCapacity(records.count)
-        for record in records {
-            guard let event = try? SessionEvent.decode(type: record.type, using: RingPayload(data: record.data, decoder: decoder)) else {
-                return nil
-            }
-            events.append(LoggedEvent(sequence: record.sequence, sessionId: record.sessionId, timestamp: Date(timeIntervalSince1970: Double(record.timestampMs) / 1000), event: event))
+        return try? records.map { try Self.loggedEvent($0, decoder) }
+    }
+
+    /// A record read from the ring as the event it holds.
+    private static func loggedEvent(_ record: RingFile.Record, _ decoder: JSONDecoder) throws -> LoggedEvent {
+        do {
+            let event = try SessionEvent.decode(type: record.type, using: RingPayload(data: record.data, decoder: decoder))
+            return LoggedEvent(
+                sequence: record.sequence, sessionId: record.sessionId,
+                timestamp: Date(timeIntervalSince1970: Double(record.timestampMs) / 1000), event: event)
+        } catch {
+            throw EventLogError.corruptRecord(sequence: record.sequence, reason: "\(error)")
         }
-        return events
     }
 
     /// Every retained event after `sequence`, in order (startup: the tail the projection lacks).
@@ -284,14 +288,7 @@ public final class RingEventLog: EventLog {
             return result
         }
         let decoder = JSONDecoder()
-        return try records.map { record in
-            do {
-                let event = try SessionEvent.decode(type: record.type, using: RingPayload(data: record.data, decoder: decoder))
-                return LoggedEvent(sequence: record.sequence, sessionId: record.sessionId, timestamp: Date(timeIntervalSince1970: Double(record.timestampMs) / 1000), event: event)
-            } catch {
-                throw EventLogError.corruptRecord(sequence: record.sequence, reason: "\(error)")
-            }
-        }
+        return try records.map { try Self.loggedEvent($0, decoder) }
     }
 
     /// The oldest retained slot that is young enough to serve. A record stamped in the future

@@ -511,7 +511,8 @@ struct SlotQueue {
     func makeCursor() -> Cursor { Cursor(queue: self, index: 0) }
 }
 
-func formatBytes(_ n: Int) -> String {
+/// "1 GiB", "256 MiB", … for messages and logs.
+public func formatBytes(_ n: Int) -> String {
     if n >= 1 << 30, n % (1 << 30) == 0 { return "\(n >> 30) GiB" }
     if n >= 1 << 20, n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
     if n >= 1 << 10, n % (1 << 10) == 0 { return "\(n >> 10) KiB" }

@@ -225,18 +225,10 @@ struct APIController: Sendable {
 
     func join(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let ip = Limits.ip(context)
-        if let wait = limits.guesses.wait(ip) { throw Limits.tooMany(wait, "too many wrong join codes from your network") }
+        try limits.checkGuesses(from: ip)
         if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many joins from your network") }
         let body = try await decode(JoinBody.self, request, context)
-        guard let code = JoinCode(body.joinCode) else {
-            limits.guesses.failed(ip)
-            throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
-        }
-        guard let session = venue.session(joinCode: code) else {
-            limits.guesses.failed(ip)
-            throw Problem(.notFound, "no session has the join code \(code)")
-        }
-        limits.guesses.succeeded(ip)
+        let session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
         let title = session.read { state, _ in state.title }
         // A phone that already joined (cookie or bearer) keeps its identity and its ballots.
         for grant in access.grants(of: request) {

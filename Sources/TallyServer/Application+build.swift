@@ -134,7 +134,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     logger.info(
         "event log recovered",
         metadata: [
-            "ring": "\(ringPath)", "size": "\(formatSize(log.capacity))", "created": "\(log.created)",
+            "ring": "\(ringPath)", "size": "\(formatBytes(log.capacity))", "created": "\(log.created)",
             "retained": "\(reach.retainedEvents)", "replayed": "\(tail.count)", "sessions": "\(venue.sessionCount)",
             "epoch": "\(log.epoch)", "durability": "\(configuration.durability.rawValue)",
             "recovery_ms": "\(milliseconds(log.recoveryDuration))",
@@ -213,12 +213,6 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
 
 func milliseconds(_ d: Duration) -> Int64 {
     d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-}
-
-func formatSize(_ n: Int) -> String {
-    if n >= 1 << 30, n % (1 << 30) == 0 { return "\(n >> 30) GiB" }
-    if n >= 1 << 20, n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
-    return "\(n) bytes"
 }
 
 /// A start-up failure with a message for the person at the console.

@@ -60,15 +60,10 @@ public enum SessionExport {
                         .map { (participant: $0.key, options: $0.value, at: times[poll.id]?[$0.key]) }
                         // In the order they were cast: the room's answers over time.
                         .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
-                        .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map(isoTime)) })
+                        .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) }) })
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return (try? encoder.encode(document)) ?? Data("{}".utf8)
     }
-}
-
-private func isoTime(_ ms: Int64) -> String {
-    Date(timeIntervalSince1970: Double(ms) / 1000).formatted(
-        .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
 }

@@ -68,24 +68,15 @@ struct PagesController: Sendable {
             body: .init(byteBuffer: ByteBuffer(string: svg)))
     }
 
-    struct PairBody: Decodable { let joinCode: String }
     struct Paired: Encodable { let sessionId: String; let displayToken: String }
 
     /// A screen typed the join code: give it the session's display credential.
     func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {
         // The join code grants a display credential: guessing it is throttled like joining.
         let ip = Limits.ip(context)
-        if let wait = limits.guesses.wait(ip) { throw Limits.tooMany(wait, "too many wrong join codes from your network") }
-        let body = try await decode(PairBody.self, request, context)
-        guard let code = JoinCode(body.joinCode) else {
-            limits.guesses.failed(ip)
-            throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
-        }
-        guard let session = venue.session(joinCode: code) else {
-            limits.guesses.failed(ip)
-            throw Problem(.notFound, "no session has the join code \(code)")
-        }
-        limits.guesses.succeeded(ip)
+        try limits.checkGuesses(from: ip)
+        let body = try await decode(APIController.JoinBody.self, request, context)
+        let session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
         return json(Paired(sessionId: session.id, displayToken: access.credentials.token(for: .display(session.id))))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Synchronization
+import TallyDomain
 
 /// Token buckets keyed by who is asking (a participant, an IP address).
 ///
@@ -94,6 +95,26 @@ struct Limits: Sendable {
 
     static func ip(_ context: TallyRequestContext) -> String {
         context.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    /// Refuses an IP that is locked out for guessing join codes.
+    func checkGuesses(from ip: String) throws {
+        if let wait = guesses.wait(ip) { throw Self.tooMany(wait, "too many wrong join codes from your network") }
+    }
+
+    /// The session a typed join code names; a malformed or unknown code counts as a wrong
+    /// guess from `ip`, a right one clears its record.
+    func session(joinCode text: String, from ip: String, in venue: Venue) throws -> LiveSession {
+        guard let code = JoinCode(text) else {
+            guesses.failed(ip)
+            throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
+        }
+        guard let session = venue.session(joinCode: code) else {
+            guesses.failed(ip)
+            throw Problem(.notFound, "no session has the join code \(code)")
+        }
+        guesses.succeeded(ip)
+        return session
     }
 
     static func tooMany(_ seconds: Int, _ what: String) -> Problem {

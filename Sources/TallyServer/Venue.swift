@@ -142,12 +142,7 @@ final class Venue: Sendable {
     func restore(_ sessions: [SQLiteProjection.RestoredSession]) {
         directory.withLock { directory in
             for restored in sessions {
-                let session = LiveSession(
-                    state: restored.state, lastSequence: restored.lastSequence,
-                    log: log, limits: limits, resultsInterval: resultsInterval)
-                directory.sessions[restored.state.id] = session
-                directory.joinCodes[restored.state.joinCode] = restored.state.id
-                directory.order.append(restored.state.id)
+                add(restored.state, lastSequence: restored.lastSequence, to: &directory)
             }
         }
     }
@@ -157,12 +152,7 @@ final class Venue: Sendable {
         directory.withLock { directory in
             for logged in events {
                 if case .sessionCreated(let created) = logged.event {
-                    let session = LiveSession(
-                        state: SessionState(created: created), lastSequence: logged.sequence,
-                        log: log, limits: limits, resultsInterval: resultsInterval)
-                    directory.sessions[created.sessionId] = session
-                    directory.joinCodes[created.joinCode] = created.sessionId
-                    directory.order.append(created.sessionId)
+                    add(SessionState(created: created), lastSequence: logged.sequence, to: &directory)
                 } else if let session = directory.sessions[logged.sessionId] {
                     session.replay(logged)
                 }
@@ -193,15 +183,21 @@ final class Venue: Sendable {
             } catch {
                 return .failure(.logUnavailable(error))
             }
-            let session = LiveSession(
-                state: SessionState(created: created), lastSequence: logged.sequence,
-                log: log, limits: limits, resultsInterval: resultsInterval)
-            directory.sessions[id] = session
-            directory.joinCodes[code] = id
-            directory.order.append(id)
+            let session = add(SessionState(created: created), lastSequence: logged.sequence, to: &directory)
             return .success((session, logged))
         }
         return try result.get()
+    }
+
+    /// Registers a session and its join code (caller holds the directory lock).
+    @discardableResult
+    private func add(_ state: SessionState, lastSequence: UInt64, to directory: inout Directory) -> LiveSession {
+        let session = LiveSession(
+            state: state, lastSequence: lastSequence, log: log, limits: limits, resultsInterval: resultsInterval)
+        directory.sessions[state.id] = session
+        directory.joinCodes[state.joinCode] = state.id
+        directory.order.append(state.id)
+        return session
     }
 
     func session(_ id: SessionID) -> LiveSession? {

@@ -58,6 +58,19 @@ struct Settings {
         }
     }
 
+    /// The configuration file (`--config`, else TALLY_CONFIG, else the default when it exists),
+    /// then the TALLY_* environment: what every command starts from.
+    static func layered(config: String?, environment: [String: String], defaultFile: String) throws -> Settings {
+        var settings = Settings()
+        if let file = config ?? environment["TALLY_CONFIG"] {
+            try settings.load(file: file)
+        } else if FileManager.default.fileExists(atPath: defaultFile) {
+            try settings.load(file: defaultFile)
+        }
+        try settings.load(environment: environment)
+        return settings
+    }
+
     mutating func load(environment: [String: String]) throws {
         for (name, value) in environment where name.hasPrefix("TALLY_") {
             let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: "-")
@@ -96,20 +109,16 @@ struct Settings {
             guard v.utf8.count <= 63 else { throw fail("name", "must be at most 63 bytes (an mDNS label)") }
             config.name = v
         }
-        if let (v, _) = value("mdns") {
+        func flag(_ key: String) throws -> Bool? {
+            guard let (v, _) = value(key) else { return nil }
             switch v.lowercased() {
-            case "yes", "true", "1", "on": config.mdns = true
-            case "no", "false", "0", "off": config.mdns = false
-            default: throw fail("mdns", "must be yes or no")
+            case "yes", "true", "1", "on": return true
+            case "no", "false", "0", "off": return false
+            default: throw fail(key, "must be yes or no")
             }
         }
-        if let (v, _) = value("rate-limits") {
-            switch v.lowercased() {
-            case "yes", "true", "1", "on": config.rateLimits = true
-            case "no", "false", "0", "off": config.rateLimits = false
-            default: throw fail("rate-limits", "must be yes or no")
-            }
-        }
+        if let on = try flag("mdns") { config.mdns = on }
+        if let on = try flag("rate-limits") { config.rateLimits = on }
         if let (v, _) = value("durability") {
             guard let d = Durability(rawValue: v) else { throw fail("durability", "must be fsync or os") }
             config.durability = d

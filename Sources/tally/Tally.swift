@@ -54,15 +54,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        var settings = Settings()
         let (configuration, level): (TallyConfiguration, String)
         do {
-            if let file = config ?? env["TALLY_CONFIG"] {
-                try settings.load(file: file)
-            } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
-                try settings.load(file: defaultConfigFile)
-            }
-            try settings.load(environment: env)
+            var settings = try Settings.layered(config: config, environment: env, defaultFile: defaultConfigFile)
             let command = SettingSource(description: "the command line")
             let options: [(String, String?)] = [
                 ("host", host), ("port", port), ("data-dir", dataDir), ("operator-password", operatorPassword),
@@ -97,14 +91,7 @@ struct Serve: AsyncParsableCommand {
 /// `serve` would, for the offline commands.
 func dataDirectory(_ option: String?, config: String?) throws -> String {
     if let option { return option }
-    var settings = Settings()
-    let env = ProcessInfo.processInfo.environment
-    if let file = config ?? env["TALLY_CONFIG"] {
-        try settings.load(file: file)
-    } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
-        try settings.load(file: defaultConfigFile)
-    }
-    try settings.load(environment: env)
+    let settings = try Settings.layered(config: config, environment: ProcessInfo.processInfo.environment, defaultFile: defaultConfigFile)
     return try settings.configuration().0.dataDirectory
 }
 
