@@ -403,4 +403,11 @@ enum LocalNetwork {
         if lower.hasPrefix("::ffff:") { return (try? SocketAddress(ipAddress: String(lower.dropFirst(7)), port: 0)).map(contains) ?? false }
         return lower == "::1" || lower.hasPrefix("fe80:") || lower.hasPrefix("fc") || lower.hasPrefix("fd")
     }
+
+    /// The appliance itself (127.0.0.0/8, ::1, or a Unix socket).
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        guard let ip = address.ipAddress?.lowercased() else { return address.protocol == .unix }
+        let v4 = ip.hasPrefix("::ffff:") ? String(ip.dropFirst(7)) : ip
+        return v4.hasPrefix("127.") || ip == "::1"
+    }
 }

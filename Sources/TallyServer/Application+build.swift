@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -142,7 +143,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         ])
     let projectionWriter = ProjectionWriter(projection: projection, ring: log, logger: logger)
 
-    let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, queueLimit: configuration.streamQueueLimit)
+    let metrics = ServerMetrics()
+    let hub = EventHub(
+        epoch: log.epoch, publishedThrough: log.durableSequence, queueLimit: configuration.streamQueueLimit, metrics: metrics)
     log.onDurable { batch in hub.publish(batch) }
     projectionWriter.start()
 
@@ -159,6 +162,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
+    metrics.addRoutes(to: router, access: access)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
     events_.addWebSocketRoutes(to: webSocketRouter)
@@ -179,17 +183,28 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         }
         : nil
     if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
+    let connections = configuration.connections
+    raiseOpenFileLimit(toAtLeast: connections.maxConnections + 256, logger: logger)
+    let counter = ConnectionCounter(limits: connections)
+    let webSocketResponder = webSocketRouter.buildResponder()
+    let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+        http1: .init(idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000)),
+        ws: .init(
+            // Clients send nothing on /events; keep inbound frames tiny.
+            maxFrameSize: 4096,
+            autoPing: .enabled(timePeriod: configuration.pingInterval),
+            // Invalid UTF-8 in a text frame closes the socket with 1007.
+            validateUTF8: true))
     let application = Application(
         router: router,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: webSocketRouter,
-            configuration: .init(
-                ws: .init(
-                    // Clients send nothing on /events; keep inbound frames tiny.
-                    maxFrameSize: 4096,
-                    autoPing: .enabled(timePeriod: configuration.pingInterval),
-                    // Invalid UTF-8 in a text frame closes the socket with 1007.
-                    validateUTF8: true))),
+        // Every connection starts with the connection guard (caps, request-head deadline),
+        // then HTTP/1.1 with the WebSocket upgrade.
+        server: HTTPServerBuilder { responder in
+            GuardedChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                counter: counter, metrics: metrics)
+        },
         configuration: .init(address: .hostname(host, port: configuration.port), serverName: "Tally"),
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? configuration.port

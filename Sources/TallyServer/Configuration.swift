@@ -35,6 +35,9 @@ public struct TallyConfiguration: Sendable {
     /// Longest a graceful shutdown may take before open work is cancelled.
     public var shutdownGrace: Duration = .seconds(4)
 
+    /// Connection caps and the slow-client deadlines (see `ConnectionLimits`).
+    public var connections = ConnectionLimits()
+
     /// Per-participant and per-IP rate limits on votes and joins (see `Limits`).
     public var rateLimits = true
 

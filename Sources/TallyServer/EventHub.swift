@@ -12,6 +12,8 @@ struct EncodedEvent: Sendable {
     let json: ByteBuffer
     /// The same envelope as an SSE frame (`id:`, `event:`, `data:`).
     let sse: ByteBuffer
+    /// When it was handed to fan-out (monotonic ns), for the delivery-latency histogram.
+    let publishedAt: UInt64
 }
 
 /// What a stream's queue carries.
@@ -27,6 +29,8 @@ enum StreamEnd: Sendable {
     case slowConsumer
     /// The server is shutting down.
     case shutdown
+    /// The client went away (or the handler finished).
+    case client
 }
 
 /// The JSON envelope of the ADR: `{eventId, eventType, timestamp, sessionId, payload}`.
@@ -58,11 +62,15 @@ final class Subscription: Sendable {
     let stream: AsyncStream<StreamItem>
     private let continuation: AsyncStream<StreamItem>.Continuation
     private let ending: Mutex<StreamEnd?>
+    private let metrics: ServerMetrics
+    /// Items in this queue now (the gauge is the sum over all queues).
+    private let pending = Atomic<Int>(0)
 
-    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int) {
+    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics) {
         self.id = id
         self.sessionId = sessionId
         self.role = role
+        self.metrics = metrics
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
         self.ending = Mutex(nil)
     }
@@ -72,24 +80,47 @@ final class Subscription: Sendable {
 
     func send(_ item: StreamItem) {
         switch continuation.yield(item) {
-        case .enqueued, .terminated: break
+        case .enqueued:
+            pending.add(1, ordering: .relaxed)
+            metrics.queued.increment()
+        case .terminated: break
         case .dropped:
             // The queue is full. Dropping this event silently would leave a gap, so end the
             // stream instead: the client reconnects with its last eventId and replays.
-            end(.slowConsumer)
+            if end(.slowConsumer) { metrics.slowConsumers.increment() }
         @unknown default: break
         }
     }
 
-    func end(_ reason: StreamEnd) {
-        ending.withLock { if $0 == nil { $0 = reason } }
+    /// Ends the stream; true if this call decided why.
+    @discardableResult
+    func end(_ reason: StreamEnd) -> Bool {
+        let first = ending.withLock { ending in
+            guard ending == nil else { return false }
+            ending = reason
+            return true
+        }
         continuation.finish()
+        return first
+    }
+
+    /// Items taken off the queue by the writer (keeps the queue-depth gauge true).
+    func consumed(_ count: Int = 1) {
+        pending.subtract(count, ordering: .relaxed)
+        metrics.queued.decrement(by: Double(count))
+    }
+
+    /// What was still queued when the stream closed no longer counts as queued.
+    fileprivate func discardPending() {
+        let left = pending.exchange(0, ordering: .relaxed)
+        if left > 0 { metrics.queued.decrement(by: Double(left)) }
     }
 }
 
 /// Fans durable events out to the open streams of their session, by role.
 final class EventHub: Sendable {
     let epoch: String
+    let metrics: ServerMetrics
     private let queueLimit: Int
     private let state: Mutex<State>
 
@@ -101,8 +132,9 @@ final class EventHub: Sendable {
         var count = 0
     }
 
-    init(epoch: String, publishedThrough: UInt64, queueLimit: Int) {
+    init(epoch: String, publishedThrough: UInt64, queueLimit: Int, metrics: ServerMetrics) {
         self.epoch = epoch
+        self.metrics = metrics
         self.queueLimit = queueLimit
         self.state = Mutex(State(published: publishedThrough))
     }
@@ -112,7 +144,7 @@ final class EventHub: Sendable {
     func subscribe(sessionId: SessionID, role: Role) -> (Subscription, publishedThrough: UInt64) {
         state.withLock { state in
             state.nextId += 1
-            let subscription = Subscription(id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit)
+            let subscription = Subscription(id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
@@ -120,6 +152,8 @@ final class EventHub: Sendable {
     }
 
     func unsubscribe(_ subscription: Subscription) {
+        subscription.end(.client)
+        subscription.discardPending()
         state.withLock { state in
             if state.sessions[subscription.sessionId]?.removeValue(forKey: subscription.id) != nil {
                 state.count -= 1
@@ -135,6 +169,7 @@ final class EventHub: Sendable {
     /// Called by the event log, in order, once per durable batch.
     func publish(_ batch: [LoggedEvent]) {
         guard let last = batch.last else { return }
+        metrics.eventsPublished.increment(by: Int64(batch.count))
         // Encode once per event, outside the lock; the buffers are shared by all receivers.
         // Ballots go to nobody: do not spend an encoding on them.
         let encoded = batch.compactMap { $0.event.audience.isEmpty ? nil : ($0.sessionId, encode($0)) }
@@ -191,7 +226,9 @@ final class EventHub: Sendable {
         sse.writeString("id: \(id)\nevent: \(type)\ndata: ")
         sse.writeBytes(json)
         sse.writeString("\n\n")
-        return EncodedEvent(sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse)
+        return EncodedEvent(
+            sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse,
+            publishedAt: DispatchTime.now().uptimeNanoseconds)
     }
 
     static func formatTimestamp(_ date: Date) -> String {

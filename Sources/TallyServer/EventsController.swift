@@ -20,6 +20,7 @@ struct EventsController: Sendable {
     let access: Access
     let log: any EventLog
     let logger: Logger
+    var metrics: ServerMetrics { hub.metrics }
 
     /// WebSocket close code for a client whose queue overflowed. It should reconnect with its
     /// last `eventId`; nothing is lost.
@@ -93,6 +94,7 @@ struct EventsController: Sendable {
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
             if let replay = log.events(of: session.id, after: position.sequence, through: published) {
+                metrics.replays.increment()
                 let backlog = replay.filter { $0.event.audience.includes(viewer.role) }.map(hub.encode)
                 return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
             }
@@ -106,6 +108,7 @@ struct EventsController: Sendable {
         let (view, last) = session.read { state, last in
             (state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last)), last)
         }
+        metrics.resets.increment()
         let reset = hub.encodeReset(sessionId: session.id, view: view, through: last)
         return Start(subscription: subscription, backlog: [reset], cursor: last)
     }
@@ -127,18 +130,26 @@ struct EventsController: Sendable {
         let hub = self.hub
         let logger = context.logger
         logger.info("stream opened", metadata: ["transport": "sse", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
+        let metrics = self.metrics
         let body = ResponseBody { writer in
-            defer { hub.unsubscribe(start.subscription) }
+            let open = metrics.stream("sse", viewer.role)
+            open.increment()
+            defer {
+                open.decrement()
+                hub.unsubscribe(start.subscription)
+            }
             var cursor = start.cursor
             var opening = ByteBuffer(string: "retry: 1000\n\n")
             for event in start.backlog { opening.writeImmutableBuffer(event.sse) }
             try await writer.write(opening)
             for await item in start.subscription.stream.cancelOnGracefulShutdown() {
+                start.subscription.consumed()
                 switch item {
                 case .event(let event):
                     guard event.sequence > cursor else { continue }
                     cursor = event.sequence
                     try await writer.write(event.sse)
+                    metrics.delivered(event)
                 case .heartbeat:
                     try await writer.write(ByteBuffer(string: ":\n\n"))
                 }
@@ -179,13 +190,24 @@ struct EventsController: Sendable {
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init)
         let start = open(viewer, from: from)
-        defer { hub.unsubscribe(start.subscription) }
+        let metrics = self.metrics
+        let streams = metrics.stream("websocket", viewer.role)
+        streams.increment()
+        defer {
+            streams.decrement()
+            hub.unsubscribe(start.subscription)
+        }
         logger.info("stream opened", metadata: ["transport": "websocket", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Keep reading: pings, pongs and the close handshake are only processed while
-            // someone iterates `inbound`. Clients have nothing to say on this stream.
+            // someone iterates `inbound`. The stream is receive-only: a client that sends a
+            // message is not speaking this protocol and is closed with 1008.
             group.addTask {
-                for try await _ in inbound {}
+                for try await frame in inbound {
+                    logger.debug("closing a stream whose client sent a \(frame.opcode) message")
+                    try await outbound.close(.policyViolation, reason: "this stream is receive-only: send nothing")
+                    return
+                }
             }
             group.addTask {
                 var cursor = start.cursor
@@ -193,15 +215,17 @@ struct EventsController: Sendable {
                     try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
                 }
                 for await item in start.subscription.stream.cancelOnGracefulShutdown() {
+                    start.subscription.consumed()
                     guard case .event(let event) = item, event.sequence > cursor else { continue }
                     cursor = event.sequence
                     try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
+                    metrics.delivered(event)
                 }
                 switch start.subscription.endReason {
                 case .slowConsumer:
                     try await outbound.close(
                         .init(codeNumber: Int(Self.slowConsumerCloseCode)), reason: "too slow: reconnect with fromEventId")
-                case .shutdown, nil:
+                case .shutdown, .client, nil:
                     if !Task.isCancelled { try await outbound.close(.goingAway, reason: "server shutting down") }
                 }
             }

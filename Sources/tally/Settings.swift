@@ -24,6 +24,10 @@ struct Settings {
         "retention-hours": "hours events stay replayable",
         "log-level": "trace … critical",
         "rate-limits": "per-participant and per-IP limits on votes and joins (yes/no)",
+        "max-connections": "open connections in all",
+        "max-connections-per-ip": "open connections from one address",
+        "header-timeout": "seconds a new connection has to send its request head",
+        "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -134,6 +138,20 @@ struct Settings {
             guard let hours = Double(v), hours > 0, hours <= 24 * 365 else { throw fail("retention-hours", "must be a number of hours above 0") }
             config.retention = hours * 3600
         }
+        func count(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let (v, _) = value(key) else { return nil }
+            guard let n = Int(v), range.contains(n) else { throw fail(key, "must be a whole number from \(range.lowerBound) to \(range.upperBound)") }
+            return n
+        }
+        func seconds(_ key: String, _ range: ClosedRange<Double>) throws -> Duration? {
+            guard let (v, _) = value(key) else { return nil }
+            guard let n = Double(v), range.contains(n) else { throw fail(key, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)") }
+            return .milliseconds(Int64(n * 1000))
+        }
+        if let n = try count("max-connections", 1...1_000_000) { config.connections.maxConnections = n }
+        if let n = try count("max-connections-per-ip", 1...1_000_000) { config.connections.maxConnectionsPerAddress = n }
+        if let d = try seconds("header-timeout", 0.1...300) { config.connections.headerTimeout = d }
+        if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
             throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")

@@ -51,6 +51,14 @@ struct Serve: AsyncParsableCommand {
     var logLevel: String?
     @Option(name: .customLong("rate-limits"), help: "yes (default) or no: limits on votes and joins per participant and per IP.")
     var rateLimits: String?
+    @Option(name: .customLong("max-connections"), help: "Open connections in all. Default 20000.")
+    var maxConnections: String?
+    @Option(name: .customLong("max-connections-per-ip"), help: "Open connections from one address. Default 8000 (a hall behind one NAT).")
+    var maxConnectionsPerIP: String?
+    @Option(name: .customLong("header-timeout"), help: "Seconds a new connection has to send its request head. Default 10.")
+    var headerTimeout: String?
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a keep-alive connection may sit idle. Default 60.")
+    var idleTimeout: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -62,7 +70,8 @@ struct Serve: AsyncParsableCommand {
                 ("host", host), ("port", port), ("data-dir", dataDir), ("operator-password", operatorPassword),
                 ("public-url", publicURL), ("name", name), ("durability", durability), ("ring-size", ringSize),
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
-                ("rate-limits", rateLimits),
+                ("rate-limits", rateLimits), ("max-connections", maxConnections),
+                ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()

@@ -1,0 +1,90 @@
+import CoreMetrics
+import Foundation
+import Hummingbird
+import NIOCore
+import Prometheus
+import TallyDomain
+
+/// The appliance's instruments, exposed at `GET /metrics` in Prometheus text format.
+///
+/// Made with swift-metrics types over an explicit Prometheus factory (not the global
+/// `MetricsSystem`), so each server instance — and each test — has its own registry.
+final class ServerMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+
+    /// TCP connections open now, of every kind.
+    let connections: Meter
+    let refusedConnections: CoreMetrics.Counter
+    let headerTimeouts: CoreMetrics.Counter
+    /// Open event streams by transport and role.
+    private let streams: [String: Meter]
+    let eventsPublished: CoreMetrics.Counter
+    let deliveries: CoreMetrics.Counter
+    /// Events waiting in stream queues, across all streams.
+    let queued: Meter
+    let slowConsumers: CoreMetrics.Counter
+    let replays: CoreMetrics.Counter
+    let resets: CoreMetrics.Counter
+    let votes: CoreMetrics.Counter
+    let rateLimited: CoreMetrics.Counter
+    /// From an event's publication (durable, handed to fan-out) to its write on a socket.
+    let deliveryLatency: CoreMetrics.Timer
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["tally_delivery_latency_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        self.registry = registry
+        connections = Meter(label: "tally_connections_open", factory: factory)
+        refusedConnections = Counter(label: "tally_connections_refused_total", factory: factory)
+        headerTimeouts = Counter(label: "tally_connections_header_timeouts_total", factory: factory)
+        var streams: [String: Meter] = [:]
+        for transport in ["websocket", "sse"] {
+            for role in Role.allCases {
+                streams["\(transport)/\(role.rawValue)"] = Meter(
+                    label: "tally_streams_open", dimensions: [("transport", transport), ("role", role.rawValue)], factory: factory)
+            }
+        }
+        self.streams = streams
+        eventsPublished = Counter(label: "tally_events_published_total", factory: factory)
+        deliveries = Counter(label: "tally_deliveries_total", factory: factory)
+        queued = Meter(label: "tally_stream_queue_depth", factory: factory)
+        slowConsumers = Counter(label: "tally_slow_consumer_disconnects_total", factory: factory)
+        replays = Counter(label: "tally_stream_replays_total", factory: factory)
+        resets = Counter(label: "tally_stream_resets_total", factory: factory)
+        votes = Counter(label: "tally_votes_accepted_total", factory: factory)
+        rateLimited = Counter(label: "tally_rate_limited_total", factory: factory)
+        deliveryLatency = Timer(label: "tally_delivery_latency_seconds", factory: factory)
+    }
+
+    func connectionOpened() { connections.increment() }
+    func connectionClosed() { connections.decrement() }
+
+    func stream(_ transport: String, _ role: Role) -> Meter {
+        streams["\(transport)/\(role.rawValue)"]!
+    }
+
+    /// A delivery written to a socket: count it and time it from publication.
+    func delivered(_ event: EncodedEvent) {
+        deliveries.increment()
+        deliveryLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- event.publishedAt))
+    }
+
+    /// Counts only, no secrets; still, a hall full of strangers need not watch the load: the
+    /// operator, or anything on the appliance itself (a local scraper), may read them.
+    func addRoutes(to router: Router<TallyRequestContext>, access: Access) {
+        router.get("metrics") { [registry] request, context in
+            if !(context.remoteAddress.map(LocalNetwork.isLoopback) ?? false) { try access.requireOperator(request) }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(8192)
+            registry.emit(into: &bytes)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+    }
+}
