@@ -17,8 +17,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build and the tests need.
 BUILD_PACKAGES=(libsqlite3-dev libqrencode-dev libavahi-client-dev pkg-config)
-TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium chromium chromium-driver
+TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium python3-venv chromium chromium-driver
     dbus avahi-daemon avahi-utils iproute2 util-linux procps)
+# The API fuzzer, from PyPI, into a virtualenv of its own (ignored by git like the build folders).
+SCHEMATHESIS=schemathesis==4.32.5
+FUZZ_VENV="$ROOT/.build-venv"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -71,9 +74,22 @@ cmd_run() {
     exec "$bin" serve "$@"
 }
 
+install_fuzzer() {
+    if [ -x "$FUZZ_VENV/bin/st" ] && "$FUZZ_VENV/bin/pip" show -q "${SCHEMATHESIS%%==*}" 2>/dev/null \
+        && [ "$("$FUZZ_VENV/bin/pip" show "${SCHEMATHESIS%%==*}" | sed -n 's/^Version: //p')" = "${SCHEMATHESIS##*==}" ]; then
+        return 0
+    fi
+    say "installing $SCHEMATHESIS into $FUZZ_VENV (the API fuzzer)"
+    rm -rf "$FUZZ_VENV"
+    /usr/bin/python3 -m venv "$FUZZ_VENV"
+    "$FUZZ_VENV/bin/pip" install -q --disable-pip-version-check "$SCHEMATHESIS"
+}
+
 cmd_test() {
     need_swift
     apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    install_fuzzer
+    export E2E_SCHEMATHESIS="$FUZZ_VENV/bin/st"
     say "building the server and the unit tests"
     swift build --build-tests
     say "unit tests (domain, event log, server)"

@@ -270,6 +270,7 @@ struct APIController: Sendable {
         let body = try await decode(VoteBody.self, request, context)
         let replaced = session.read { state, _ in state.ballot(of: participant, on: pollId) != nil }
         let logged = try await run(.vote(participant: participant, poll: pollId, optionIds: body.optionIds), on: session)
+        hub.metrics.votes.increment()
         return json(
             VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: replaced, eventId: hub.eventId(logged.last!.sequence)),
             status: replaced ? .ok : .created)

@@ -150,7 +150,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     projectionWriter.start()
 
     let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
-    router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: RequestLogMiddleware(metrics: metrics))
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: SameOriginMiddleware())

@@ -26,6 +26,8 @@ final class ServerMetrics: Sendable {
     let replays: CoreMetrics.Counter
     let resets: CoreMetrics.Counter
     let votes: CoreMetrics.Counter
+    /// HTTP responses by status class; 429s (rate limits, guess lockout) on their own too.
+    private let responses: [CoreMetrics.Counter]
     let rateLimited: CoreMetrics.Counter
     /// From an event's publication (durable, handed to fan-out) to its write on a socket.
     let deliveryLatency: CoreMetrics.Timer
@@ -57,8 +59,14 @@ final class ServerMetrics: Sendable {
         replays = Counter(label: "tally_stream_replays_total", factory: factory)
         resets = Counter(label: "tally_stream_resets_total", factory: factory)
         votes = Counter(label: "tally_votes_accepted_total", factory: factory)
-        rateLimited = Counter(label: "tally_rate_limited_total", factory: factory)
+        responses = (1...5).map { Counter(label: "tally_http_responses_total", dimensions: [("class", "\($0)xx")], factory: factory) }
+        rateLimited = Counter(label: "tally_http_rate_limited_total", factory: factory)
         deliveryLatency = Timer(label: "tally_delivery_latency_seconds", factory: factory)
+    }
+
+    func responded(_ status: Int) {
+        if (100..<600).contains(status) { responses[status / 100 - 1].increment() }
+        if status == 429 { rateLimited.increment() }
     }
 
     func connectionOpened() { connections.increment() }

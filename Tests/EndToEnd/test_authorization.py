@@ -1,0 +1,183 @@
+"""The authorization matrix, cell by cell, against the real server.
+
+`MATRIX` below is the policy; README.md publishes the same table (the last test checks that
+the two agree, so the document cannot drift from the behaviour). Each cell is one test: the
+route is called with exactly one credential, on a fresh session, and must succeed (2xx, or
+for /events a stream that opens and reports the expected role) or be refused with 401 (no
+credential) or 403 (a credential that does not cover this)."""
+
+import asyncio
+import json
+import os
+import re
+import urllib.parse
+
+import pytest
+import websockets
+
+from conftest import ROOT, Server
+
+# Columns: who calls. "other" = the presenter, a participant and the display of a *different*
+# session (each tried: none may touch this one).
+CALLERS = ["anonymous", "operator", "presenter", "participant", "display", "other"]
+
+# Row: (label, allowed callers). ✓ = allowed; anything else refused.
+MATRIX = {
+    "GET /api/v1/auth/status": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    "POST /api/v1/sessions": {"operator"},
+    "GET /api/v1/sessions": {"operator"},
+    "GET /api/v1/sessions/{id}": {"operator", "presenter", "participant", "display"},
+    "POST /api/v1/sessions/{id}/polls": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/open": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/close": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/reveal": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/votes": {"participant"},
+    "POST /api/v1/sessions/{id}/end": {"operator", "presenter"},
+    "GET /api/v1/sessions/{id}/export.csv": {"operator", "presenter"},
+    "GET /api/v1/sessions/{id}/export.json": {"operator", "presenter"},
+    "GET /api/v1/sessions/{id}/qr.svg": {"operator", "presenter", "participant", "display"},
+    "POST /api/v1/join (with the join code)": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    "POST /api/v1/display/pair (with the join code)": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    "GET /events (WebSocket, own role)": {"operator", "presenter", "participant", "display"},
+    "GET /events (SSE, own role)": {"operator", "presenter", "participant", "display"},
+    "GET /events?actorType=presenter": {"operator", "presenter"},
+    "GET /events?actorType=display": {"operator", "presenter", "display"},
+    "GET /events?actorType=participant": {"participant"},
+}
+
+# The role a stream reports (in its stream.reset) for each allowed caller.
+STREAM_ROLE = {"operator": "presenter", "presenter": "presenter", "participant": "participant", "display": "display"}
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory):
+    server = Server(str(tmp_path_factory.mktemp("authz")), extra_args=["--rate-limits", "no"]).start()
+    yield server
+    server.stop()
+
+
+class Venue:
+    """A fresh session with one credential of each kind, and another session beside it."""
+
+    def __init__(self, server):
+        self.server = server
+        self.operator = server.operator_token()
+        mine = server.ok("POST", "/api/v1/sessions", {"title": "Mine"}, self.operator, expect=201)
+        other = server.ok("POST", "/api/v1/sessions", {"title": "Theirs"}, self.operator, expect=201)
+        self.sid, self.code = mine["sessionId"], mine["joinCode"]
+        self.tokens = {
+            "anonymous": [None],
+            "operator": [self.operator],
+            "presenter": [mine["presenterToken"]],
+            "display": [mine["displayToken"]],
+            "participant": [server.join(mine["joinCode"])["participantToken"]],
+            "other": [other["presenterToken"], other["displayToken"], server.join(other["joinCode"])["participantToken"]],
+        }
+        presenter = mine["presenterToken"]
+        self.draft = server.poll(self.sid, presenter)["pollId"]
+        self.hidden = server.poll(self.sid, presenter, resultsVisibility="hidden")["pollId"]
+        # One open poll at a time: open the hidden one (reveal needs it opened, votes need it open).
+        server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.hidden}/open", token=presenter)
+
+
+def call(venue, row, token):
+    """Makes the row's request with one credential. Returns (allowed?, detail)."""
+    s, sid = venue.server, venue.sid
+    if row.startswith("GET /events"):
+        return stream(venue, row, token)
+    method, path = row.split(" ")[0], row.split(" ")[1]
+    body = None
+    path = path.replace("{id}", sid)
+    if "{poll}" in path:
+        action = path.rsplit("/", 1)[1]
+        poll = {"open": venue.draft, "close": venue.hidden, "reveal": venue.hidden, "votes": venue.hidden}[action]
+        path = path.replace("{poll}", poll)
+        if action == "votes":
+            body = {"optionIds": ["o1"]}
+    if path == "/api/v1/sessions" and method == "POST":
+        body = {"title": "New"}
+    if path.endswith("/polls"):
+        body = {"question": "Lunch?", "options": ["Yes", "No"]}
+    if path in ("/api/v1/join", "/api/v1/display/pair"):
+        body = {"joinCode": venue.code}
+    if method == "POST" and body is None:
+        body = {}
+    status, data, _ = s.request(method, path, body, token)
+    assert status < 500, (row, status, data)
+    return 200 <= status < 300, status
+
+
+def stream(venue, row, token):
+    query = {"sessionId": venue.sid, "fromEventId": "not-an-event"}  # → an immediate stream.reset
+    match = re.search(r"actorType=(\w+)", row)
+    if match:
+        query["actorType"] = match.group(1)
+    if token:
+        query["token"] = token
+    if "SSE" in row:
+        status, role = sse_first_event(venue.server, query)
+        return status == 200, role if status == 200 else status
+    url = f"ws://127.0.0.1:{venue.server.port}/events?" + urllib.parse.urlencode(query)
+
+    async def first():
+        async with websockets.connect(url, open_timeout=5) as ws:
+            try:
+                return json.loads(await asyncio.wait_for(ws.recv(), 5))
+            except websockets.ConnectionClosed as closed:
+                return closed.code
+    got = asyncio.run(first())
+    if isinstance(got, dict):
+        return True, got["payload"]["role"]
+    return False, got
+
+
+def sse_first_event(server, query):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/events?" + urllib.parse.urlencode(query))
+    response = conn.getresponse()
+    if response.status != 200:
+        body = response.read()
+        conn.close()
+        return response.status, body
+    for _ in range(20):
+        line = response.fp.readline()
+        if line.startswith(b"data: "):
+            conn.close()
+            return 200, json.loads(line[6:])["payload"]["role"]
+    conn.close()
+    raise AssertionError("the stream opened but sent no event")
+
+
+CELLS = [(row, caller) for row in MATRIX for caller in CALLERS]
+
+
+@pytest.mark.parametrize("row,caller", CELLS, ids=[f"{r} | {c}" for r, c in CELLS])
+def test_cell(appliance, row, caller):
+    venue = Venue(appliance)
+    allowed = caller in MATRIX[row]
+    for token in venue.tokens[caller]:
+        ok, detail = call(venue, row, token)
+        if allowed:
+            assert ok, f"{caller} should be allowed: {row} → {detail}"
+            if row.startswith("GET /events"):
+                # The stream carries exactly the requested role's view (or the caller's own).
+                requested = re.search(r"actorType=(\w+)", row)
+                role = requested.group(1) if requested else STREAM_ROLE[caller]
+                assert detail == role, f"{caller} on {row} saw the {detail} stream"
+        else:
+            assert not ok, f"{caller} must be refused: {row} → {detail}"
+            websocket = row.startswith("GET /events") and "SSE" not in row
+            expected = (401 if token is None else 403) + (4000 if websocket else 0)
+            assert detail == expected, f"{caller} on {row}: got {detail}, expected {expected}"
+
+
+def test_the_readme_publishes_this_matrix():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    table = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(CALLERS) + 1 and cells[0].startswith("`"):
+            table[cells[0].strip("`")] = {caller for caller, mark in zip(CALLERS, cells[1:]) if mark == "✓"}
+    assert table == MATRIX
