@@ -74,7 +74,7 @@ struct APIController: Sendable {
         let lifetime = Int(access.credentials.operatorTokenLifetime)
         let token = access.credentials.token(for: .operator)
         var response = json(TokenResponse(token: token, expiresIn: lifetime))
-        response.headers.append(Access.cookie(for: .operator, token: token, maxAge: lifetime))
+        response.headers.append(access.cookie(for: .operator, token: token, maxAge: lifetime))
         return response
     }
 
@@ -109,7 +109,7 @@ struct APIController: Sendable {
                 displayToken: access.credentials.token(for: .display(session.id)), eventId: hub.eventId(logged.sequence)),
             status: .created)
         response.headers[.location] = "/api/v1/sessions/\(session.id)"
-        response.headers.append(Access.cookie(for: .presenter(session.id), token: presenterToken, maxAge: 7 * 24 * 3600))
+        response.headers.append(access.cookie(for: .presenter(session.id), token: presenterToken, maxAge: 7 * 24 * 3600))
         return response
     }
 
@@ -249,7 +249,7 @@ struct APIController: Sendable {
         let token = access.credentials.token(for: grant)
         var response = json(
             JoinResponse(sessionId: session.id, participantId: participant, participantToken: token, title: title), status: status)
-        response.headers.append(Access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
+        response.headers.append(access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
         return response
     }
 
@@ -338,6 +338,9 @@ func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: TallyRe
         throw Problem(.contentTooLarge, "request body is larger than \(context.maxUploadSize / 1024) KiB")
     }
     guard buffer.readableBytes > 0 else { throw Problem(.badRequest, "the request needs a JSON body") }
+    if jsonNestingDepth(buffer.readableBytesView) > maxJSONNesting {
+        throw Problem(.badRequest, "the JSON body is nested deeper than \(maxJSONNesting) levels")
+    }
     do {
         return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
     } catch let error as DecodingError {
@@ -345,6 +348,30 @@ func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: TallyRe
     } catch {
         throw Problem(.badRequest, "the body is not valid JSON")
     }
+}
+
+/// Our bodies are at most two levels deep; anything far deeper is an attack on the parser.
+let maxJSONNesting = 16
+
+/// The deepest nesting of arrays and objects, outside strings, in one pass without parsing.
+func jsonNestingDepth(_ bytes: some Sequence<UInt8>) -> Int {
+    var depth = 0, deepest = 0
+    var inString = false, escaped = false
+    for byte in bytes {
+        if inString {
+            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            continue
+        }
+        switch byte {
+        case UInt8(ascii: "\""): inString = true
+        case UInt8(ascii: "["), UInt8(ascii: "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+        default: break
+        }
+    }
+    return deepest
 }
 
 private func describe(_ error: DecodingError) -> String {

@@ -9,6 +9,10 @@ import TallyEventLog
 /// the `token` query parameter. Tokens are never logged.
 struct Access: Sendable {
     let credentials: Credentials
+    /// Mark cookies `Secure` when participants reach the box over TLS (an https public URL,
+    /// e.g. behind a TLS-terminating proxy); on plain-HTTP venue Wi-Fi a Secure cookie would
+    /// never be sent back.
+    var secureCookies = false
 
     static let operatorCookie = "tally_op"
 
@@ -79,10 +83,11 @@ struct Access: Sendable {
 
     /// `Set-Cookie` for a browser: HttpOnly (no script can read it), SameSite=Strict (never sent
     /// on cross-site requests).
-    static func cookie(for grant: Grant, token: String, maxAge: Int) -> HTTPField {
+    func cookie(for grant: Grant, token: String, maxAge: Int) -> HTTPField {
         HTTPField(
             name: .setCookie,
-            value: "\(cookieName(for: grant))=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict")
+            value: "\(Self.cookieName(for: grant))=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+                + (secureCookies ? "; Secure" : ""))
     }
 }
 

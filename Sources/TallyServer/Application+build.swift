@@ -113,7 +113,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     }
 
     let secret = try applianceSecret(projection)
-    let access = Access(credentials: Credentials(secret: secret))
+    let access = Access(
+        credentials: Credentials(secret: secret),
+        secureCookies: configuration.publicURL?.lowercased().hasPrefix("https://") ?? false)
     let password = try OperatorPassword(configured: configuration.operatorPassword, settings: projection)
 
     // The projection holds every event up to `projected`; the ring holds what came after.
@@ -188,7 +190,10 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let counter = ConnectionCounter(limits: connections)
     let webSocketResponder = webSocketRouter.buildResponder()
     let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
-        http1: .init(idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000)),
+        http1: .init(
+            idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000),
+            httpDecoderConfiguration: .init(
+                maxHeaderFieldSize: connections.maxHeadBytes, maxHeaderListSize: connections.maxHeadBytes, maxHeaderFieldCount: 100)),
         ws: .init(
             // Clients send nothing on /events; keep inbound frames tiny.
             maxFrameSize: 4096,

@@ -20,6 +20,10 @@ public struct ConnectionLimits: Sendable {
     /// Time a keep-alive connection may sit between requests. It also bounds a later request
     /// head, since the connection counts as idle until that head is parsed.
     public var idleTimeout: Duration = .seconds(60)
+    /// Largest request head (request line and headers). Ours are small: a token or a few
+    /// cookies. Larger heads get 431 on a new connection; later ones on a keep-alive
+    /// connection are cut off by the HTTP decoder with the same limit.
+    public var maxHeadBytes = 16 * 1024
     public init() {}
 }
 
@@ -72,9 +76,12 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     private var address: String?
     /// Admission is decided once per connection, whichever of handlerAdded/channelActive comes first.
     private var decided = false
+    /// Answered and closing: nothing more is read or forwarded.
+    private var refused = false
     private var deadline: Scheduled<Void>?
     /// Progress through "\r\n\r\n" (the end of the first request head), carried across reads.
     private var matched = 0
+    private var headBytes = 0
     private var headComplete = false
 
     init(counter: ConnectionCounter, metrics: ServerMetrics, logger: Logger) {
@@ -118,6 +125,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func refuse(_ context: ChannelHandlerContext, status: String, retryAfter: Int?, detail: String) {
+        refused = true
         let body = #"{"type":"about:blank","title":"\#(status.dropFirst(4))","status":\#(status.prefix(3)),"detail":"\#(detail)"}"#
         var head = "HTTP/1.1 \(status)\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
         if let retryAfter { head += "Retry-After: \(retryAfter)\r\n" }
@@ -126,11 +134,19 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard address != nil else { return }  // refused: drop whatever it sends
+        guard address != nil, !refused else { return }  // refused: drop whatever it sends
         if !headComplete {
             let bytes = unwrapInboundIn(data)
             let pattern: [UInt8] = [13, 10, 13, 10]
             for byte in bytes.readableBytesView {
+                headBytes += 1
+                if headBytes > counter.limits.maxHeadBytes {
+                    deadline?.cancel()
+                    metrics.oversizedHeads.increment()
+                    refuse(context, status: "431 Request Header Fields Too Large", retryAfter: nil,
+                           detail: "the request head is larger than \(counter.limits.maxHeadBytes / 1024) KiB")
+                    return
+                }
                 if byte == pattern[matched] {
                     matched += 1
                 } else {

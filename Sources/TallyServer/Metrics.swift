@@ -16,6 +16,7 @@ final class ServerMetrics: Sendable {
     let connections: Meter
     let refusedConnections: CoreMetrics.Counter
     let headerTimeouts: CoreMetrics.Counter
+    let oversizedHeads: CoreMetrics.Counter
     /// Open event streams by transport and role.
     private let streams: [String: Meter]
     let eventsPublished: CoreMetrics.Counter
@@ -44,6 +45,7 @@ final class ServerMetrics: Sendable {
         connections = Meter(label: "tally_connections_open", factory: factory)
         refusedConnections = Counter(label: "tally_connections_refused_total", factory: factory)
         headerTimeouts = Counter(label: "tally_connections_header_timeouts_total", factory: factory)
+        oversizedHeads = Counter(label: "tally_connections_oversized_heads_total", factory: factory)
         var streams: [String: Meter] = [:]
         for transport in ["websocket", "sse"] {
             for role in Role.allCases {

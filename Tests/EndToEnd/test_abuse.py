@@ -193,6 +193,41 @@ def test_messages_on_the_receive_only_stream_close_with_1008(server):
     assert server.request("GET", "/healthz")[0] == 200
 
 
+def test_oversized_request_heads_are_refused_not_held(server):
+    for size in (17_000, 200_000):
+        s = connect_from(HONEST, server.port)
+        s.settimeout(10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
+        reply = s.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 431") and "larger than 16 KiB" in reply, reply[:200]
+        s.close()
+    # On a keep-alive connection, a later oversized head ends the connection (never a hang).
+    s = connect_from(HONEST, server.port)
+    s.settimeout(10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    received = b""
+    while chunk := s.recv(4096):
+        received += chunk
+    assert b"HTTP/1.1 200" not in received
+    assert server.request("GET", "/healthz")[0] == 200
+
+
+def test_deeply_nested_json_is_refused_before_parsing(server):
+    token = server.operator_token()
+    for depth, refused in ((3, False), (17, True), (100_000 // 2, True)):
+        raw = b'{"title":"Deep","x":' + b"[" * depth + b"]" * depth + b"}"
+        status, body, _ = server.request("POST", "/api/v1/sessions", raw=raw, token=token)
+        if refused:
+            assert status in (400, 413), (depth, status)
+            if status == 400:
+                assert "nested deeper than 16 levels" in body["detail"]
+        else:
+            assert status == 201, body
+    assert server.request("GET", "/healthz")[0] == 200
+
+
 def test_a_flood_from_one_client_leaves_the_room_responsive_and_memory_flat(data_dir):
     # 50,000 requests from one client on one keep-alive connection (pipelined in batches):
     # votes past the rate limit, wrong join codes past the lockout, and reads. Meanwhile an

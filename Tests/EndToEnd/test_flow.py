@@ -145,7 +145,20 @@ def test_browser_cookies_are_httponly_and_samesite_strict(server):
     assert status == 201
     assert cookie.startswith(f"tally_pa_{s['sessionId']}=")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP on the venue Wi-Fi: a Secure cookie would never come back
     # The cookie alone authorizes the participant (what a browser sends).
     value = cookie.split(";")[0]
     status, snap, _ = server.request("GET", f"/api/v1/sessions/{s['sessionId']}", headers={"Cookie": value})
     assert status == 200 and snap["role"] == "participant" and snap["participantId"] == body["participantId"]
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(data_dir):
+    from conftest import Server
+    server = Server(data_dir, extra_args=["--public-url", "https://tally.example.lan"]).start()
+    try:
+        s = server.new_session()
+        status, _, resp = server.request("POST", "/api/v1/join", {"joinCode": s["joinCode"]})
+        assert status == 201
+        assert resp.getheader("Set-Cookie").endswith("; Secure")
+    finally:
+        server.stop()
