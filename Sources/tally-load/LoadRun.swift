@@ -1,0 +1,337 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One benchmark run against one server.
+final class LoadRun: @unchecked Sendable {
+    let plan: Plan
+    let server: ServerUnderTest
+    let loop: any EventLoop
+    let ramp: Double
+    let duration: Double
+    let password: String
+    let collector = Collector()
+    private let connector: Connector
+    private var rooms: [Room] = []
+
+    final class Room: Sendable {
+        let id: String
+        let code: String
+        let presenter: String
+        /// Publications so far (the warm-up one is index 0).
+        let published = Atomic<Int>(0)
+
+        init(id: String, code: String, presenter: String) {
+            self.id = id
+            self.code = code
+            self.presenter = presenter
+        }
+    }
+
+    init(plan: Plan, server: ServerUnderTest, group: MultiThreadedEventLoopGroup, ramp: Double, duration: Double, password: String) {
+        self.plan = plan
+        self.server = server
+        self.loop = group.next()
+        self.ramp = ramp
+        self.duration = duration
+        self.password = password
+        self.connector = Connector(group: loop, host: "127.0.0.1", port: server.port, collector: collector)
+    }
+
+    func execute() throws {
+        let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
+        let (status, body) = try http.request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
+        guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
+        let sessionCount = plan.name == "storm" ? 2 : plan.sessions
+        for index in 0..<sessionCount {
+            let (status, body) = try http.request("POST", "/api/v1/sessions", json: #"{"title":"Load \#(index)"}"#, token: operatorToken)
+            guard status == 201, let id = jsonString(body, "sessionId"), let code = jsonString(body, "joinCode"),
+                let presenter = jsonString(body, "presenterToken")
+            else { throw LoadError("could not create a session (\(status))") }
+            rooms.append(Room(id: id, code: code, presenter: presenter))
+            // Publication 0: from here on every publication closes the previous poll.
+            try publish(http, rooms[index], index: 0, scheduled: now())
+        }
+        print("scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) session(s), \(plan.rate) events/s, \(duration) s")
+        switch plan.name {
+        case "idle": try idle()
+        case "storm": try storm()
+        case "slow": try slow()
+        default: try steady()
+        }
+    }
+
+    // MARK: scenarios
+
+    private func steady() throws {
+        let trackers = try subscribe(plan.subscribers, over: Array(0..<plan.sessions))
+        let rssBefore = server.rssBytes
+        let (cpu, delivered, _) = try measure {
+            try publishAll(rooms: Array(0..<plan.sessions), eventsPerSecond: plan.rate, seconds: duration)
+        }
+        try drain(trackers)
+        report(trackers, cpuSeconds: cpu, framesDelivered: delivered, rssBefore: rssBefore)
+    }
+
+    private func idle() throws {
+        let rssBefore = server.rssBytes
+        let trackers = try subscribe(plan.subscribers, over: [0])
+        sleep(2)
+        let rssAfter = server.rssBytes
+        let up = try onLoop { trackers.filter(\.connected).count }
+        print("connections up: \(up) of \(trackers.count)")
+        print(String(format: "server RSS: %.1f MB before, %.1f MB with %d idle WebSocket connections: %.1f KB per connection",
+                     Double(rssBefore) / 1e6, Double(rssAfter) / 1e6, up, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3))
+        print("| idle (\(up) WebSocket) | \(up)/\(trackers.count) | — | — | — | \(String(format: "%.0f MB total, %.1f KB/connection", Double(rssAfter) / 1e6, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3)) |")
+    }
+
+    private func storm() throws {
+        // Room 0: the crowd that drops and comes back. Room 1: bystanders who stay connected
+        // and keep receiving live events during the storm; their latency is measured.
+        let crowd = try subscribe(plan.subscribers, over: [0])
+        let bystanderCollector = Collector()
+        let bystanders = try subscribe(200, over: [1], collector: bystanderCollector)
+        try publishAll(rooms: [0], eventsPerSecond: 30, seconds: 1)
+        try drain(crowd)
+        try onLoop { for tracker in crowd { tracker.channel?.close(promise: nil) } }
+        for _ in 0..<100 where try onLoop({ crowd.contains(where: \.connected) }) { usleep(50_000) }
+        // 500 events missed: 250 publications (each is poll.closed + poll.opened).
+        let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
+        for _ in 0..<250 {
+            let index = rooms[0].published.add(1, ordering: .relaxed).newValue
+            try publish(http, rooms[0], index: index, scheduled: now())
+        }
+        let target = rooms[0].published.load(ordering: .relaxed)
+        bystanderCollector.recording = true
+        try onLoop { bystanderCollector.reset() }
+        let cpuBefore = server.cpuSeconds
+        let live = Thread { try? self.publishAll(rooms: [1], eventsPerSecond: 30, seconds: 4) }
+        live.start()
+        // Everyone comes back at once, each from its own last eventId.
+        let started = now()
+        let futures: [EventLoopFuture<any Channel>] = try onLoop {
+            crowd.map { tracker in
+                tracker.catchUpTarget = target
+                tracker.catchUpStarted = now()
+                tracker.caughtUpAfter = nil
+                let from = tracker.lastEventId.map { "&fromEventId=\($0)" } ?? ""
+                return self.connector.connect(tracker, path: self.path(room: 0, tracker: tracker) + from)
+            }
+        }
+        _ = futures
+        var caughtUp = 0
+        for _ in 0..<600 {
+            caughtUp = try onLoop { crowd.filter { $0.caughtUpAfter != nil }.count }
+            if caughtUp == crowd.count { break }
+            usleep(50_000)
+        }
+        let stormSeconds = Double(now() - started) / 1e9
+        while !live.isFinished { usleep(50_000) }
+        try drain(bystanders)
+        let cpu = server.cpuSeconds - cpuBefore
+        let times = try onLoop { crowd.compactMap(\.caughtUpAfter).sorted() }
+        let (gaps, duplicates, outOfOrder) = try integrity(crowd)
+        let bystanderLatency = try onLoop { bystanderCollector.latenciesMicros.sorted() }
+        print("reconnect storm: \(caughtUp)/\(crowd.count) caught up on 500 missed events; the last after \(String(format: "%.2f", stormSeconds)) s")
+        if !times.isEmpty {
+            print(String(format: "catch-up time per client: p50 %.0f ms, p99 %.0f ms, max %.0f ms", ms(times, 0.5), ms(times, 0.99), Double(times.last!) / 1e6))
+        }
+        print("crowd after the storm: gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
+        print(String(format: "bystanders (200, live 30 ev/s during the storm): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                     pct(bystanderLatency, 0.5), pct(bystanderLatency, 0.99), Double(bystanderLatency.last ?? 0) / 1e3))
+        print(String(format: "server CPU during the storm: %.2f s", cpu))
+        print(String(format: "| storm (2,000 × 500 missed) | %d/%d caught up | %d / %d / %d | catch-up p50 %.0f ms, p99 %.0f ms, max %.0f ms | bystanders p99 %.1f ms | %.2f s CPU |",
+                     caughtUp, crowd.count, gaps, duplicates, outOfOrder, times.isEmpty ? 0 : ms(times, 0.5), times.isEmpty ? 0 : ms(times, 0.99),
+                     Double(times.last ?? 0) / 1e6, pct(bystanderLatency, 0.99), cpu))
+    }
+
+    private func slow() throws {
+        let trackers = try subscribe(plan.subscribers, over: [0])
+        let half = max(duration / 2, 3)
+        try publishAll(rooms: [0], eventsPerSecond: plan.rate, seconds: 1)
+        try drain(trackers)
+        try onLoop { self.collector.reset() }
+        try publishAll(rooms: [0], eventsPerSecond: plan.rate, seconds: half)
+        try drain(trackers)
+        let alone = try onLoop { self.collector.latenciesMicros.sorted() }
+        // One client that connects and never reads again.
+        let stalled = Tracker(session: 0)
+        let stalledChannel = try onLoop { self.connector.connect(stalled, path: self.path(room: 0, tracker: stalled), stalled: true) }.wait()
+        try onLoop { self.collector.reset() }
+        try publishAll(rooms: [0], eventsPerSecond: plan.rate, seconds: half)
+        try drain(trackers)
+        let withStalled = try onLoop { self.collector.latenciesMicros.sorted() }
+        let (gaps, duplicates, outOfOrder) = try integrity(trackers)
+        print(String(format: "others' latency alone: p50 %.1f ms, p99 %.1f ms; with a stalled client: p50 %.1f ms, p99 %.1f ms (+%.1f ms)",
+                     pct(alone, 0.5), pct(alone, 0.99), pct(withStalled, 0.5), pct(withStalled, 0.99), pct(withStalled, 0.99) - pct(alone, 0.99)))
+        print("others: gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
+        print(String(format: "| slow consumer (1 stalled + %d) | p99 %.1f → %.1f ms | %d / %d / %d |",
+                     trackers.count, pct(alone, 0.99), pct(withStalled, 0.99), gaps, duplicates, outOfOrder))
+        stalledChannel.close(promise: nil)
+    }
+
+    // MARK: building blocks
+
+    private func path(room: Int, tracker: Tracker) -> String {
+        "/events?sessionId=\(rooms[room].id)&token=\(tokens[ObjectIdentifier(tracker)] ?? rooms[room].presenter)"
+    }
+
+    private var tokens: [ObjectIdentifier: String] = [:]
+
+    /// Joins `count` participants spread over `roomIndexes` (8 joins in flight, so group commit
+    /// applies), then opens their WebSockets at the ramp rate and waits until all are up.
+    private func subscribe(_ count: Int, over roomIndexes: [Int], collector: Collector? = nil) throws -> [Tracker] {
+        let trackers = (0..<count).map { Tracker(session: roomIndexes[$0 % roomIndexes.count]) }
+        let joined = Mutex<[Int: String]>([:])
+        let port = server.port
+        let codes = trackers.map { rooms[$0.session].code }
+        let failures = Atomic<Int>(0)
+        let workers = 8
+        let threads = (0..<workers).map { worker in
+            Thread {
+                let http = BlockingHTTP(host: "127.0.0.1", port: port)
+                for i in stride(from: worker, to: count, by: workers) {
+                    guard let (status, body) = try? http.request("POST", "/api/v1/join", json: #"{"joinCode":"\#(codes[i])"}"#),
+                        status == 201, let token = jsonString(body, "participantToken")
+                    else {
+                        failures.add(1, ordering: .relaxed)
+                        continue
+                    }
+                    joined.withLock { $0[i] = token }
+                }
+            }
+        }
+        let joinStart = now()
+        threads.forEach { $0.start() }
+        while threads.contains(where: { !$0.isFinished }) { usleep(20_000) }
+        if failures.load(ordering: .relaxed) > 0 { throw LoadError("\(failures.load(ordering: .relaxed)) joins failed") }
+        let tokensByIndex = joined.withLock { $0 }
+        for (i, tracker) in trackers.enumerated() { tokens[ObjectIdentifier(tracker)] = tokensByIndex[i] }
+        print(String(format: "joined %d participants in %.1f s", count, Double(now() - joinStart) / 1e9))
+
+        let chosen = collector.map { Connector(group: loop, host: "127.0.0.1", port: server.port, collector: $0) } ?? connector
+        let connectStart = now()
+        let interval = 1.0 / ramp
+        for (i, tracker) in trackers.enumerated() {
+            let due = connectStart + UInt64(Double(i) * interval * 1e9)
+            let wait = Int64(due) - Int64(now())
+            if wait > 0 { usleep(UInt32(wait / 1000)) }
+            let path = self.path(room: tracker.session, tracker: tracker)
+            _ = try onLoop { chosen.connect(tracker, path: path) }
+        }
+        var up = 0
+        for _ in 0..<600 {
+            up = try onLoop { trackers.filter(\.connected).count }
+            if up == count { break }
+            usleep(50_000)
+        }
+        let failed = try onLoop { trackers.reduce(0) { $0 + $1.upgradeFailures } }
+        print(String(format: "connected %d/%d WebSockets in %.1f s (%d refused)", up, count, Double(now() - connectStart) / 1e9, failed))
+        return trackers
+    }
+
+    private func publish(_ http: BlockingHTTP, _ room: Room, index: Int, scheduled: UInt64) throws {
+        let body = #"{"question":"L\#(index):\#(scheduled)","options":["Yes","No"],"open":true}"#
+        let (status, response) = try http.request("POST", "/api/v1/sessions/\(room.id)/polls", json: body, token: room.presenter)
+        guard status == 201 else { throw LoadError("publication refused: \(status) \(String(decoding: response, as: UTF8.self))") }
+    }
+
+    /// Publishes to each room on its own thread, each on a fixed schedule from one start time.
+    func publishAll(rooms roomIndexes: [Int], eventsPerSecond: Double, seconds: Double) throws {
+        let perRoom = eventsPerSecond / 2 / Double(roomIndexes.count)  // two events per publication
+        let count = Int(perRoom * seconds)
+        let start = now() + 50_000_000
+        let errors = Mutex<[String]>([])
+        let port = server.port
+        let threads = roomIndexes.map { roomIndex in
+            let room = rooms[roomIndex]
+            return Thread {
+                let http = BlockingHTTP(host: "127.0.0.1", port: port)
+                for i in 0..<count {
+                    let scheduled = start + UInt64(Double(i) / perRoom * 1e9)
+                    let wait = Int64(scheduled) - Int64(now())
+                    if wait > 0 { usleep(UInt32(wait / 1000)) }
+                    let index = room.published.add(1, ordering: .relaxed).newValue
+                    do { try self.publish(http, room, index: index, scheduled: scheduled) } catch {
+                        errors.withLock { $0.append("\(error)") }
+                        return
+                    }
+                }
+            }
+        }
+        threads.forEach { $0.start() }
+        while threads.contains(where: { !$0.isFinished }) { usleep(20_000) }
+        if let first = errors.withLock({ $0.first }) { throw LoadError(first) }
+    }
+
+    /// Runs `body` and returns the server CPU it cost and the frames delivered meanwhile.
+    private func measure(_ body: () throws -> Void) throws -> (Double, Int, Double) {
+        try onLoop { self.collector.reset() }
+        let cpu = server.cpuSeconds
+        let started = now()
+        try body()
+        let elapsed = Double(now() - started) / 1e9
+        // Let the last events arrive before reading the meters.
+        usleep(500_000)
+        return (server.cpuSeconds - cpu, try onLoop { self.collector.delivered }, elapsed)
+    }
+
+    /// Waits (≤ 10 s) until every subscriber has the last publication of its room.
+    private func drain(_ trackers: [Tracker]) throws {
+        for _ in 0..<200 {
+            let targets = rooms.map { $0.published.load(ordering: .relaxed) }
+            let behind = try onLoop { trackers.filter { $0.connected && $0.lastIndex < targets[$0.session] }.count }
+            if behind == 0 { return }
+            usleep(50_000)
+        }
+    }
+
+    private func integrity(_ trackers: [Tracker]) throws -> (gaps: Int, duplicates: Int, outOfOrder: Int) {
+        let totals = rooms.map { $0.published.load(ordering: .relaxed) }
+        return try onLoop {
+            // Subscribers joined after publication 0; they should see every later one.
+            let gaps = trackers.reduce(0) { $0 + (totals[$1.session] - $1.uniqueStamped) }
+            return (gaps, trackers.reduce(0) { $0 + $1.duplicates }, trackers.reduce(0) { $0 + $1.outOfOrder })
+        }
+    }
+
+    private func report(_ trackers: [Tracker], cpuSeconds: Double, framesDelivered: Int, rssBefore: Int) {
+        let totals = rooms.map { $0.published.load(ordering: .relaxed) }
+        let (up, failed, expected, delivered, closes) = try! onLoop {
+            (trackers.filter(\.connected).count, trackers.reduce(0) { $0 + $1.upgradeFailures },
+             trackers.reduce(0) { $0 + totals[$1.session] }, trackers.reduce(0) { $0 + $1.uniqueStamped },
+             trackers.flatMap(\.closeCodes))
+        }
+        let (gaps, duplicates, outOfOrder) = try! integrity(trackers)
+        let latencies = try! onLoop { self.collector.latenciesMicros.sorted() }
+        let perDelivery = cpuSeconds / Double(max(framesDelivered, 1)) * 1e6
+        let rss = server.rssBytes
+        print("connections: \(up) up, \(failed) failed; closed by the server: \(closes.count) \(Set(closes).sorted())")
+        print("stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
+        print(String(format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
+                     pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
+        print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS %.0f MB (%.0f MB before publishing)",
+                     cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6))
+        print(String(format: "| %@ (%d×%d, %.0f ev/s) | %d/%d | %d/%d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.1f µs | %.0f MB |",
+                     plan.name, plan.sessions, plan.subscribers / plan.sessions, plan.rate, up, trackers.count,
+                     delivered, expected, gaps, duplicates, outOfOrder,
+                     pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3,
+                     perDelivery, Double(rss) / 1e6))
+    }
+
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        try loop.submit(body).wait()
+    }
+}
+
+/// Percentile of sorted microseconds, in milliseconds.
+func pct(_ sorted: [UInt32], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1e3
+}
+
+/// Percentile of sorted nanoseconds, in milliseconds.
+func ms(_ sorted: [UInt64], _ p: Double) -> Double {
+    Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1e6
+}

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// `tally-load`: drives a real `tally serve` with thousands of WebSocket subscribers and a
+/// publisher at a fixed rate, and reports delivery, order, latency and the server's CPU and
+/// memory. Build it in release: `swift run -c release tally-load adr-peak`.
+///
+/// Latency is measured from each publication's *scheduled* time (stamped into the poll's
+/// question) to its arrival, so a server that falls behind shows it (no coordinated omission).
+/// Each publication is a quick poll created open, which every subscriber receives as two
+/// events (`poll.closed` for the previous poll, `poll.opened`), so the publisher runs at half
+/// the event rate.
+@main
+struct TallyLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tally-load",
+        abstract: "Load generator for Tally's real-time delivery.",
+        discussion: """
+            Scenarios: adr-normal (5×400 subscribers, 50 ev/s), adr-peak (5×400, 150 ev/s),
+            big-room (1×2000, 30 ev/s), idle (10,000 idle connections: memory per connection),
+            storm (2,000 clients drop, miss 500 events, reconnect at once), slow (one client
+            stops reading while 400 others are measured). Starts its own server unless --port is
+            given. Loopback only.
+            """)
+
+    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm or slow.")
+    var scenario: String
+
+    @Option(help: "Seconds of publishing.") var duration: Double = 20
+    @Option(help: "Events per second in total (overrides the scenario).") var rate: Double?
+    @Option(help: "Sessions (overrides the scenario).") var sessions: Int?
+    @Option(help: "Subscribers in all (overrides the scenario).") var subscribers: Int?
+    @Option(help: "New connections per second while ramping up.") var ramp: Double = 2000
+    @Option(help: "The tally binary to start (default: next to this one).") var binary: String?
+    @Option(help: "Use a server already listening on 127.0.0.1:<port> (then also give --pid).") var port: Int?
+    @Option(help: "The running server's pid, for CPU and memory.") var pid: Int32?
+    @Option(help: "Operator password of a running server.") var password = "load-test-password"
+    @Option(help: "fsync or os (for a server this starts).") var durability = "fsync"
+
+    func run() throws {
+        var plan = Plan.named(scenario)
+        if let rate { plan.rate = rate }
+        if let sessions { plan.sessions = sessions }
+        if let subscribers { plan.subscribers = subscribers }
+        raiseFileLimit()
+        let server = try ServerUnderTest.start(
+            binary: binary, port: port, pid: pid, password: password, durability: durability)
+        defer { server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let run = LoadRun(plan: plan, server: server, group: group, ramp: ramp, duration: duration, password: password)
+        try run.execute()
+    }
+}
+
+struct Plan {
+    var name: String
+    var sessions: Int
+    var subscribers: Int
+    /// Events per second delivered to each subscriber, summed over sessions.
+    var rate: Double
+
+    static func named(_ name: String) -> Plan {
+        switch name {
+        case "adr-normal": return Plan(name: name, sessions: 5, subscribers: 2000, rate: 50)
+        case "adr-peak": return Plan(name: name, sessions: 5, subscribers: 2000, rate: 150)
+        case "big-room": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
+        case "idle": return Plan(name: name, sessions: 1, subscribers: 10_000, rate: 0)
+        case "storm": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
+        case "slow": return Plan(name: name, sessions: 1, subscribers: 400, rate: 30)
+        default:
+            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm or slow")
+            Foundation.exit(64)
+        }
+    }
+}
+
+func raiseFileLimit() {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+/// The server process: started here (fresh data directory) or one already running.
+final class ServerUnderTest {
+    let port: Int
+    let pid: Int32
+    private let process: Process?
+    private let dataDirectory: String?
+
+    private init(port: Int, pid: Int32, process: Process?, dataDirectory: String?) {
+        self.port = port
+        self.pid = pid
+        self.process = process
+        self.dataDirectory = dataDirectory
+    }
+
+    static func start(binary: String?, port: Int?, pid: Int32?, password: String, durability: String) throws -> ServerUnderTest {
+        if let port {
+            guard let pid else { throw LoadError("--port needs --pid (the server's process id, for CPU and memory)") }
+            return ServerUnderTest(port: port, pid: pid, process: nil, dataDirectory: nil)
+        }
+        let executable = binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tally").path
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw LoadError("no tally binary at \(executable): build it (swift build -c release) or pass --binary")
+        }
+        let directory = NSTemporaryDirectory() + "tally-load-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let chosen = freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        // Request logging at info costs CPU per publication; the run measures delivery.
+        process.arguments = [
+            "serve", "--host", "127.0.0.1", "--port", "\(chosen)", "--data-dir", directory, "--operator-password", password,
+            "--no-mdns", "--rate-limits", "no", "--durability", durability, "--ring-size", "512MiB", "--log-level", "warning",
+            "--max-connections", "100000", "--max-connections-per-ip", "100000",
+        ]
+        let log = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardOutput = log
+        process.standardError = FileHandle.standardError
+        try process.run()
+        let server = ServerUnderTest(port: chosen, pid: process.processIdentifier, process: process, dataDirectory: directory)
+        let client = BlockingHTTP(host: "127.0.0.1", port: chosen)
+        for _ in 0..<300 {
+            if let (status, _) = try? client.request("GET", "/readyz"), status == 200 { return server }
+            usleep(100_000)
+        }
+        server.stop()
+        throw LoadError("the server did not become ready")
+    }
+
+    func stop() {
+        if let process, process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
+    }
+
+    /// User + system CPU seconds so far, from /proc.
+    var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14, stime 15 (1-based over the whole line).
+        let utime = Double(fields[11]) ?? 0
+        let stime = Double(fields[12]) ?? 0
+        return (utime + stime) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    var rssBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+        }
+        return 0
+    }
+}
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+            _ = bind(fd, pointer, length)
+            return getsockname(fd, pointer, &length)
+        }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
