@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOWebSocket
 import Synchronization
 import TallyDomain
 import TallyEventLog
@@ -55,7 +56,10 @@ struct Envelope: Encodable {
 
 /// A subscriber's queue. Bounded: a client that stops reading is disconnected, never allowed
 /// to hold memory without limit or slow the broadcast for everyone else.
-final class Subscription: Sendable {
+final class Subscription: Sendable, Hashable {
+    static func == (a: Subscription, b: Subscription) -> Bool { a === b }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
     let id: Int
     let sessionId: SessionID
     let role: Role
@@ -66,11 +70,16 @@ final class Subscription: Sendable {
     /// Items in this queue now (the gauge is the sum over all queues).
     private let pending = Atomic<Int>(0)
 
-    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics) {
+    /// WebSocket streams are written straight onto their channel from the event loop (no task
+    /// or async writer per message); SSE streams read `stream`.
+    let direct: DirectSink?
+
+    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics, channel: (any Channel)? = nil) {
         self.id = id
         self.sessionId = sessionId
         self.role = role
         self.metrics = metrics
+        self.direct = channel.map { DirectSink(channel: $0, limit: queueLimit) }
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
         self.ending = Mutex(nil)
     }
@@ -110,6 +119,16 @@ final class Subscription: Sendable {
         metrics.queued.decrement(by: Double(count))
     }
 
+    /// On the channel's event loop: writes `events` (those after the stream's cursor) as text
+    /// frames and flushes once. Returns how many were written. A client that leaves `limit`
+    /// events unwritten in a row (its socket full) is ended as a slow consumer.
+    func writeDirect(_ events: [EncodedEvent]) -> Int {
+        guard let direct else { return 0 }
+        let outcome = direct.write(events)
+        if outcome.tooSlow, end(.slowConsumer) { metrics.slowConsumers.increment() }
+        return outcome.written
+    }
+
     /// What was still queued when the stream closed no longer counts as queued.
     fileprivate func discardPending() {
         let left = pending.exchange(0, ordering: .relaxed)
@@ -141,10 +160,11 @@ final class EventHub: Sendable {
 
     /// Registers a stream. Returns the sequence up to which events were already published:
     /// the caller replays (from, that] from the log; everything after arrives on the stream.
-    func subscribe(sessionId: SessionID, role: Role) -> (Subscription, publishedThrough: UInt64) {
+    func subscribe(sessionId: SessionID, role: Role, channel: (any Channel)? = nil) -> (Subscription, publishedThrough: UInt64) {
         state.withLock { state in
             state.nextId += 1
-            let subscription = Subscription(id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics)
+            let subscription = Subscription(
+                id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics, channel: channel)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
@@ -180,14 +200,39 @@ final class EventHub: Sendable {
                 return (event, subscribers.values.filter { event.audience.includes($0.role) })
             }
         }
+        // WebSocket subscribers are grouped by event loop: one hop per loop per batch, every
+        // event written to every connection there, then one flush per connection.
+        var byLoop: [ObjectIdentifier: (any EventLoop, [Subscription: [EncodedEvent]])] = [:]
         for (event, subscribers) in targets {
-            for subscriber in subscribers { subscriber.send(.event(event)) }
+            for subscriber in subscribers {
+                guard let direct = subscriber.direct else {
+                    subscriber.send(.event(event))
+                    continue
+                }
+                if direct.holdUntilLive(event) { continue }
+                let loop = direct.channel.eventLoop
+                byLoop[ObjectIdentifier(loop), default: (loop, [:])].1[subscriber, default: []].append(event)
+            }
+        }
+        for (loop, work) in byLoop.values {
+            let metrics = self.metrics
+            loop.execute {
+                var written = 0
+                for (subscriber, events) in work {
+                    written += subscriber.writeDirect(events)
+                }
+                metrics.deliveries.increment(by: written)
+                if let first = work.first?.value.first {
+                    metrics.deliveryLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- first.publishedAt))
+                }
+            }
         }
     }
 
     func heartbeat() {
+        // WebSocket streams are kept alive by protocol pings instead.
         let all = state.withLock { $0.sessions.values.flatMap(\.values) }
-        for subscriber in all { subscriber.send(.heartbeat) }
+        for subscriber in all where subscriber.direct == nil { subscriber.send(.heartbeat) }
     }
 
     /// Ends every stream (graceful shutdown).
@@ -233,5 +278,73 @@ final class EventHub: Sendable {
 
     static func formatTimestamp(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// The direct path for one WebSocket: frames written onto its NIO channel by the hub, with
+/// the replay handed over first. Until `goLive` runs (on the channel's loop, after the
+/// backlog is written), live events are held here, so the replay and the live stream join
+/// without a gap or a duplicate.
+final class DirectSink: Sendable {
+    let channel: any Channel
+    private let limit: Int
+    private struct State {
+        var live = false
+        var held: [EncodedEvent] = []
+        /// Highest sequence written (loop-confined once live).
+        var cursor: UInt64 = 0
+        /// Consecutive events written while the channel was not writable.
+        var unwritable = 0
+    }
+    private let state = Mutex(State())
+
+    init(channel: any Channel, limit: Int) {
+        self.channel = channel
+        self.limit = limit
+    }
+
+    /// Holds `event` if the stream is not live yet. True if held.
+    func holdUntilLive(_ event: EncodedEvent) -> Bool {
+        state.withLock { state in
+            guard !state.live else { return false }
+            state.held.append(event)
+            return true
+        }
+    }
+
+    /// On the loop: writes the backlog, then what was held meanwhile, and goes live.
+    func goLive(backlog: [EncodedEvent], cursor: UInt64) -> Int {
+        let held = state.withLock { state in
+            state.cursor = cursor
+            state.live = true
+            defer { state.held = [] }
+            return state.held
+        }
+        var written = 0
+        for event in backlog {
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: event.json), promise: nil)
+            written += 1
+        }
+        return written + write(held).written
+    }
+
+    func write(_ events: [EncodedEvent]) -> (written: Int, tooSlow: Bool) {
+        var written = 0
+        var tooSlow = false
+        state.withLock { state in
+            for event in events where event.sequence > state.cursor {
+                state.cursor = event.sequence
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: event.json), promise: nil)
+                written += 1
+                if channel.isWritable {
+                    state.unwritable = 0
+                } else {
+                    state.unwritable += 1
+                    if state.unwritable > limit { tooSlow = true }
+                }
+            }
+        }
+        channel.flush()
+        return (written, tooSlow)
     }
 }

@@ -87,9 +87,9 @@ struct EventsController: Sendable {
 
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
     /// no gap and (with `cursor`) no duplicate between replay and live delivery.
-    func open(_ viewer: Viewer, from: String?) -> Start {
+    func open(_ viewer: Viewer, from: String?, channel: (any Channel)? = nil) -> Start {
         let session = viewer.session
-        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role)
+        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role, channel: channel)
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
@@ -173,12 +173,15 @@ struct EventsController: Sendable {
         // it can read a close code. Refusals close at once with 4000 + the HTTP status
         // (4400, 4401, 4403, 4404) and the problem's detail as the reason.
         router.ws("events") { inbound, outbound, context in
-            try await webSocket(inbound: inbound, outbound: outbound, request: context.request, logger: context.logger)
+            try await webSocket(
+                inbound: inbound, outbound: outbound, request: context.request, channel: context.requestContext.channel,
+                logger: context.logger)
         }
     }
 
     private func webSocket(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, logger: Logger
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, channel: any Channel,
+        logger: Logger
     ) async throws {
         let viewer: Viewer
         do {
@@ -189,7 +192,9 @@ struct EventsController: Sendable {
             return
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init)
-        let start = open(viewer, from: from)
+        // Events are written onto the channel by the hub, from the event loop; this task only
+        // hands over the replay, reads (for pings and the close handshake) and waits for the end.
+        let start = open(viewer, from: from, channel: channel)
         let metrics = self.metrics
         let streams = metrics.stream("websocket", viewer.role)
         streams.increment()
@@ -198,6 +203,12 @@ struct EventsController: Sendable {
             hub.unsubscribe(start.subscription)
         }
         logger.info("stream opened", metadata: ["transport": "websocket", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
+        let subscription = start.subscription
+        channel.eventLoop.execute {
+            let written = subscription.direct?.goLive(backlog: start.backlog, cursor: start.cursor) ?? 0
+            channel.flush()
+            metrics.deliveries.increment(by: written)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Keep reading: pings, pongs and the close handshake are only processed while
             // someone iterates `inbound`. The stream is receive-only: a client that sends a
@@ -210,17 +221,8 @@ struct EventsController: Sendable {
                 }
             }
             group.addTask {
-                var cursor = start.cursor
-                for event in start.backlog {
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
-                }
-                for await item in start.subscription.stream.cancelOnGracefulShutdown() {
-                    start.subscription.consumed()
-                    guard case .event(let event) = item, event.sequence > cursor else { continue }
-                    cursor = event.sequence
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: event.json)))
-                    metrics.delivered(event)
-                }
+                // Nothing is queued here for a WebSocket: this ends when the hub ends the stream.
+                for await _ in subscription.stream.cancelOnGracefulShutdown() {}
                 switch start.subscription.endReason {
                 case .slowConsumer:
                     try await outbound.close(

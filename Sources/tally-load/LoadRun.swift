@@ -81,7 +81,7 @@ final class LoadRun: @unchecked Sendable {
         let rssAfter = server.rssBytes
         let up = try onLoop { trackers.filter(\.connected).count }
         print("connections up: \(up) of \(trackers.count)")
-        print(String(format: "server RSS: %.1f MB before, %.1f MB with %d idle WebSocket connections: %.1f KB per connection",
+        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB with %d idle WebSocket connections: %.1f KB per connection",
                      Double(rssBefore) / 1e6, Double(rssAfter) / 1e6, up, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3))
         print("| idle (\(up) WebSocket) | \(up)/\(trackers.count) | — | — | — | \(String(format: "%.0f MB total, %.1f KB/connection", Double(rssAfter) / 1e6, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3)) |")
     }
@@ -311,8 +311,8 @@ final class LoadRun: @unchecked Sendable {
         print("stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
         print(String(format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
                      pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
-        print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS %.0f MB (%.0f MB before publishing)",
-                     cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6))
+        print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing; %.0f MB with the ring's mapped pages)",
+                     cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssTotalBytes) / 1e6))
         print(String(format: "| %@ (%d×%d, %.0f ev/s) | %d/%d | %d/%d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.1f µs | %.0f MB |",
                      plan.name, plan.sessions, plan.subscribers / plan.sessions, plan.rate, up, trackers.count,
                      delivered, expected, gaps, duplicates, outOfOrder,

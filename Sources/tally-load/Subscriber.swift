@@ -142,42 +142,66 @@ final class SubscriberHandler: ChannelInboundHandler {
     private func text(_ payload: ByteBuffer) {
         let arrived = now()
         collector.delivered += 1
-        let bytes = payload.readableBytesView
-        // "eventId":"<epoch>-<sequence>"
-        if let key = bytes.firstRange(of: Self.eventIdKey) {
-            var i = key.upperBound
-            var idEnd = i
-            while idEnd < bytes.endIndex, bytes[idEnd] != UInt8(ascii: "\"") { idEnd += 1 }
-            tracker.lastEventId = String(decoding: bytes[i..<idEnd], as: UTF8.self)
-            while i < idEnd, bytes[i] != UInt8(ascii: "-") { i += 1 }
-            var sequence: UInt64 = 0
-            i += 1
-            while i < idEnd { sequence = sequence * 10 + UInt64(bytes[i] &- 48); i += 1 }
-            if sequence <= tracker.lastSequence {
-                if sequence == tracker.lastSequence { tracker.duplicates += 1 } else { tracker.outOfOrder += 1 }
+        payload.withUnsafeReadableBytes { bytes in
+            // "eventId":"<epoch>-<sequence>"
+            if let start = search(bytes, Self.eventIdKey) {
+                var i = start
+                var idEnd = i
+                while idEnd < bytes.count, bytes[idEnd] != UInt8(ascii: "\"") { idEnd += 1 }
+                tracker.lastEventId = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[i..<idEnd]), as: UTF8.self)
+                while i < idEnd, bytes[i] != UInt8(ascii: "-") { i += 1 }
+                var sequence: UInt64 = 0
+                i += 1
+                while i < idEnd { sequence = sequence * 10 + UInt64(bytes[i] &- 48); i += 1 }
+                if sequence <= tracker.lastSequence {
+                    if sequence == tracker.lastSequence { tracker.duplicates += 1 } else { tracker.outOfOrder += 1 }
+                }
+                tracker.lastSequence = max(tracker.lastSequence, sequence)
             }
-            tracker.lastSequence = max(tracker.lastSequence, sequence)
-        }
-        // The publisher stamps each quick poll's question "L<index>:<scheduled ns>".
-        if let key = bytes.firstRange(of: Self.stampKey) {
-            var i = key.upperBound
-            var index = 0
-            while bytes[i] != UInt8(ascii: ":") { index = index * 10 + Int(bytes[i] &- 48); i += 1 }
-            i += 1
-            var scheduled: UInt64 = 0
-            while bytes[i] != UInt8(ascii: "\"") { scheduled = scheduled * 10 + UInt64(bytes[i] &- 48); i += 1 }
-            if index > tracker.lastIndex {
-                tracker.uniqueStamped += 1
-                tracker.lastIndex = index
-            }
-            if collector.recording {
-                collector.latenciesMicros.append(UInt32(clamping: (arrived &- scheduled) / 1000))
-            }
-            if let target = tracker.catchUpTarget, index >= target, tracker.caughtUpAfter == nil {
-                tracker.caughtUpAfter = arrived &- tracker.catchUpStarted
+            // The publisher stamps each quick poll's question "L<index>:<scheduled ns>".
+            if let start = search(bytes, Self.stampKey) {
+                var i = start
+                var index = 0
+                while bytes[i] != UInt8(ascii: ":") { index = index * 10 + Int(bytes[i] &- 48); i += 1 }
+                i += 1
+                var scheduled: UInt64 = 0
+                while bytes[i] != UInt8(ascii: "\"") { scheduled = scheduled * 10 + UInt64(bytes[i] &- 48); i += 1 }
+                if index > tracker.lastIndex {
+                    tracker.uniqueStamped += 1
+                    tracker.lastIndex = index
+                }
+                if collector.recording {
+                    collector.latenciesMicros.append(UInt32(clamping: (arrived &- scheduled) / 1000))
+                }
+                if let target = tracker.catchUpTarget, index >= target, tracker.caughtUpAfter == nil {
+                    tracker.caughtUpAfter = arrived &- tracker.catchUpStarted
+                }
             }
         }
     }
+}
+
+/// Where `needle` ends in `bytes` (the index just after it), by a plain scan: the generic
+/// `firstRange(of:)` costs more than the server's whole delivery.
+@inline(__always)
+func search(_ bytes: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Int? {
+    let first = needle[0]
+    let n = needle.count
+    guard bytes.count >= n else { return nil }
+    var i = 0
+    let last = bytes.count - n
+    outer: while i <= last {
+        if bytes[i] == first {
+            var j = 1
+            while j < n {
+                if bytes[i + j] != needle[j] { i += 1; continue outer }
+                j += 1
+            }
+            return i + n
+        }
+        i += 1
+    }
+    return nil
 }
 
 /// Opens subscriber connections on the client's event loop.

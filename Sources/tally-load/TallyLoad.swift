@@ -152,9 +152,15 @@ final class ServerUnderTest {
         return (utime + stime) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    var rssBytes: Int {
+    /// Resident anonymous memory: the server's own heap and stacks. The event ring is a mapped
+    /// file, so its pages are page cache (RssFile), shared and reclaimable; they are not counted.
+    var rssBytes: Int { status("RssAnon:") }
+    /// Everything resident, including the mapped ring's pages.
+    var rssTotalBytes: Int { status("VmRSS:") }
+
+    private func status(_ field: String) -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in status.split(separator: "\n") where line.hasPrefix(field) {
             return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
         }
         return 0
