@@ -186,6 +186,9 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let guardHandler = ConnectionGuardHandler(counter: counter, metrics: metrics, logger: logger)
         return channel.eventLoop.makeCompletedFuture {
+            // Events are small writes pushed as they happen: without TCP_NODELAY, Nagle holds
+            // each one back until the previous is acknowledged (tens of milliseconds).
+            try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
             try channel.pipeline.syncOperations.addHandler(guardHandler, position: .first)
         }.flatMap {
             inner.setup(channel: channel, logger: logger)

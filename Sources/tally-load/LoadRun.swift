@@ -14,6 +14,8 @@ final class LoadRun: @unchecked Sendable {
     let collector = Collector()
     private let connector: Connector
     private var rooms: [Room] = []
+    /// How late each publication left (µs after its scheduled time): the load box's own delay.
+    let lateness = Mutex<[UInt32]>([])
 
     final class Room: Sendable {
         let id: String
@@ -253,6 +255,8 @@ final class LoadRun: @unchecked Sendable {
                     let wait = Int64(scheduled) - Int64(now())
                     if wait > 0 { usleep(UInt32(wait / 1000)) }
                     let index = room.published.add(1, ordering: .relaxed).newValue
+                    let sent = now()
+                    self.lateness.withLock { $0.append(UInt32(clamping: sent > scheduled ? (sent - scheduled) / 1000 : 0)) }
                     do { try self.publish(http, room, index: index, scheduled: scheduled) } catch {
                         errors.withLock { $0.append("\(error)") }
                         return
@@ -268,6 +272,7 @@ final class LoadRun: @unchecked Sendable {
     /// Runs `body` and returns the server CPU it cost and the frames delivered meanwhile.
     private func measure(_ body: () throws -> Void) throws -> (Double, Int, Double) {
         try onLoop { self.collector.reset() }
+        lateness.withLock { $0.removeAll() }
         let cpu = server.cpuSeconds
         let started = now()
         try body()
@@ -308,6 +313,9 @@ final class LoadRun: @unchecked Sendable {
         let perDelivery = cpuSeconds / Double(max(framesDelivered, 1)) * 1e6
         let rss = server.rssBytes
         print("connections: \(up) up, \(failed) failed; closed by the server: \(closes.count) \(Set(closes).sorted())")
+        let late = lateness.withLock { $0.sorted() }
+        print(String(format: "publications left late by (load box scheduling): p50 %.1f ms, p99 %.1f ms", pct(late, 0.5), pct(late, 0.99)))
+        if let histogram = serverHistogram() { print("server, publication → socket write: \(histogram)") }
         print("stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
         print(String(format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
                      pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
@@ -318,6 +326,23 @@ final class LoadRun: @unchecked Sendable {
                      delivered, expected, gaps, duplicates, outOfOrder,
                      pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3,
                      perDelivery, Double(rss) / 1e6))
+    }
+
+    /// p50/p99 of the server's own publication → socket-write histogram, from /metrics.
+    private func serverHistogram() -> String? {
+        guard let (status, body) = try? BlockingHTTP(host: "127.0.0.1", port: server.port).request("GET", "/metrics"), status == 200 else { return nil }
+        var buckets: [(Double, Double)] = []
+        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where line.hasPrefix("tally_delivery_latency_seconds_bucket{le=\"") {
+            let parts = line.dropFirst("tally_delivery_latency_seconds_bucket{le=\"".count).split(separator: "\"")
+            guard parts.count == 2, let count = Double(parts[1].dropFirst(2).trimmingCharacters(in: .whitespaces)) else { continue }
+            buckets.append((parts[0] == "+Inf" ? .infinity : Double(parts[0]) ?? .infinity, count))
+        }
+        guard let total = buckets.last?.1, total > 0 else { return nil }
+        func quantile(_ q: Double) -> String {
+            let bound = buckets.first { $0.1 >= q * total }?.0 ?? .infinity
+            return bound.isInfinite ? "> 5 s" : String(format: "≤ %.2f ms", bound * 1000)
+        }
+        return "p50 \(quantile(0.5)), p99 \(quantile(0.99)) (histogram buckets, one sample per event and event loop)"
     }
 
     private func onLoop<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
