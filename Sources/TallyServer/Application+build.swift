@@ -161,7 +161,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection, limits: limits).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
-    let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger)
+    let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger, retention: configuration.retention)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
     metrics.addRoutes(to: router, access: access)

@@ -15,6 +15,8 @@ struct EncodedEvent: Sendable {
     let sse: ByteBuffer
     /// When it was handed to fan-out (monotonic ns), for the delivery-latency histogram.
     let publishedAt: UInt64
+    /// The event's own time (for retention when replayed from memory).
+    let timestamp: Date
 }
 
 /// What a stream's queue carries.
@@ -149,13 +151,61 @@ final class EventHub: Sendable {
         /// Highest sequence handed to subscribers; everything up to it is durable.
         var published: UInt64
         var count = 0
+        /// Each session's most recent events, already encoded: replay for a client that
+        /// was away briefly (the reconnect storm) is served from these shared buffers instead
+        /// of decoding and re-encoding ring records per client.
+        var recent: [SessionID: RecentEvents] = [:]
+        /// The first sequence published by this process: older events are only in the ring.
+        var startedAt: UInt64
+        var clock: UInt64 = 0
     }
+
+    /// A session's last `capacity` encoded events (those with an audience), and from which
+    /// sequence on the session's events are complete here.
+    struct RecentEvents {
+        var events: [EncodedEvent] = []
+        var head = 0
+        /// When this session last published (for evicting the quietest session's cache).
+        var touched: UInt64 = 0
+        /// Every event of the session with a sequence ≥ this is held (or had no audience).
+        var completeFrom: UInt64
+
+        mutating func append(_ event: EncodedEvent, capacity: Int) {
+            if events.count < capacity {
+                events.append(event)
+            } else {
+                completeFrom = events[head].sequence + 1
+                events[head] = event
+                head = (head + 1) % capacity
+            }
+        }
+
+        /// Events with sequence in (after, through], oldest first, if all are held and none
+        /// is older than `notBefore` (replay never serves what retention has expired).
+        func range(after: UInt64, through: UInt64, notBefore: Date) -> [EncodedEvent]? {
+            guard after + 1 >= completeFrom else { return nil }
+            var result: [EncodedEvent] = []
+            for i in 0..<events.count {
+                let event = events[(head + i) % events.count]
+                if event.sequence > after && event.sequence <= through {
+                    if event.timestamp < notBefore { return nil }
+                    result.append(event)
+                }
+            }
+            return result
+        }
+    }
+
+    /// Encoded events kept per session for replay (≈ 0.5–1 KB each), for at most
+    /// `recentSessions` sessions (the most recently active): ≤ ~100 MB in all.
+    static let recentCapacity = 2048
+    static let recentSessions = 64
 
     init(epoch: String, publishedThrough: UInt64, queueLimit: Int, metrics: ServerMetrics) {
         self.epoch = epoch
         self.metrics = metrics
         self.queueLimit = queueLimit
-        self.state = Mutex(State(published: publishedThrough))
+        self.state = Mutex(State(published: publishedThrough, startedAt: publishedThrough + 1))
     }
 
     /// Registers a stream. Returns the sequence up to which events were already published:
@@ -168,6 +218,14 @@ final class EventHub: Sendable {
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
+        }
+    }
+
+    /// The session's encoded events in (after, through] if they are all still in memory.
+    func recentEvents(of sessionId: SessionID, after: UInt64, through: UInt64, retention: TimeInterval) -> [EncodedEvent]? {
+        let notBefore = Date(timeIntervalSinceNow: -retention)
+        return state.withLock { state in
+            state.recent[sessionId]?.range(after: after, through: through, notBefore: notBefore)
         }
     }
 
@@ -193,8 +251,19 @@ final class EventHub: Sendable {
         // Encode once per event, outside the lock; the buffers are shared by all receivers.
         // Ballots go to nobody: do not spend an encoding on them.
         let encoded = batch.compactMap { $0.event.audience.isEmpty ? nil : ($0.sessionId, encode($0)) }
+        let startedAt = state.withLock { $0.startedAt }
         let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
             state.published = last.sequence
+            state.clock += 1
+            for (sessionId, event) in encoded {
+                if state.recent[sessionId] == nil, state.recent.count >= Self.recentSessions,
+                    let quietest = state.recent.min(by: { $0.value.touched < $1.value.touched })?.key
+                {
+                    state.recent[quietest] = nil  // its replays fall back to the ring
+                }
+                state.recent[sessionId, default: RecentEvents(completeFrom: startedAt)].append(event, capacity: Self.recentCapacity)
+                state.recent[sessionId]!.touched = state.clock
+            }
             return encoded.compactMap { sessionId, event in
                 guard let subscribers = state.sessions[sessionId] else { return nil }
                 return (event, subscribers.values.filter { event.audience.includes($0.role) })
@@ -273,7 +342,7 @@ final class EventHub: Sendable {
         sse.writeString("\n\n")
         return EncodedEvent(
             sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse,
-            publishedAt: DispatchTime.now().uptimeNanoseconds)
+            publishedAt: DispatchTime.now().uptimeNanoseconds, timestamp: timestamp)
     }
 
     static func formatTimestamp(_ date: Date) -> String {

@@ -20,6 +20,8 @@ struct EventsController: Sendable {
     let access: Access
     let log: any EventLog
     let logger: Logger
+    /// How long events stay replayable (a position older than this gets `stream.reset`).
+    let retention: TimeInterval
     var metrics: ServerMetrics { hub.metrics }
 
     /// WebSocket close code for a client whose queue overflowed. It should reconnect with its
@@ -93,6 +95,13 @@ struct EventsController: Sendable {
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
+            // Recent events come already encoded from memory (shared by every reconnecting
+            // client); older positions are read from the ring and encoded for this client.
+            if let recent = hub.recentEvents(of: session.id, after: position.sequence, through: published, retention: retention) {
+                metrics.replays.increment()
+                let backlog = recent.filter { $0.audience.includes(viewer.role) }
+                return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
+            }
             if let replay = log.events(of: session.id, after: position.sequence, through: published) {
                 metrics.replays.increment()
                 let backlog = replay.filter { $0.event.audience.includes(viewer.role) }.map(hub.encode)
