@@ -24,6 +24,8 @@ public struct ConnectionLimits: Sendable {
     /// cookies. Larger heads get 431 on a new connection; later ones on a keep-alive
     /// connection are cut off by the HTTP decoder with the same limit.
     public var maxHeadBytes = 16 * 1024
+    /// Kernel send buffer per connection (SO_SNDBUF; Linux doubles it for bookkeeping).
+    public static let sendBufferBytes = 128 * 1024
     public init() {}
 }
 
@@ -189,6 +191,10 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
             // Events are small writes pushed as they happen: without TCP_NODELAY, Nagle holds
             // each one back until the previous is acknowledged (tens of milliseconds).
             try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
+            // A fixed kernel send buffer: with autotuning a client that stops reading can park
+            // ~4 MB of kernel memory per connection before the server notices; this bounds it
+            // and lets the slow-consumer limit act after ~256 KiB.
+            try channel.syncOptions?.setOption(.socketOption(.so_sndbuf), value: ConnectionLimits.sendBufferBytes)
             try channel.pipeline.syncOperations.addHandler(guardHandler, position: .first)
         }.flatMap {
             inner.setup(channel: channel, logger: logger)

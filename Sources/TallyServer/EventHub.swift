@@ -364,6 +364,8 @@ final class DirectSink: Sendable {
         var cursor: UInt64 = 0
         /// Consecutive events written while the channel was not writable.
         var unwritable = 0
+        /// Cut off as a slow consumer: nothing more is written; it resumes by replay.
+        var stopped = false
     }
     private let state = Mutex(State())
 
@@ -401,7 +403,7 @@ final class DirectSink: Sendable {
         var written = 0
         var tooSlow = false
         state.withLock { state in
-            for event in events where event.sequence > state.cursor {
+            for event in events where event.sequence > state.cursor && !state.stopped {
                 state.cursor = event.sequence
                 channel.write(WebSocketFrame(fin: true, opcode: .text, data: event.json), promise: nil)
                 written += 1
@@ -409,7 +411,10 @@ final class DirectSink: Sendable {
                     state.unwritable = 0
                 } else {
                     state.unwritable += 1
-                    if state.unwritable > limit { tooSlow = true }
+                    if state.unwritable > limit {
+                        tooSlow = true
+                        state.stopped = true
+                    }
                 }
             }
         }

@@ -236,6 +236,10 @@ struct EventsController: Sendable {
                 case .slowConsumer:
                     try await outbound.close(
                         .init(codeNumber: Int(Self.slowConsumerCloseCode)), reason: "too slow: reconnect with fromEventId")
+                    // The close frame sits behind what the client has not read yet. Give a
+                    // client that is slow (not gone) time to read up to it and answer; the
+                    // inbound side ends the wait when it does.
+                    try await Task.sleep(for: .seconds(10))
                 case .shutdown, .client, nil:
                     if !Task.isCancelled { try await outbound.close(.goingAway, reason: "server shutting down") }
                 }

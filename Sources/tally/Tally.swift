@@ -59,6 +59,8 @@ struct Serve: AsyncParsableCommand {
     var headerTimeout: String?
     @Option(name: .customLong("idle-timeout"), help: "Seconds a keep-alive connection may sit idle. Default 60.")
     var idleTimeout: String?
+    @Option(name: .customLong("stream-queue-limit"), help: "Events a stream may fall behind before it is closed as a slow consumer (WebSocket 4008). Default 4096.")
+    var streamQueueLimit: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -72,6 +74,7 @@ struct Serve: AsyncParsableCommand {
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
+                ("stream-queue-limit", streamQueueLimit),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()
