@@ -161,7 +161,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection, limits: limits).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
-    let events_ = EventsController(venue: venue, hub: hub, access: access, log: log, logger: logger, retention: configuration.retention)
+    let events_ = EventsController(
+        venue: venue, hub: hub, access: access, log: log, logger: logger, retention: configuration.retention,
+        pingInterval: configuration.pingInterval)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
     metrics.addRoutes(to: router, access: access)
@@ -197,7 +199,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         ws: .init(
             // Clients send nothing on /events; keep inbound frames tiny.
             maxFrameSize: 4096,
-            autoPing: .enabled(timePeriod: configuration.pingInterval),
+            // Pings are sent by the /events handler itself, straight from the event loop and
+            // with a random first delay (see EventsController); no ping task per connection.
+            autoPing: .disabled,
             // Invalid UTF-8 in a text frame closes the socket with 1007.
             validateUTF8: true))
     let application = Application(

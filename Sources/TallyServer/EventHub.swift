@@ -106,14 +106,26 @@ final class Subscription: Sendable, Hashable {
     /// Ends the stream; true if this call decided why.
     @discardableResult
     func end(_ reason: StreamEnd) -> Bool {
-        let first = ending.withLock { ending in
-            guard ending == nil else { return false }
+        let (first, action) = ending.withLock { ending -> (Bool, (@Sendable (StreamEnd) -> Void)?) in
+            guard ending == nil else { return (false, nil) }
             ending = reason
-            return true
+            return (true, onEnd.withLock { $0 })
         }
         continuation.finish()
+        if first, let action { action(reason) }
         return first
     }
+
+    /// What to do when the server ends this stream (a WebSocket closes itself this way, so
+    /// no task has to wait for it). Runs at once if the stream has already ended.
+    func whenEnded(_ action: @escaping @Sendable (StreamEnd) -> Void) {
+        let already = ending.withLock { ending -> StreamEnd? in
+            if ending == nil { onEnd.withLock { $0 = action } }
+            return ending
+        }
+        if let already { action(already) }
+    }
+    private let onEnd = Mutex<(@Sendable (StreamEnd) -> Void)?>(nil)
 
     /// Items taken off the queue by the writer (keeps the queue-depth gauge true).
     func consumed(_ count: Int = 1) {

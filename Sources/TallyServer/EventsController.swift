@@ -22,6 +22,9 @@ struct EventsController: Sendable {
     let logger: Logger
     /// How long events stay replayable (a position older than this gets `stream.reset`).
     let retention: TimeInterval
+    /// WebSocket ping period. Each connection's first ping comes after a random part of it, so
+    /// thousands of phones that connected together are not pinged in the same millisecond.
+    let pingInterval: Duration
     var metrics: ServerMetrics { hub.metrics }
 
     /// WebSocket close code for a client whose queue overflowed. It should reconnect with its
@@ -218,34 +221,44 @@ struct EventsController: Sendable {
             channel.flush()
             metrics.deliveries.increment(by: written)
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            // Keep reading: pings, pongs and the close handshake are only processed while
-            // someone iterates `inbound`. The stream is receive-only: a client that sends a
-            // message is not speaking this protocol and is closed with 1008.
-            group.addTask {
-                for try await frame in inbound {
-                    logger.debug("closing a stream whose client sent a \(frame.opcode) message")
-                    try await outbound.close(.policyViolation, reason: "this stream is receive-only: send nothing")
-                    return
-                }
-            }
-            group.addTask {
-                // Nothing is queued here for a WebSocket: this ends when the hub ends the stream.
-                for await _ in subscription.stream.cancelOnGracefulShutdown() {}
-                switch start.subscription.endReason {
+        let period = TimeAmount.nanoseconds(milliseconds(pingInterval) * 1_000_000)
+        let pinger = channel.eventLoop.scheduleRepeatedTask(
+            initialDelay: .nanoseconds(Int64.random(in: 0..<max(period.nanoseconds, 1))), delay: period
+        ) { _ in
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), promise: nil)
+        }
+        defer { pinger.cancel() }
+        // A peer that vanished (phone out of range) never acknowledges the pings: the kernel
+        // drops the connection once sent data has gone unacknowledged this long.
+        let deadPeerMillis = Int(milliseconds(pingInterval) * 2 + 10_000)
+        try? await channel.setOption(ChannelOptions.socket(.init(IPPROTO_TCP), 18), value: .init(deadPeerMillis)).get()  // TCP_USER_TIMEOUT
+        // When the server ends the stream (slow consumer, shutdown), a short-lived task sends
+        // the close; while it runs normally this connection costs no task but this one.
+        subscription.whenEnded { reason in
+            guard reason != .client else { return }
+            Task {
+                switch reason {
                 case .slowConsumer:
-                    try await outbound.close(
+                    try? await outbound.close(
                         .init(codeNumber: Int(Self.slowConsumerCloseCode)), reason: "too slow: reconnect with fromEventId")
                     // The close frame sits behind what the client has not read yet. Give a
-                    // client that is slow (not gone) time to read up to it and answer; the
-                    // inbound side ends the wait when it does.
-                    try await Task.sleep(for: .seconds(10))
-                case .shutdown, .client, nil:
-                    if !Task.isCancelled { try await outbound.close(.goingAway, reason: "server shutting down") }
+                    // client that is slow (not gone) time to read up to it; then cut it off.
+                    try? await Task.sleep(for: .seconds(10))
+                    channel.close(promise: nil)
+                case .shutdown:
+                    try? await outbound.close(.goingAway, reason: "server shutting down")
+                case .client:
+                    break
                 }
             }
-            try await group.next()
-            group.cancelAll()
+        }
+        // Keep reading: pings, pongs and the close handshake are only processed while someone
+        // iterates `inbound`. The stream is receive-only: a client that sends a message is not
+        // speaking this protocol and is closed with 1008.
+        for try await frame in inbound {
+            logger.debug("closing a stream whose client sent a \(frame.opcode) message")
+            try await outbound.close(.policyViolation, reason: "this stream is receive-only: send nothing")
+            break
         }
         logger.info("stream closed", metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
     }

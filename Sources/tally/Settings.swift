@@ -29,6 +29,7 @@ struct Settings {
         "header-timeout": "seconds a new connection has to send its request head",
         "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
         "stream-queue-limit": "events a stream may fall behind before it is closed as a slow consumer",
+        "ping-interval": "seconds between WebSocket pings (each connection's first at a random point)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -154,6 +155,7 @@ struct Settings {
         if let d = try seconds("header-timeout", 0.1...300) { config.connections.headerTimeout = d }
         if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         if let n = try count("stream-queue-limit", 8...1_000_000) { config.streamQueueLimit = n }
+        if let d = try seconds("ping-interval", 1...300) { config.pingInterval = d }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
             throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")

@@ -61,6 +61,8 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: String?
     @Option(name: .customLong("stream-queue-limit"), help: "Events a stream may fall behind before it is closed as a slow consumer (WebSocket 4008). Default 4096.")
     var streamQueueLimit: String?
+    @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
+    var pingInterval: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -74,7 +76,7 @@ struct Serve: AsyncParsableCommand {
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
-                ("stream-queue-limit", streamQueueLimit),
+                ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()

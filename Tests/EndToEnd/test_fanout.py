@@ -231,3 +231,42 @@ def test_hundreds_of_websocket_and_sse_clients_get_every_event_once_in_order(dat
         assert "tally_slow_consumer_disconnects_total 0" in server.request("GET", "/metrics")[1]
     finally:
         server.stop()
+
+
+def test_first_pings_are_spread_over_the_interval_and_repeat(data_dir):
+    # 40 connections opened together: with a fixed first delay they would all be pinged in the
+    # same instant; each one's first ping comes at a random point of the 4 s interval instead.
+    server = Server(data_dir, extra_args=["--ping-interval", "4"]).start()
+    try:
+        session = server.new_session()
+        query = urllib.parse.urlencode({"sessionId": session["sessionId"], "token": session["displayToken"]})
+        request = (f"GET /events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        sockets = [stalled_socket(server.port, request)[0] for _ in range(40)]
+        opened = time.monotonic()
+        pings = {i: [] for i in range(40)}
+        buffers = {i: b"" for i in range(40)}
+        for s in sockets:
+            s.setblocking(False)
+        while time.monotonic() - opened < 9.5:
+            for i, s in enumerate(sockets):
+                try:
+                    buffers[i] += s.recv(4096)
+                except BlockingIOError:
+                    continue
+                frames = ws_frames(buffers[i])
+                for opcode, _ in frames:
+                    if opcode == 9:
+                        pings[i].append(time.monotonic() - opened)
+                buffers[i] = b""  # pings are tiny and arrive whole
+            time.sleep(0.01)
+        firsts = sorted(p[0] for p in pings.values() if p)
+        assert len(firsts) == 40, "every connection is pinged within its first interval"
+        assert firsts[-1] < 4.5
+        assert firsts[-1] - firsts[0] > 1.0, f"first pings bunched together: {firsts}"
+        # And then every interval.
+        assert all(len(p) >= 2 and 3.5 < p[1] - p[0] < 4.5 for p in pings.values()), pings
+        for s in sockets:
+            s.close()
+    finally:
+        server.stop()
