@@ -26,6 +26,30 @@ struct CredentialsTests {
         #expect(other.verify(token) == nil, "a token from another appliance is worthless here")
     }
 
+    @Test func base64URLMatchesFoundationOnRandomBytes() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<80 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let reference = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == reference)
+            #expect(Base64URL.decode(reference) == bytes)
+        }
+        // Not base64url, wrong length, or non-canonical trailing bits: refused.
+        for bad in ["a", "ab+c", "ab/c", "ab=c", "é", "AB"] {
+            #expect(Base64URL.decode(bad) == nil, "\(bad)")
+        }
+        #expect(Base64URL.decode("AA") == [0])
+    }
+
+    /// The JSON nesting pre-check skips brackets inside strings and escapes.
+    @Test func jsonNestingDepthIgnoresStrings() {
+        #expect(jsonNestingDepth(Array(#"{"a":[1,[2]]}"#.utf8)) == 3)
+        #expect(jsonNestingDepth(Array(#"{"a":"[[[[\"[[[\\\\"}"#.utf8)) == 1)
+        #expect(jsonNestingDepth(Array((String(repeating: "[", count: 40) + String(repeating: "]", count: 40)).utf8)) == 40)
+    }
+
     @Test func operatorTokensExpire() {
         let token = credentials.token(for: .operator, now: Date(timeIntervalSince1970: 1_000_000))
         #expect(credentials.verify(token, now: Date(timeIntervalSince1970: 1_000_000 + 60)) == .operator)
