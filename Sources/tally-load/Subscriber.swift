@@ -7,7 +7,9 @@ import NIOPosix
 final class Tracker: @unchecked Sendable {
     let session: Int
     var lastSequence: UInt64 = 0
-    var lastEventId: String?
+    /// The epoch part of event ids ("<epoch>-<sequence>"), the same for every event of a server.
+    var epoch: String?
+    var lastEventId: String? { epoch.map { "\($0)-\(lastSequence)" } }
     /// Index of the last stamped publication seen (publications are numbered per session).
     var lastIndex = -1
     var uniqueStamped = 0
@@ -75,7 +77,11 @@ final class SubscriberHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
-        buffer.writeBuffer(&incoming)
+        if buffer.readableBytes == 0 {
+            buffer = incoming  // the common case: parse the read in place, no copy
+        } else {
+            buffer.writeBuffer(&incoming)
+        }
         if !upgraded {
             let view = buffer.readableBytesView
             guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return }
@@ -90,7 +96,11 @@ final class SubscriberHandler: ChannelInboundHandler {
             tracker.connected = true
         }
         parseFrames(context)
-        buffer.discardReadBytes()
+        if buffer.readableBytes == 0 {
+            buffer = ByteBuffer()  // let the read buffer go back to the allocator
+        } else {
+            buffer.discardReadBytes()
+        }
     }
 
     private func parseFrames(_ context: ChannelHandlerContext) {
@@ -148,8 +158,11 @@ final class SubscriberHandler: ChannelInboundHandler {
                 var i = start
                 var idEnd = i
                 while idEnd < bytes.count, bytes[idEnd] != UInt8(ascii: "\"") { idEnd += 1 }
-                tracker.lastEventId = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[i..<idEnd]), as: UTF8.self)
+                let idStart = i
                 while i < idEnd, bytes[i] != UInt8(ascii: "-") { i += 1 }
+                if tracker.epoch == nil {
+                    tracker.epoch = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[idStart..<i]), as: UTF8.self)
+                }
                 var sequence: UInt64 = 0
                 i += 1
                 while i < idEnd { sequence = sequence * 10 + UInt64(bytes[i] &- 48); i += 1 }
@@ -218,6 +231,9 @@ struct Connector {
         return ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: !stalled)
+            // Fixed 16 KiB reads: the adaptive allocator grows to 64 KiB after a replay burst
+            // and then mallocs that much on every read.
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16384))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
