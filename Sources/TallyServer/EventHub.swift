@@ -13,6 +13,9 @@ struct EncodedEvent: Sendable {
     let json: ByteBuffer
     /// The same envelope as an SSE frame (`id:`, `event:`, `data:`).
     let sse: ByteBuffer
+    /// The same envelope as a complete WebSocket text frame (server frames are unmasked), so
+    /// the bytes on the wire are built once, not once per connection.
+    let frame: ByteBuffer
     /// When it was handed to fan-out (monotonic ns), for the delivery-latency histogram.
     let publishedAt: UInt64
     /// The event's own time (for retention when replayed from memory).
@@ -76,12 +79,12 @@ final class Subscription: Sendable, Hashable {
     /// or async writer per message); SSE streams read `stream`.
     let direct: DirectSink?
 
-    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics, channel: (any Channel)? = nil) {
+    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics, socket: SocketWriter? = nil) {
         self.id = id
         self.sessionId = sessionId
         self.role = role
         self.metrics = metrics
-        self.direct = channel.map { DirectSink(channel: $0, limit: queueLimit) }
+        self.direct = socket.map { DirectSink(socket: $0, limit: queueLimit) }
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
         self.ending = Mutex(nil)
     }
@@ -222,11 +225,11 @@ final class EventHub: Sendable {
 
     /// Registers a stream. Returns the sequence up to which events were already published:
     /// the caller replays (from, that] from the log; everything after arrives on the stream.
-    func subscribe(sessionId: SessionID, role: Role, channel: (any Channel)? = nil) -> (Subscription, publishedThrough: UInt64) {
+    func subscribe(sessionId: SessionID, role: Role, socket: SocketWriter? = nil) -> (Subscription, publishedThrough: UInt64) {
         state.withLock { state in
             state.nextId += 1
             let subscription = Subscription(
-                id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics, channel: channel)
+                id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics, socket: socket)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
@@ -291,20 +294,23 @@ final class EventHub: Sendable {
                     continue
                 }
                 if direct.holdUntilLive(event) { continue }
-                let loop = direct.channel.eventLoop
+                let loop = direct.socket.channel.eventLoop
                 byLoop[ObjectIdentifier(loop), default: (loop, [:])].1[subscriber, default: []].append(event)
             }
         }
         for (loop, work) in byLoop.values {
             let metrics = self.metrics
             loop.execute {
+                let start = DispatchTime.now().uptimeNanoseconds
                 var written = 0
                 for (subscriber, events) in work {
                     written += subscriber.writeDirect(events)
                 }
+                let end = DispatchTime.now().uptimeNanoseconds
                 metrics.deliveries.increment(by: written)
+                metrics.fanoutBatch.recordNanoseconds(Int64(end &- start))
                 if let first = work.first?.value.first {
-                    metrics.deliveryLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- first.publishedAt))
+                    metrics.deliveryLatency.recordNanoseconds(Int64(end &- first.publishedAt))
                 }
             }
         }
@@ -352,8 +358,21 @@ final class EventHub: Sendable {
         sse.writeString("id: \(id)\nevent: \(type)\ndata: ")
         sse.writeBytes(json)
         sse.writeString("\n\n")
+        var frame = ByteBuffer()
+        frame.reserveCapacity(json.count + 10)
+        frame.writeInteger(UInt8(0x81))  // FIN + text
+        if json.count < 126 {
+            frame.writeInteger(UInt8(json.count))
+        } else if json.count <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(json.count))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(json.count))
+        }
+        frame.writeBytes(json)
         return EncodedEvent(
-            sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse,
+            sequence: sequence, audience: audience, json: ByteBuffer(bytes: json), sse: sse, frame: frame,
             publishedAt: DispatchTime.now().uptimeNanoseconds, timestamp: timestamp)
     }
 
@@ -362,12 +381,31 @@ final class EventHub: Sendable {
     }
 }
 
-/// The direct path for one WebSocket: frames written onto its NIO channel by the hub, with
+/// Where a WebSocket's pre-built frames are written: the context of the connection's first
+/// handler (`ConnectionGuardHandler`), so the bytes go straight to the socket without passing
+/// the WebSocket encoder or the async channel handler. Only touched on the channel's loop.
+struct SocketWriter: Sendable {
+    let channel: any Channel
+    let context: NIOLoopBound<ChannelHandlerContext>
+
+    /// Finds the connection's first handler; call from anywhere, completes on the loop.
+    static func make(for channel: any Channel) async throws -> SocketWriter {
+        try await channel.eventLoop.submit {
+            let context = try channel.pipeline.syncOperations.context(handlerType: ConnectionGuardHandler.self)
+            return SocketWriter(channel: channel, context: NIOLoopBound(context, eventLoop: channel.eventLoop))
+        }.get()
+    }
+
+    func write(_ frame: ByteBuffer) { context.value.write(NIOAny(frame), promise: nil) }
+    func flush() { context.value.flush() }
+}
+
+/// The direct path for one WebSocket: frames written onto its connection by the hub, with
 /// the replay handed over first. Until `goLive` runs (on the channel's loop, after the
 /// backlog is written), live events are held here, so the replay and the live stream join
 /// without a gap or a duplicate.
 final class DirectSink: Sendable {
-    let channel: any Channel
+    let socket: SocketWriter
     private let limit: Int
     private struct State {
         var live = false
@@ -381,8 +419,8 @@ final class DirectSink: Sendable {
     }
     private let state = Mutex(State())
 
-    init(channel: any Channel, limit: Int) {
-        self.channel = channel
+    init(socket: SocketWriter, limit: Int) {
+        self.socket = socket
         self.limit = limit
     }
 
@@ -403,21 +441,18 @@ final class DirectSink: Sendable {
             defer { state.held = [] }
             return state.held
         }
-        var written = 0
-        for event in backlog {
-            channel.write(WebSocketFrame(fin: true, opcode: .text, data: event.json), promise: nil)
-            written += 1
-        }
-        return written + write(held).written
+        for event in backlog { socket.write(event.frame) }
+        return backlog.count + write(held).written
     }
 
     func write(_ events: [EncodedEvent]) -> (written: Int, tooSlow: Bool) {
         var written = 0
         var tooSlow = false
+        let channel = socket.channel
         state.withLock { state in
             for event in events where event.sequence > state.cursor && !state.stopped {
                 state.cursor = event.sequence
-                channel.write(WebSocketFrame(fin: true, opcode: .text, data: event.json), promise: nil)
+                socket.write(event.frame)
                 written += 1
                 if channel.isWritable {
                     state.unwritable = 0
@@ -430,7 +465,7 @@ final class DirectSink: Sendable {
                 }
             }
         }
-        channel.flush()
+        socket.flush()
         return (written, tooSlow)
     }
 }

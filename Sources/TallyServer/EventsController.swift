@@ -92,9 +92,9 @@ struct EventsController: Sendable {
 
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
     /// no gap and (with `cursor`) no duplicate between replay and live delivery.
-    func open(_ viewer: Viewer, from: String?, channel: (any Channel)? = nil) -> Start {
+    func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) -> Start {
         let session = viewer.session
-        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role, channel: channel)
+        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role, socket: socket)
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
@@ -206,7 +206,8 @@ struct EventsController: Sendable {
         let from = request.uri.queryParameters["fromEventId"].map(String.init)
         // Events are written onto the channel by the hub, from the event loop; this task only
         // hands over the replay, reads (for pings and the close handshake) and waits for the end.
-        let start = open(viewer, from: from, channel: channel)
+        let socket = try await SocketWriter.make(for: channel)
+        let start = open(viewer, from: from, socket: socket)
         let metrics = self.metrics
         let streams = metrics.stream("websocket", viewer.role)
         streams.increment()
@@ -218,7 +219,7 @@ struct EventsController: Sendable {
         let subscription = start.subscription
         channel.eventLoop.execute {
             let written = subscription.direct?.goLive(backlog: start.backlog, cursor: start.cursor) ?? 0
-            channel.flush()
+            socket.flush()
             metrics.deliveries.increment(by: written)
         }
         let period = TimeAmount.nanoseconds(milliseconds(pingInterval) * 1_000_000)

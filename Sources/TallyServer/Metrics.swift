@@ -32,10 +32,16 @@ final class ServerMetrics: Sendable {
     let rateLimited: CoreMetrics.Counter
     /// From an event's publication (durable, handed to fan-out) to its write on a socket.
     let deliveryLatency: CoreMetrics.Timer
+    /// How long one event loop spends writing one batch to all its connections.
+    let fanoutBatch: CoreMetrics.Timer
 
     init() {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["tally_fanout_batch_seconds"] = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
+        ]
         factory.durationHistogramBuckets["tally_delivery_latency_seconds"] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -64,6 +70,7 @@ final class ServerMetrics: Sendable {
         responses = (1...5).map { Counter(label: "tally_http_responses_total", dimensions: [("class", "\($0)xx")], factory: factory) }
         rateLimited = Counter(label: "tally_http_rate_limited_total", factory: factory)
         deliveryLatency = Timer(label: "tally_delivery_latency_seconds", factory: factory)
+        fanoutBatch = Timer(label: "tally_fanout_batch_seconds", factory: factory)
     }
 
     func responded(_ status: Int) {
