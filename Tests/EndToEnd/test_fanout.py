@@ -28,6 +28,12 @@ def index_of(envelope):
     return int(envelope["payload"]["poll"]["question"][1:5])
 
 
+def ws_upgrade(query):
+    """A raw WebSocket upgrade request for /events."""
+    return (f"GET /events?{urllib.parse.urlencode(query)} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 def stalled_socket(port, request):
     """A client with a tiny receive buffer that sends `request`, reads the response head, then
     stops reading."""
@@ -93,10 +99,8 @@ def test_a_stalled_websocket_is_closed_with_4008_and_resumes_losslessly(data_dir
     server = Server(data_dir, extra_args=["--stream-queue-limit", "16"]).start()
     try:
         session = server.new_session()
-        query = urllib.parse.urlencode({"sessionId": session["sessionId"], "token": session["presenterToken"], "actorType": "display"})
-        stalled, head = stalled_socket(server.port, (
-            f"GET /events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        stalled, head = stalled_socket(server.port, ws_upgrade(
+            {"sessionId": session["sessionId"], "token": session["presenterToken"], "actorType": "display"}))
         assert head.startswith("HTTP/1.1 101")
         # A well-behaved display beside it.
         healthy = server_ws(server, session)
@@ -239,9 +243,7 @@ def test_first_pings_are_spread_over_the_interval_and_repeat(data_dir):
     server = Server(data_dir, extra_args=["--ping-interval", "4"]).start()
     try:
         session = server.new_session()
-        query = urllib.parse.urlencode({"sessionId": session["sessionId"], "token": session["displayToken"]})
-        request = (f"GET /events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        request = ws_upgrade({"sessionId": session["sessionId"], "token": session["displayToken"]})
         sockets = [stalled_socket(server.port, request)[0] for _ in range(40)]
         opened = time.monotonic()
         pings = {i: [] for i in range(40)}
