@@ -70,7 +70,12 @@ final class Subscription: Sendable, Hashable {
     let role: Role
     let stream: AsyncStream<StreamItem>
     private let continuation: AsyncStream<StreamItem>.Continuation
-    private let ending: Mutex<StreamEnd?>
+    /// Why the server ended the stream (once decided), and who to tell.
+    private struct Ending {
+        var reason: StreamEnd?
+        var action: (@Sendable (StreamEnd) -> Void)?
+    }
+    private let ending = Mutex(Ending())
     private let metrics: ServerMetrics
     /// Items in this queue now (the gauge is the sum over all queues).
     private let pending = Atomic<Int>(0)
@@ -86,11 +91,10 @@ final class Subscription: Sendable, Hashable {
         self.metrics = metrics
         self.direct = socket.map { DirectSink(socket: $0, limit: queueLimit) }
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
-        self.ending = Mutex(nil)
     }
 
     /// Why the stream ended, if the server ended it.
-    var endReason: StreamEnd? { ending.withLock { $0 } }
+    var endReason: StreamEnd? { ending.withLock { $0.reason } }
 
     func send(_ item: StreamItem) {
         switch continuation.yield(item) {
@@ -110,9 +114,9 @@ final class Subscription: Sendable, Hashable {
     @discardableResult
     func end(_ reason: StreamEnd) -> Bool {
         let (first, action) = ending.withLock { ending -> (Bool, (@Sendable (StreamEnd) -> Void)?) in
-            guard ending == nil else { return (false, nil) }
-            ending = reason
-            return (true, onEnd.withLock { $0 })
+            guard ending.reason == nil else { return (false, nil) }
+            ending.reason = reason
+            return (true, ending.action)
         }
         continuation.finish()
         if first, let action { action(reason) }
@@ -123,12 +127,11 @@ final class Subscription: Sendable, Hashable {
     /// no task has to wait for it). Runs at once if the stream has already ended.
     func whenEnded(_ action: @escaping @Sendable (StreamEnd) -> Void) {
         let already = ending.withLock { ending -> StreamEnd? in
-            if ending == nil { onEnd.withLock { $0 = action } }
-            return ending
+            if ending.reason == nil { ending.action = action }
+            return ending.reason
         }
         if let already { action(already) }
     }
-    private let onEnd = Mutex<(@Sendable (StreamEnd) -> Void)?>(nil)
 
     /// Items taken off the queue by the writer (keeps the queue-depth gauge true).
     func consumed(_ count: Int = 1) {
