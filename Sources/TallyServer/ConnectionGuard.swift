@@ -82,6 +82,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     private var refused = false
     private var deadline: Scheduled<Void>?
     /// Progress through "\r\n\r\n" (the end of the first request head), carried across reads.
+    private static let endOfHead: [UInt8] = Array("\r\n\r\n".utf8)
     private var matched = 0
     private var headBytes = 0
     private var headComplete = false
@@ -139,7 +140,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
         guard address != nil, !refused else { return }  // refused: drop whatever it sends
         if !headComplete {
             let bytes = unwrapInboundIn(data)
-            let pattern: [UInt8] = [13, 10, 13, 10]
+            let pattern = Self.endOfHead
             for byte in bytes.readableBytesView {
                 headBytes += 1
                 if headBytes > counter.limits.maxHeadBytes {

@@ -160,6 +160,8 @@ final class Subscription: Sendable, Hashable {
 final class EventHub: Sendable {
     let epoch: String
     let metrics: ServerMetrics
+    /// The first sequence published by this process: older events are only in the ring.
+    private let startedAt: UInt64
     private let queueLimit: Int
     private let state: Mutex<State>
 
@@ -173,8 +175,6 @@ final class EventHub: Sendable {
         /// was away briefly (the reconnect storm) is served from these shared buffers instead
         /// of decoding and re-encoding ring records per client.
         var recent: [SessionID: RecentEvents] = [:]
-        /// The first sequence published by this process: older events are only in the ring.
-        var startedAt: UInt64
         var clock: UInt64 = 0
     }
 
@@ -223,7 +223,8 @@ final class EventHub: Sendable {
         self.epoch = epoch
         self.metrics = metrics
         self.queueLimit = queueLimit
-        self.state = Mutex(State(published: publishedThrough, startedAt: publishedThrough + 1))
+        self.startedAt = publishedThrough + 1
+        self.state = Mutex(State(published: publishedThrough))
     }
 
     /// Registers a stream. Returns the sequence up to which events were already published:
@@ -269,7 +270,7 @@ final class EventHub: Sendable {
         // Encode once per event, outside the lock; the buffers are shared by all receivers.
         // Ballots go to nobody: do not spend an encoding on them.
         let encoded = batch.compactMap { $0.event.audience.isEmpty ? nil : ($0.sessionId, encode($0)) }
-        let startedAt = state.withLock { $0.startedAt }
+        let startedAt = self.startedAt
         let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
             state.published = last.sequence
             state.clock += 1
@@ -296,7 +297,6 @@ final class EventHub: Sendable {
                     subscriber.send(.event(event))
                     continue
                 }
-                if direct.holdUntilLive(event) { continue }
                 let loop = direct.socket.channel.eventLoop
                 byLoop[ObjectIdentifier(loop), default: (loop, [:])].1[subscriber, default: []].append(event)
             }
@@ -404,8 +404,9 @@ struct SocketWriter: Sendable {
 }
 
 /// The direct path for one WebSocket: frames written onto its connection by the hub, with
-/// the replay handed over first. Until `goLive` runs (on the channel's loop, after the
-/// backlog is written), live events are held here, so the replay and the live stream join
+/// the replay handed over first. Everything here runs on the channel's event loop, so the
+/// hub's batches and `goLive` are ordered by the loop itself: a batch that runs before
+/// `goLive` is held and written after the backlog, so the replay and the live stream join
 /// without a gap or a duplicate.
 final class DirectSink: Sendable {
     let socket: SocketWriter
@@ -413,7 +414,7 @@ final class DirectSink: Sendable {
     private struct State {
         var live = false
         var held: [EncodedEvent] = []
-        /// Highest sequence written (loop-confined once live).
+        /// Highest sequence written.
         var cursor: UInt64 = 0
         /// Consecutive events written while the channel was not writable.
         var unwritable = 0
@@ -427,16 +428,7 @@ final class DirectSink: Sendable {
         self.limit = limit
     }
 
-    /// Holds `event` if the stream is not live yet. True if held.
-    func holdUntilLive(_ event: EncodedEvent) -> Bool {
-        state.withLock { state in
-            guard !state.live else { return false }
-            state.held.append(event)
-            return true
-        }
-    }
-
-    /// On the loop: writes the backlog, then what was held meanwhile, and goes live.
+    /// Writes the backlog, then what was held meanwhile, and goes live.
     func goLive(backlog: [EncodedEvent], cursor: UInt64) -> Int {
         let held = state.withLock { state in
             state.cursor = cursor
@@ -448,11 +440,16 @@ final class DirectSink: Sendable {
         return backlog.count + write(held).written
     }
 
+    /// Writes `events` (those after the cursor) and flushes once; before `goLive`, holds them.
     func write(_ events: [EncodedEvent]) -> (written: Int, tooSlow: Bool) {
         var written = 0
         var tooSlow = false
         let channel = socket.channel
-        state.withLock { state in
+        let live = state.withLock { state in
+            guard state.live else {
+                state.held += events
+                return false
+            }
             for event in events where event.sequence > state.cursor && !state.stopped {
                 state.cursor = event.sequence
                 socket.write(event.frame)
@@ -467,8 +464,9 @@ final class DirectSink: Sendable {
                     }
                 }
             }
+            return true
         }
-        socket.flush()
+        if live { socket.flush() }
         return (written, tooSlow)
     }
 }
