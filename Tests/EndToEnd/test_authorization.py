@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 import websockets
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, SSEStream
 
 # Columns: who calls. "other" = the presenter, a participant and the display of a *different*
 # session (each tried: none may touch this one).
@@ -132,21 +132,14 @@ def stream(venue, row, token):
 
 
 def sse_first_event(server, query):
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request("GET", "/events?" + urllib.parse.urlencode(query))
-    response = conn.getresponse()
-    if response.status != 200:
-        body = response.read()
-        conn.close()
-        return response.status, body
-    for _ in range(20):
-        line = response.fp.readline()
-        if line.startswith(b"data: "):
-            conn.close()
-            return 200, json.loads(line[6:])["payload"]["role"]
-    conn.close()
-    raise AssertionError("the stream opened but sent no event")
+    """The status of an SSE request, and for an open stream the role its first event reports."""
+    stream = SSEStream(server.port, "/events?" + urllib.parse.urlencode(query))
+    try:
+        if stream.status != 200:
+            return stream.status, stream.body
+        return 200, stream.next(5)["payload"]["role"]
+    finally:
+        stream.close()
 
 
 CELLS = [(row, caller) for row in MATRIX for caller in CALLERS]
