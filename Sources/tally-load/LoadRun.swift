@@ -176,10 +176,9 @@ final class LoadRun: @unchecked Sendable {
     // MARK: building blocks
 
     private func path(room: Int, tracker: Tracker) -> String {
-        "/events?sessionId=\(rooms[room].id)&token=\(tokens[ObjectIdentifier(tracker)] ?? rooms[room].presenter)"
+        "/events?sessionId=\(rooms[room].id)&token=\(tracker.token ?? rooms[room].presenter)"
     }
 
-    private var tokens: [ObjectIdentifier: String] = [:]
 
     /// Joins `count` participants spread over `roomIndexes` (8 joins in flight, so group commit
     /// applies), then opens their WebSockets at the ramp rate and waits until all are up.
@@ -209,7 +208,7 @@ final class LoadRun: @unchecked Sendable {
         while threads.contains(where: { !$0.isFinished }) { usleep(20_000) }
         if failures.load(ordering: .relaxed) > 0 { throw LoadError("\(failures.load(ordering: .relaxed)) joins failed") }
         let tokensByIndex = joined.withLock { $0 }
-        for (i, tracker) in trackers.enumerated() { tokens[ObjectIdentifier(tracker)] = tokensByIndex[i] }
+        for (i, tracker) in trackers.enumerated() { tracker.token = tokensByIndex[i] }
         print(String(format: "joined %d participants in %.1f s", count, Double(now() - joinStart) / 1e9))
 
         let chosen = collector.map { Connector(group: loop, host: "127.0.0.1", port: server.port, collector: $0) } ?? connector

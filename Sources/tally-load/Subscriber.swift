@@ -6,6 +6,8 @@ import NIOPosix
 /// handler runs there), which is why it can be unchecked-Sendable without locks.
 final class Tracker: @unchecked Sendable {
     let session: Int
+    /// The participant token it subscribes with (set before it first connects).
+    var token: String?
     var lastSequence: UInt64 = 0
     /// The epoch part of event ids ("<epoch>-<sequence>"), the same for every event of a server.
     var epoch: String?

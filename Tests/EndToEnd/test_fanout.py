@@ -12,7 +12,7 @@ import urllib.parse
 
 import websockets
 
-from conftest import Server, seq
+from conftest import Server, SSEStream, WSStream, seq
 
 BIG_OPTIONS = [f"{i:02d} " + "option text " * 16 for i in range(12)]  # ~2.4 KB per poll event
 
@@ -147,7 +147,6 @@ def test_a_stalled_sse_stream_ends_and_resumes_losslessly(data_dir):
         first = [json.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: ")]
         seen = [index_of(e) for e in first if index_of(e) is not None]
         assert len(seen) < total
-        from conftest import SSEStream
         resumed = SSEStream(server.port, "/events?" + query, headers={"Last-Event-ID": first[-1]["eventId"]})
         rest = resumed.collect(lambda e: index_of(e) == total - 1, timeout=20)
         resumed.close()
@@ -172,7 +171,6 @@ def dechunk(data):
 
 
 def server_ws(server, session, **query):
-    from conftest import WSStream
     stream = WSStream(server.events_url("ws", sessionId=session["sessionId"], token=session["presenterToken"], actorType="display", **query))
     assert stream.opened.wait(5) and stream.error is None
     time.sleep(0.2)
