@@ -30,6 +30,9 @@ struct Settings {
         "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
         "stream-queue-limit": "events a stream may fall behind before it is closed as a slow consumer",
         "ping-interval": "seconds between WebSocket pings (each connection's first at a random point)",
+        "network": "shared (many phones behind one NAT) or flat (one address per phone)",
+        "joins-per-minute": "in flat mode, new participants one address may create per minute",
+        "allowed-hosts": "extra host names the box answers to, comma-separated",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -156,6 +159,20 @@ struct Settings {
         if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         if let n = try count("stream-queue-limit", 8...1_000_000) { config.streamQueueLimit = n }
         if let d = try seconds("ping-interval", 1...300) { config.pingInterval = d }
+        if let (v, _) = value("network") {
+            guard let mode = NetworkMode(rawValue: v.lowercased()) else { throw fail("network", "must be shared or flat") }
+            config.network = mode
+            // One address is one phone: a few connections each (tabs, a reconnect in flight).
+            if mode == .flat, value("max-connections-per-ip") == nil { config.connections.maxConnectionsPerAddress = 32 }
+        }
+        if let n = try count("joins-per-minute", 1...600) { config.flatJoinsPerMinute = n }
+        if let (v, _) = value("allowed-hosts") {
+            let names = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            if let bad = names.first(where: { name in !name.allSatisfy { $0.isLetter || $0.isNumber || "-.:[]".contains($0) } }) {
+                throw fail("allowed-hosts", "\"\(bad)\" is not a host name")
+            }
+            config.allowedHosts = names
+        }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
             throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")

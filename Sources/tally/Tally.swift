@@ -63,6 +63,12 @@ struct Serve: AsyncParsableCommand {
     var streamQueueLimit: String?
     @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
     var pingInterval: String?
+    @Option(help: "shared (default: many phones behind one NAT) or flat (one address per phone): sets per-address budgets.")
+    var network: String?
+    @Option(name: .customLong("joins-per-minute"), help: "In flat mode: new participants one address may create per minute. Default 3.")
+    var joinsPerMinute: String?
+    @Option(name: .customLong("allowed-hosts"), help: "Extra host names this box answers to, comma-separated (its addresses, host name, .local name and public-url always work).")
+    var allowedHosts: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -76,7 +82,8 @@ struct Serve: AsyncParsableCommand {
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
-                ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval),
+                ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval), ("network", network),
+                ("joins-per-minute", joinsPerMinute), ("allowed-hosts", allowedHosts),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()
@@ -143,7 +150,8 @@ struct ResetPassword: ParsableCommand {
         }
         let projection = try SQLiteProjection(path: path)
         try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
-        print("Operator password changed in \(directory). Sign in at /presenter with the new one.")
+        try revokeOperatorSignIns(in: projection)
+        print("Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
     }
 }
 
