@@ -60,8 +60,22 @@ final class GuessLockout: Sendable {
     static let globalBurst = 50.0
     private let state = Mutex<State>(State())
 
+    private struct Record {
+        /// Outstanding failures; one is forgiven per `decay` elapsed since `since`.
+        var failures = 0
+        var since: ContinuousClock.Instant
+        var until: ContinuousClock.Instant?
+
+        mutating func decay(now: ContinuousClock.Instant) {
+            let steps = Int(seconds(since.duration(to: now)) / seconds(GuessLockout.decay))
+            guard steps > 0 else { return }
+            failures = max(0, failures - steps)
+            since = since.advanced(by: GuessLockout.decay * steps)
+        }
+    }
+
     private struct State {
-        var records: [String: (failures: Double, at: ContinuousClock.Instant, until: ContinuousClock.Instant?)] = [:]
+        var records: [String: Record] = [:]
         var globalTokens = GuessLockout.globalBurst
         var globalAt: ContinuousClock.Instant?
     }
@@ -78,7 +92,8 @@ final class GuessLockout: Sendable {
         state.withLock { state in
             refill(&state, activeSessions: activeSessions, now: now)
             guard var record = state.records[ip] else { return nil }
-            record.failures = decayed(record, now: now)
+            record.decay(now: now)
+            state.records[ip] = record
             if let until = record.until, until > now { return max(1, Int(now.duration(to: until).components.seconds) + 1) }
             if state.globalTokens < 1, record.failures >= 1 {
                 let rate = Self.globalRate(activeSessions: activeSessions)
@@ -93,19 +108,16 @@ final class GuessLockout: Sendable {
             refill(&state, activeSessions: activeSessions, now: now)
             state.globalTokens = max(0, state.globalTokens - 1)
             if state.records.count > 50_000 { state.records.removeAll(keepingCapacity: true) }
-            var record = state.records[ip] ?? (0, now, nil)
-            record.failures = decayed(record, now: now) + 1
-            record.at = now
-            if record.failures >= Double(allowed) {
-                let exponent = min(Int(record.failures) - allowed, 8)
+            var record = state.records[ip] ?? Record(since: now)
+            record.decay(now: now)
+            if record.failures == 0 { record.since = now }
+            record.failures += 1
+            if record.failures >= allowed {
+                let exponent = min(record.failures - allowed, 8)
                 record.until = now.advanced(by: .seconds(min(300, 2 << exponent)))
             }
             state.records[ip] = record
         }
-    }
-
-    private func decayed(_ record: (failures: Double, at: ContinuousClock.Instant, until: ContinuousClock.Instant?), now: ContinuousClock.Instant) -> Double {
-        max(0, record.failures - seconds(record.at.duration(to: now)) / seconds(Self.decay))
     }
 
     private func refill(_ state: inout State, activeSessions: Int, now: ContinuousClock.Instant) {
