@@ -63,6 +63,10 @@ struct Serve: AsyncParsableCommand {
     var streamQueueLimit: String?
     @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
     var pingInterval: String?
+    @Option(name: .customLong("wifi-ssid"), help: "Wi-Fi network the room joins (the standalone access point): the display shows it as a QR code.")
+    var wifiSSID: String?
+    @Option(name: .customLong("wifi-passphrase"), help: "That network's WPA2 passphrase (as in hostapd.conf); none for an open network.")
+    var wifiPassphrase: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -77,6 +81,7 @@ struct Serve: AsyncParsableCommand {
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
                 ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval),
+                ("wifi-ssid", wifiSSID), ("wifi-passphrase", wifiPassphrase),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()
@@ -184,45 +189,5 @@ struct Export: ParsableCommand {
         } else {
             FileHandle.standardOutput.write(data)
         }
-    }
-}
-
-/// `tally discover`: lists the Tally appliances on the network (what a kiosk display runs at boot).
-struct Discover: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Find Tally appliances on the local network over mDNS.")
-
-    @Option(help: "Seconds to listen.")
-    var timeout: Double = 3
-    @Flag(help: "One JSON object per appliance.")
-    var json = false
-    @Flag(help: "Print only the first appliance's display URL (for scripts); exit 1 if none.")
-    var url = false
-
-    func run() throws {
-        let found: [DiscoveredAppliance]
-        do {
-            found = try ApplianceBrowser.discover(timeout: timeout)
-        } catch {
-            FileHandle.standardError.write(Data("tally discover: \(error)\n".utf8))
-            throw ExitCode(2)
-        }
-        if url {
-            guard let first = found.first else { throw ExitCode(1) }
-            print(first.url)
-            return
-        }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            for appliance in found { print(String(decoding: try encoder.encode(appliance), as: UTF8.self)) }
-        } else if found.isEmpty {
-            print("No Tally appliance found within \(timeout) s.")
-        } else {
-            for a in found {
-                let txt = a.txt.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                print("\(a.name)\t\(a.address):\(a.port)\t\(a.url)\t\(txt)")
-            }
-        }
-        if found.isEmpty { throw ExitCode(1) }
     }
 }
