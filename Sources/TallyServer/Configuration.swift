@@ -41,6 +41,9 @@ public struct TallyConfiguration: Sendable {
     /// Per-participant and per-IP rate limits on votes and joins (see `Limits`).
     public var rateLimits = true
 
+    /// The Wi-Fi network the room joins, shown as a QR code on the display's idle screen.
+    public var wifi: VenueWiFi?
+
     /// For tests of the watchdog: while this file exists the appliance reports itself unhealthy.
     public var healthFile: String?
 

@@ -30,6 +30,8 @@ struct Settings {
         "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
         "stream-queue-limit": "events a stream may fall behind before it is closed as a slow consumer",
         "ping-interval": "seconds between WebSocket pings (each connection's first at a random point)",
+        "wifi-ssid": "Wi-Fi network the room joins, shown as a QR code on the display",
+        "wifi-passphrase": "that network's WPA2 passphrase (none: an open network)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -156,6 +158,15 @@ struct Settings {
         if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         if let n = try count("stream-queue-limit", 8...1_000_000) { config.streamQueueLimit = n }
         if let d = try seconds("ping-interval", 1...300) { config.pingInterval = d }
+        if let (ssid, _) = value("wifi-ssid"), !ssid.isEmpty {
+            do throws(VenueWiFi.Invalid) {
+                config.wifi = try VenueWiFi(ssid: ssid, passphrase: value("wifi-passphrase").map(\.0).flatMap { $0.isEmpty ? nil : $0 })
+            } catch {
+                throw fail(error.setting, error.reason)
+            }
+        } else if let (v, _) = value("wifi-passphrase"), !v.isEmpty {
+            throw fail("wifi-passphrase", "needs wifi-ssid (the network's name) too")
+        }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
             throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")
