@@ -3,6 +3,7 @@ restart, withdraw on shutdown, and find appliances with `tally discover`."""
 
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -10,7 +11,7 @@ import time
 import pytest
 
 import avahi as avahi_helper
-from conftest import BINARY, Server
+from conftest import BINARY, ROOT, Server
 
 pytestmark = pytest.mark.skipif(
     not avahi_helper.available() or not avahi_helper.on_loopback_only(),
@@ -208,3 +209,32 @@ def test_the_appliance_id_survives_a_restart(avahi, appliance):
     appliance.start()
     assert until(lambda: "Tally main hall" in names(avahi))
     assert listed(avahi)["Tally main hall"]["id"] == appliance.id
+
+
+def kiosk_script():
+    """The shell script of Systemd/tally-kiosk.service's ExecStart=, as systemd hands it to sh
+    (continuation lines joined, `$$` → `$`), with this build's tally and `echo` for chromium."""
+    with open(os.path.join(ROOT, "Systemd", "tally-kiosk.service")) as f:
+        unit = f.read().replace("\\\n", " ")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))[len("ExecStart="):]
+    sh, dash_c, script = shlex.split(exec_start)
+    assert (sh, dash_c) == ("/bin/sh", "-c")
+    return script.replace("$$", "$").replace("/usr/bin/tally", BINARY).replace("exec /usr/bin/chromium", "exec echo chromium")
+
+
+def test_the_kiosk_unit_opens_its_pinned_appliance_and_no_other(avahi, appliance):
+    impostor = Publish(avahi, "AAA", 9999, "txtvers=1", "id=impostor00000001", "path=/display")
+    try:
+        assert until(lambda: names(avahi) == {"Tally main hall", "AAA"})
+        env = {**os.environ, **avahi.env}
+        pinned = subprocess.run(["sh", "-c", kiosk_script()], env={**env, "TALLY_KIOSK_APPLIANCE_ID": appliance.id},
+                                capture_output=True, text=True, timeout=60)
+        assert pinned.stdout.split()[-1] == f"http://127.0.0.1:{appliance.port}/display", pinned
+        assert pinned.stdout.startswith("chromium --kiosk")
+        # Unpinned with two answering, it waits (and says why) instead of opening either.
+        with pytest.raises(subprocess.TimeoutExpired) as waited:
+            subprocess.run(["sh", "-c", kiosk_script()], env={**env, "TALLY_KIOSK_APPLIANCE_ID": ""},
+                           capture_output=True, text=True, timeout=9)
+        assert b"appliances answer" in (waited.value.stderr or b"") and not waited.value.stdout
+    finally:
+        impostor.stop()
