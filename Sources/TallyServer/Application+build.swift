@@ -176,6 +176,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
     metrics.addRoutes(to: router, access: access)
+    WiFiController(wifi: configuration.wifi).addRoutes(to: router)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
     // A refused upgrade falls through to the HTTP router, which answers 421.

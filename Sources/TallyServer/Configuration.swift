@@ -48,6 +48,8 @@ public struct TallyConfiguration: Sendable {
     /// Host names the box also answers to (besides its addresses, host name, public-url host
     /// and localhost), e.g. a DNS name the venue gave it.
     public var allowedHosts: [String] = []
+    /// The Wi-Fi network the room joins, shown as a QR code on the display's idle screen.
+    public var wifi: VenueWiFi?
 
     /// For tests of the watchdog: while this file exists the appliance reports itself unhealthy.
     public var healthFile: String?

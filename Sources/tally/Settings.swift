@@ -33,6 +33,8 @@ struct Settings {
         "network": "shared (many phones behind one NAT) or flat (one address per phone)",
         "joins-per-minute": "in flat mode, new participants one address may create per minute",
         "allowed-hosts": "extra host names the box answers to, comma-separated",
+        "wifi-ssid": "Wi-Fi network the room joins, shown as a QR code on the display",
+        "wifi-passphrase": "that network's WPA2 passphrase (none: an open network)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -172,6 +174,15 @@ struct Settings {
                 throw fail("allowed-hosts", "\"\(bad)\" is not a host name")
             }
             config.allowedHosts = names
+        }
+        if let (ssid, _) = value("wifi-ssid"), !ssid.isEmpty {
+            do throws(VenueWiFi.Invalid) {
+                config.wifi = try VenueWiFi(ssid: ssid, passphrase: value("wifi-passphrase").map(\.0).flatMap { $0.isEmpty ? nil : $0 })
+            } catch {
+                throw fail(error.setting, error.reason)
+            }
+        } else if let (v, _) = value("wifi-passphrase"), !v.isEmpty {
+            throw fail("wifi-passphrase", "needs wifi-ssid (the network's name) too")
         }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {

@@ -43,6 +43,9 @@ MATRIX = {
     "GET /events?actorType=presenter": {"operator", "presenter"},
     "GET /events?actorType=display": {"operator", "presenter", "display"},
     "GET /events?actorType=participant": {"participant"},
+    # The room's Wi-Fi is on the room's screen anyway: open to anyone.
+    "GET /api/v1/wifi": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    "GET /api/v1/wifi.svg": {"anonymous", "operator", "presenter", "participant", "display", "other"},
 }
 
 # The role a stream reports (in its stream.reset) for each allowed caller.
@@ -51,7 +54,8 @@ STREAM_ROLE = {"operator": "presenter", "presenter": "presenter", "participant":
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
-    server = Server(str(tmp_path_factory.mktemp("authz")), extra_args=["--rate-limits", "no"]).start()
+    server = Server(str(tmp_path_factory.mktemp("authz")),
+                    extra_args=["--rate-limits", "no", "--wifi-ssid", "Tally", "--wifi-passphrase", "choose-a-long-one"]).start()
     yield server
     server.stop()
 

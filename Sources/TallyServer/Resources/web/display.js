@@ -6,6 +6,7 @@ const parts = location.pathname.split("/");
 const sessionId = parts[2];
 const token = new URLSearchParams(location.search).get("token");
 let state;
+let wifi = null; // the room's Wi-Fi network, when the appliance has one configured (GET /api/v1/wifi)
 
 // On the box's own screen before first-run set-up, the set-up code (the server only tells it
 // to a page opened from the box itself).
@@ -44,12 +45,21 @@ function joinBlock(big) {
     h("p", {}, "Code ", h("strong", { class: "code" }, state.joinCode)));
 }
 
+/** Scan to join the room's Wi-Fi: the first step before the join code, on the box's own network. */
+function wifiBlock() {
+  return h("aside", { class: "join big wifi" },
+    h("img", { src: wifi.qr, alt: "QR code to join the Wi-Fi" }),
+    h("p", {}, "Wi-Fi ", h("strong", {}, wifi.ssid)),
+    wifi.passphrase ? h("p", {}, "Password ", h("strong", { class: "code" }, wifi.passphrase)) : null);
+}
+
 function render() {
   const poll = state.polls.find((p) => p.poll.id === state.openPollId);
   const people = `${state.participantCount || 0} joined`;
   if (state.state === "ended") { main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", {}, "This session has ended."))); return; }
   if (!poll) {
-    main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", { class: "muted" }, people), joinBlock(true)));
+    main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", { class: "muted" }, people),
+      h("div", { class: "steps" }, wifi ? wifiBlock() : null, joinBlock(true))));
     return;
   }
   const total = poll.results ? poll.results.totalBallots : (poll.totalBallots || 0);
@@ -64,6 +74,7 @@ function render() {
 
 (async () => {
   if (!sessionId) return pairing();
+  try { wifi = await api("GET", "/api/v1/wifi"); } catch (e) { wifi = null; } // 404: no Wi-Fi configured
   try { state = await api("GET", `/api/v1/sessions/${sessionId}`, undefined, token); }
   catch (e) { setStatus(e.message, "bad"); setTimeout(() => location.reload(), 5000); return; } // the box may be restarting
   render();
