@@ -137,7 +137,7 @@ struct APIController: Sendable {
             try access.signIns.revoke(nonce: facts.nonce, expiry: expiry)
             revoked += 1
         }
-        guard revoked > 0 else { throw Problem(.unauthorized, "not signed in as the operator", headers: [.wwwAuthenticate: "Bearer"]) }
+        guard revoked > 0 else { throw Access.denied(access.grants(of: request), "only an operator sign-in can be signed out") }
         context.logger.notice("operator signed out")
         var response = Response(status: .noContent)
         response.headers.append(access.expiredCookie(for: .operator))
