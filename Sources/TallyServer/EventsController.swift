@@ -156,8 +156,8 @@ struct EventsController: Sendable {
         // the time a WebSocket gets to read up to its close (then resumes with Last-Event-ID).
         let channel = context.channel
         let finished = Flag()
-        // A client that hangs up ends its stream now (releasing its place under the
-        // per-participant cap), not at the next write that fails.
+        // When the connection closes (the client hung up and a write or read noticed), the
+        // stream ends at once, releasing its place under the per-participant cap.
         let subscription = start.subscription
         channel.closeFuture.whenComplete { _ in subscription.end(.client) }
         start.subscription.whenEnded { reason in

@@ -454,7 +454,8 @@ def test_one_participant_holds_at_most_four_streams(server):
     other = server.join(s["joinCode"])["participantToken"]
     assert SSEStream(server.port, f"/events?sessionId={sid}&token={other}").status == 200
     streams[0].close()
-    # The server notices a client hanging up at once, without writing to it.
+    # The server learns that a stream's client hung up when it next writes to it (an event).
+    server.poll(sid, s["presenterToken"], open=True)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         again = SSEStream(server.port, f"/events?sessionId={sid}&token={token}")
