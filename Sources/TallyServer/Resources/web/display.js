@@ -41,7 +41,8 @@ function joinBlock(big) {
   const q = new URLSearchParams(token ? { token } : {});
   return h("aside", { class: big ? "join big" : "join" },
     h("img", { src: `/api/v1/sessions/${sessionId}/qr.svg?${q}`, alt: "QR code to join" }),
-    h("p", {}, "Join at ", h("strong", {}, state.joinUrl || location.host)),
+    // The link's key is for the QR code; people typing the address get the short form.
+    h("p", {}, "Join at ", h("strong", {}, (state.joinUrl || location.host).split("?")[0])),
     h("p", {}, "Code ", h("strong", { class: "code" }, state.joinCode)));
 }
 
