@@ -8,7 +8,7 @@ import TallyEventLog
 /// The stored hash is read at every sign-in, so `tally reset-password` takes effect at once.
 ///
 /// Hashing (PBKDF2, 210,000 rounds, ~0.1 s of a core) never runs on an event loop: it runs on
-/// NIO's blocking pool, at most `maxHashing` at a time; a request over that bound is refused
+/// NIO's blocking pool, at most `maxHashing` at a time (half the cores); a request over that bound is refused
 /// with 503 at once rather than queued, so a burst of sign-ins cannot stall votes.
 final class OperatorPassword: Sendable {
     private let settings: any SettingsStore
@@ -17,7 +17,10 @@ final class OperatorPassword: Sendable {
     private let hashing = Atomic<Int>(0)
     let maxHashing: Int
 
-    init(configured: String?, settings: any SettingsStore, maxHashing: Int = 2) throws {
+    /// Half the cores (at least one): hashing never takes the whole box from the room.
+    static let defaultMaxHashing = max(1, System.coreCount / 2)
+
+    init(configured: String?, settings: any SettingsStore, maxHashing: Int = OperatorPassword.defaultMaxHashing) throws {
         self.settings = settings
         self.configured = try configured.map { try PasswordHash.make(password: $0) }
         self.maxHashing = maxHashing
