@@ -282,8 +282,7 @@ struct APIController: Sendable {
         try access.requirePresenter(request, of: session.id)
         let body = try await decode(RotateBody.self, request, context)
         let logged = try await run(.rotateLink(body.link), on: session)
-        let role: Role = body.link == .presenter ? .presenter : .display
-        let ended = hub.revoke(sessionId: session.id, role: role)
+        let ended = hub.revoke(sessionId: session.id, link: body.link)
         context.logger.notice("\(body.link.rawValue) link rotated", metadata: ["session": "\(session.id)", "streams_closed": "\(ended)"])
         let grant: Grant = body.link == .presenter ? .presenter(session.id) : .display(session.id)
         let token = access.token(for: grant)

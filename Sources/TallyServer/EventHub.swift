@@ -72,6 +72,8 @@ final class Subscription: Sendable, Hashable {
     let role: Role
     /// The participant whose stream this is (for the per-participant cap).
     let participant: ParticipantID?
+    /// The presenter or display link the stream was opened with (ended when it is rotated).
+    let link: SessionLink?
     let stream: AsyncStream<StreamItem>
     private let continuation: AsyncStream<StreamItem>.Continuation
     /// Why the server ended the stream (once decided), and who to tell.
@@ -96,13 +98,14 @@ final class Subscription: Sendable, Hashable {
     let direct: DirectSink?
 
     init(
-        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID? = nil, queueLimit: Int, metrics: ServerMetrics,
-        socket: SocketWriter? = nil
+        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil, queueLimit: Int,
+        metrics: ServerMetrics, socket: SocketWriter? = nil
     ) {
         self.id = id
         self.sessionId = sessionId
         self.role = role
         self.participant = participant
+        self.link = link
         self.metrics = metrics
         self.direct = socket.map { DirectSink(socket: $0, limit: queueLimit) }
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
@@ -271,7 +274,7 @@ final class EventHub: Sendable {
     /// the caller replays (from, that] from the log; everything after arrives on the stream.
     /// Nil when `participant` already holds `streamsPerParticipant` streams.
     func subscribe(
-        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, socket: SocketWriter? = nil
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil, socket: SocketWriter? = nil
     ) -> (Subscription, publishedThrough: UInt64)? {
         state.withLock { state in
             if let participant {
@@ -281,7 +284,7 @@ final class EventHub: Sendable {
             }
             state.nextId += 1
             let subscription = Subscription(
-                id: state.nextId, sessionId: sessionId, role: role, participant: participant, queueLimit: queueLimit,
+                id: state.nextId, sessionId: sessionId, role: role, participant: participant, link: link, queueLimit: queueLimit,
                 metrics: metrics, socket: socket)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
@@ -289,9 +292,9 @@ final class EventHub: Sendable {
         }
     }
 
-    /// Ends every stream of `role` on a session (its link was rotated). Returns how many.
-    func revoke(sessionId: SessionID, role: Role) -> Int {
-        let streams = state.withLock { $0.sessions[sessionId]?.values.filter { $0.role == role } ?? [] }
+    /// Ends every stream of a session opened with `link` (it was rotated). Returns how many.
+    func revoke(sessionId: SessionID, link: SessionLink) -> Int {
+        let streams = state.withLock { $0.sessions[sessionId]?.values.filter { $0.link == link } ?? [] }
         return streams.reduce(0) { $0 + ($1.end(.revoked) ? 1 : 0) }
     }
 

@@ -37,6 +37,9 @@ struct EventsController: Sendable {
         let session: LiveSession
         let role: Role
         let participant: ParticipantID?
+        /// The session link whose token opened this stream (nil for the operator, a participant
+        /// or a join code): rotating that link ends the stream.
+        var link: SessionLink? = nil
     }
 
     /// Who is asking, and for which session. Throws a precise 4xx problem.
@@ -86,7 +89,12 @@ struct EventsController: Sendable {
         if role == .participant, let actorId = query["actorId"].map(String.init), actorId != participant {
             throw Problem(.forbidden, "actorId does not match your participant token")
         }
-        return Viewer(session: session, role: role, participant: role == .participant ? participant : nil)
+        // Which link the stream rests on: the operator's own sign-in outlives any rotation.
+        let link: SessionLink? =
+            grants.contains(.operator) ? nil
+            : grants.contains(.presenter(session.id)) ? .presenter
+            : grants.contains(.display(session.id)) ? .display : nil
+        return Viewer(session: session, role: role, participant: role == .participant ? participant : nil, link: link)
     }
 
     /// An open stream: its queue, what to send first, and the last sequence already covered.
@@ -101,7 +109,7 @@ struct EventsController: Sendable {
     func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) throws -> Start {
         let session = viewer.session
         guard let (subscription, published) = hub.subscribe(
-            sessionId: session.id, role: viewer.role, participant: viewer.participant, socket: socket)
+            sessionId: session.id, role: viewer.role, participant: viewer.participant, link: viewer.link, socket: socket)
         else {
             throw Problem(
                 .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",

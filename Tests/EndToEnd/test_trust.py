@@ -268,8 +268,16 @@ def test_rotating_a_link_ends_the_old_one_and_its_streams(server):
     assert server.request("GET", f"/api/v1/sessions/{sid}", token=display)[0] == 401
     assert server.ok("GET", f"/api/v1/sessions/{sid}", token=rotated["token"])["role"] == "display"
     assert server.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)["displayToken"] == rotated["token"]
-    # The operator replaces a leaked presenter link; the rotation survives a restart.
-    new_presenter = server.ok("POST", f"/api/v1/sessions/{sid}/links/rotate", {"link": "presenter"}, token=server.operator_token())["token"]
+    # The operator replaces a leaked presenter link: streams on the old link end, the
+    # operator's own stays; the rotation survives a restart.
+    operator = server.operator_token()
+    own = WSStream(server.events_url("ws", sessionId=sid, token=operator))
+    leaked = WSStream(server.events_url("ws", sessionId=sid, token=presenter))
+    time.sleep(0.2)
+    new_presenter = server.ok("POST", f"/api/v1/sessions/{sid}/links/rotate", {"link": "presenter"}, token=operator)["token"]
+    assert leaked.closed.wait(5) and leaked.close_code == 4401
+    assert not own.closed.wait(0.5), "the operator's stream does not rest on the presenter link"
+    own.close()
     server.stop()
     server.start()
     assert server.request("POST", f"/api/v1/sessions/{sid}/polls", {"question": "Q?", "options": ["a", "b"]}, token=presenter)[0] == 401
