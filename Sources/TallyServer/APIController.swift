@@ -55,8 +55,9 @@ struct APIController: Sendable {
     }
 
     func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        // First-run set-up only from the local network: never from a routed, public address.
-        guard let remote = context.remoteAddress, LocalNetwork.contains(remote) else {
+        // First-run set-up only from the local network: never from a routed, public address,
+        // and never relayed by a proxy (decided by the real peer, not a forwarded address).
+        guard context.client.isOnTheLocalNetwork else {
             throw Problem(.forbidden, "the operator password can only be set from the local network")
         }
         let body = try await decode(PasswordBody.self, request, context)

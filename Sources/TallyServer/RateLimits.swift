@@ -93,8 +93,9 @@ struct Limits: Sendable {
         joinsPerIP = RateLimiter(.init(rate: 200, burst: 2_500), enabled: enabled)
     }
 
+    /// The address a per-address budget is charged to (through a trusted proxy, the client's).
     static func ip(_ context: TallyRequestContext) -> String {
-        context.remoteAddress?.ipAddress ?? "unknown"
+        context.client.address
     }
 
     /// Refuses an IP that is locked out for guessing join codes.

@@ -30,6 +30,10 @@ struct Settings {
         "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
         "stream-queue-limit": "events a stream may fall behind before it is closed as a slow consumer",
         "ping-interval": "seconds between WebSocket pings (each connection's first at a random point)",
+        "tls-cert": "TLS certificate, PEM (with tls-key: serve HTTPS)",
+        "tls-key": "TLS private key, PEM",
+        "http-redirect-port": "with TLS: a plain-HTTP port that redirects to https",
+        "trusted-proxies": "CIDRs of reverse proxies that may name the client (X-Forwarded-For, Forwarded)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -156,6 +160,23 @@ struct Settings {
         if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         if let n = try count("stream-queue-limit", 8...1_000_000) { config.streamQueueLimit = n }
         if let d = try seconds("ping-interval", 1...300) { config.pingInterval = d }
+        if let (v, _) = value("tls-cert"), !v.isEmpty { config.tlsCertificate = v }
+        if let (v, _) = value("tls-key"), !v.isEmpty { config.tlsKey = v }
+        if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
+            throw fail(config.tlsCertificate == nil ? "tls-key" : "tls-cert", "tls-cert and tls-key go together: give both PEM files, or neither")
+        }
+        if let n = try count("http-redirect-port", 0...65535) {
+            guard config.usesTLS else { throw fail("http-redirect-port", "redirects to https, so it needs tls-cert and tls-key") }
+            guard n != config.port || n == 0 else { throw fail("http-redirect-port", "must differ from port (\(config.port)), which serves https") }
+            config.httpRedirectPort = n
+        }
+        if let (v, _) = value("trusted-proxies") {
+            do {
+                config.trustedProxies = try TrustedProxies(parsing: v)
+            } catch {
+                throw fail("trusted-proxies", "\(error)")
+            }
+        }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
             throw fail("log-level", "must be one of trace, debug, info, notice, warning, error, critical")

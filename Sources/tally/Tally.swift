@@ -63,6 +63,14 @@ struct Serve: AsyncParsableCommand {
     var streamQueueLimit: String?
     @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
     var pingInterval: String?
+    @Option(name: .customLong("tls-cert"), help: "TLS certificate (PEM, leaf first). With --tls-key the port serves HTTPS and wss only.")
+    var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "TLS private key (PEM, unencrypted).")
+    var tlsKey: String?
+    @Option(name: .customLong("http-redirect-port"), help: "With TLS: also listen for plain HTTP here and redirect (308) to https.")
+    var httpRedirectPort: String?
+    @Option(name: .customLong("trusted-proxies"), help: "Reverse proxies (CIDRs, e.g. 127.0.0.1,::1) whose X-Forwarded-For/Forwarded name the client. Default none.")
+    var trustedProxies: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -77,6 +85,8 @@ struct Serve: AsyncParsableCommand {
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
                 ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval),
+                ("tls-cert", tlsCert), ("tls-key", tlsKey), ("http-redirect-port", httpRedirectPort),
+                ("trusted-proxies", trustedProxies),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()
