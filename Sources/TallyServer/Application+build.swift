@@ -29,9 +29,11 @@ public struct TallyApplication: Sendable {
     /// Runs until SIGTERM/SIGINT (or cancellation). Shutdown ends every open stream first, then
     /// lets the server drain, within `configuration.shutdownGrace`.
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
+        // The https redirect listener starts and stops with the server it points at.
+        let servers: [Entry] = [.init(service: application)] + (redirect.map { [Entry(service: $0)] } ?? [])
         var group = ServiceGroupConfiguration(
-            services: [.init(service: application)]
-                + (redirect.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
+            services: servers
                 + [.init(service: systemd)]
                 // Withdrawn before the server stops, so nobody is sent to a box going away.
                 + (advertiser.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
