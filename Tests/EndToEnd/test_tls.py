@@ -116,7 +116,7 @@ def test_wss_and_sse_over_tls_receive_events(appliance):
         poll = appliance.poll(sid, presenter)["pollId"]
         for stream in (ws, sse):
             got = stream.collect(lambda e: e["eventType"] == "poll.created", timeout=5)
-            assert got[-1]["payload"]["poll"]["pollId"] == poll
+            assert got[-1]["payload"]["poll"]["id"] == poll
         # A participant's vote reaches both as results, in order, over TLS.
         participant = appliance.join(created["joinCode"])["participantToken"]
         appliance.ok("POST", f"/api/v1/sessions/{sid}/polls/{poll}/open", token=presenter)
