@@ -196,6 +196,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     metrics.addRoutes(to: router, access: access)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
+    // Streams resolve their client the same way, so no handler ever sees a relayed request as local.
+    webSocketRouter.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     events_.addWebSocketRoutes(to: webSocketRouter)
 
     if !password.isSet {
