@@ -139,5 +139,6 @@ let package = Package(
         .testTarget(name: "TallyDomainTests", dependencies: ["TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyEventLogTests", dependencies: ["TallyEventLog", "TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyServerTests", dependencies: ["TallyServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "TallyDiscoveryTests", dependencies: ["TallyDiscovery"], swiftSettings: swiftSettings),
     ]
 )

@@ -196,7 +196,13 @@ public final class Advertiser: @unchecked Sendable {
         switch state {
         case AVAHI_ENTRY_GROUP_ESTABLISHED:
             published = true
-            logger.info("mDNS: advertised", metadata: ["name": "\(advertisement.name)", "type": "_tally._tcp, _http._tcp", "port": "\(advertisement.port)"])
+            // The id is what a kiosk is pinned to (`tally discover --appliance-id`): say it here.
+            logger.info(
+                "mDNS: advertised",
+                metadata: [
+                    "name": "\(advertisement.name)", "type": "_tally._tcp, _http._tcp", "port": "\(advertisement.port)",
+                    "id": "\(TXTRecord.parse(advertisement.txt)["id"] ?? "none")",
+                ])
             onPublished?(advertisement.name)
         case AVAHI_ENTRY_GROUP_COLLISION:
             rename(group)

@@ -1,17 +1,64 @@
 import CAvahi
 import Foundation
 
-/// An appliance found on the network.
+/// An appliance found on the network — or something claiming to be one: anyone on the Wi-Fi
+/// can advertise `_tally._tcp`.
 public struct DiscoveredAppliance: Sendable, Equatable, Codable {
     public var name: String
     public var host: String
     public var address: String
     public var port: Int
     public var txt: [String: String]
-    /// Where a display should point its browser.
+
+    public init(name: String, host: String, address: String, port: Int, txt: [String: String]) {
+        self.name = name
+        self.host = host
+        self.address = address
+        self.port = port
+        self.txt = txt
+    }
+
+    /// The appliance's stable id (TXT `id`), when it advertises a well-formed one.
+    public var id: String? {
+        guard let id = txt["id"], ApplianceID.isWellFormed(id) else { return nil }
+        return id
+    }
+
+    /// Who is advertising: one service instance on one host and port. An appliance seen on two
+    /// addresses (two interfaces) is still one advertiser.
+    public var origin: Origin { Origin(name: name, host: host, port: port) }
+
+    public struct Origin: Hashable, Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+    }
+
+    /// Where a display should point its browser. The TXT `path` is used only when it is a plain
+    /// absolute path: the advertiser chooses it, and must not be able to move the URL to another
+    /// host (`path=@evil.example/`).
     public var url: String {
         let base = address.contains(":") ? "http://[\(address)]:\(port)" : "http://\(address):\(port)"
-        return base + (txt["path"] ?? "/")
+        guard let path = txt["path"], path.hasPrefix("/"), !path.hasPrefix("//"),
+            path.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) && $0 != "\\" })
+        else { return base + "/" }
+        return base + path
+    }
+}
+
+/// Appliance ids as the appliance makes them (16 lowercase letters and digits), within a
+/// little latitude: 1–64 ASCII letters, digits, `-` or `_`. Anything else is not an id.
+public enum ApplianceID {
+    public static func isWellFormed(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64
+            && id.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+    }
+}
+
+extension UInt8 {
+    fileprivate var isASCIIAlphanumeric: Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
     }
 }
 
@@ -43,18 +90,22 @@ public enum ApplianceBrowser {
                             guard let userdata, event == AVAHI_RESOLVER_FOUND, let name, let address else { return }
                             var text = [CChar](repeating: 0, count: Int(AVAHI_ADDRESS_STR_MAX))
                             avahi_address_snprint(&text, text.count, address)
-                            var records: [String: String] = [:]
+                            // Copy the raw entries out; what they mean is TXTRecord.parse's business
+                            // (a pure function, fuzzed: anyone on the Wi-Fi writes these bytes).
+                            var entries: [[UInt8]] = []
                             var item = txt
                             while let entry = item {
-                                let bytes = UnsafeBufferPointer(start: avahi_string_list_get_text(entry), count: avahi_string_list_get_size(entry))
-                                let pair = String(decoding: bytes, as: UTF8.self)
-                                let parts = pair.split(separator: "=", maxSplits: 1)
-                                records[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                                let size = avahi_string_list_get_size(entry)
+                                if size > 0, let start = avahi_string_list_get_text(entry) {
+                                    entries.append(Array(UnsafeBufferPointer(start: start, count: size)))
+                                } else {
+                                    entries.append([])
+                                }
                                 item = avahi_string_list_get_next(entry)
                             }
                             let found = DiscoveredAppliance(
                                 name: String(cString: name), host: host.map { String(cString: $0) } ?? "",
-                                address: String(cString: text), port: Int(port), txt: records)
+                                address: String(cString: text), port: Int(port), txt: TXTRecord.parse(entries))
                             let box = Unmanaged<Box>.fromOpaque(userdata).takeUnretainedValue()
                             if !box.found.contains(found) { box.found.append(found) }
                         }, userdata)

@@ -1,5 +1,6 @@
 /// Why a command was refused. Each case maps to one HTTP status at the edge:
-/// `invalid` → 400, `notFound` → 404, `conflict` → 409, `limitReached` → 409.
+/// `invalid` → 400, `notFound` → 404, `conflict` → 409, `limitReached` → 409,
+/// `notAllowed` → 403, `gone` → 410.
 public enum DomainError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The command itself is malformed (empty question, 13 options, unknown option id …).
     case invalid(String)
@@ -9,10 +10,14 @@ public enum DomainError: Error, Equatable, Sendable, CustomStringConvertible {
     case conflict(String)
     /// A configured limit (polls per session …) would be exceeded.
     case limitReached(String)
+    /// The session refuses it by the presenter's choice (joining closed).
+    case notAllowed(String)
+    /// It names something that is over for good (an ended session's join code).
+    case gone(String)
 
     public var description: String {
         switch self {
-        case .invalid(let m), .notFound(let m), .conflict(let m), .limitReached(let m): m
+        case .invalid(let m), .notFound(let m), .conflict(let m), .limitReached(let m), .notAllowed(let m), .gone(let m): m
         }
     }
 }

@@ -7,6 +7,10 @@ public enum SessionCommand: Sendable, Equatable {
     case revealPoll(PollID)
     case endSession
     case join(ParticipantID)
+    /// The presenter closes (or reopens) the session to new participants.
+    case setJoining(open: Bool)
+    /// Invalidates a presenter or display link: its tokens stop working at once.
+    case rotateLink(SessionLink)
     case vote(participant: ParticipantID, poll: PollID, optionIds: [OptionID])
     /// Emitted by the results coalescer, not by a person: publish the current counts of a poll.
     case publishResults(PollID)
@@ -31,4 +35,11 @@ public enum SessionCommand: Sendable, Equatable {
             self.openImmediately = openImmediately
         }
     }
+}
+
+/// The two links a session hands out besides participants' own: the presenter's and the
+/// screens'. Each has a generation; rotating one bumps it and every older token is refused.
+public enum SessionLink: String, Codable, Sendable, CaseIterable, StrictlyDecodedEnum {
+    case presenter
+    case display
 }

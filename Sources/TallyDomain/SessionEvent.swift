@@ -9,8 +9,11 @@ public enum SessionEvent: Sendable, Equatable {
     case pollClosed(PollRef)
     case pollRevealed(PollRevealed)
     case pollResults(ResultsPublished)
+    case pollBallots(BallotCount)
     case participantJoined(ParticipantJoined)
     case ballotCast(BallotCast)
+    case joiningChanged(JoiningChanged)
+    case linkRotated(LinkRotated)
 
     public struct SessionCreated: Codable, Sendable, Equatable {
         public var sessionId: SessionID
@@ -64,12 +67,41 @@ public enum SessionEvent: Sendable, Equatable {
         }
     }
 
+    /// How many ballots a poll holds, without per-option counts: what the room (displays and
+    /// participants) may know of a hidden poll before the presenter reveals it.
+    public struct BallotCount: Codable, Sendable, Equatable {
+        public var pollId: PollID
+        public var totalBallots: Int
+        public init(pollId: PollID, totalBallots: Int) {
+            self.pollId = pollId
+            self.totalBallots = totalBallots
+        }
+    }
+
     public struct ParticipantJoined: Codable, Sendable, Equatable {
         public var participantId: ParticipantID
         public var participantCount: Int
         public init(participantId: ParticipantID, participantCount: Int) {
             self.participantId = participantId
             self.participantCount = participantCount
+        }
+    }
+
+    /// The presenter opened or closed the session to new participants.
+    public struct JoiningChanged: Codable, Sendable, Equatable {
+        public var joiningOpen: Bool
+        public init(joiningOpen: Bool) {
+            self.joiningOpen = joiningOpen
+        }
+    }
+
+    /// A presenter or display link was replaced: tokens of an older generation are refused.
+    public struct LinkRotated: Codable, Sendable, Equatable {
+        public var link: SessionLink
+        public var generation: Int
+        public init(link: SessionLink, generation: Int) {
+            self.link = link
+            self.generation = generation
         }
     }
 
@@ -95,20 +127,31 @@ public enum SessionEvent: Sendable, Equatable {
         case .pollClosed: "poll.closed"
         case .pollRevealed: "poll.revealed"
         case .pollResults: "poll.results"
+        case .pollBallots: "poll.ballots"
         case .participantJoined: "participant.joined"
         case .ballotCast: "ballot.cast"
+        case .joiningChanged: "session.joining"
+        case .linkRotated: "session.link.rotated"
         }
     }
 
     /// Which roles receive this event. Drafts go to the presenter only; counts of a hidden poll
-    /// never reach participants; single ballots reach nobody (only aggregated results do).
+    /// reach only the presenter until the reveal (a display is what the audience sees, so it
+    /// gets what participants get: the ballot count); single ballots reach nobody.
+    ///
+    /// Routing is computed from the fact each time, never stored, so events written before this
+    /// rule (when displays also got hidden counts) are replayed under it too.
     public var audience: Audience {
         switch self {
         case .sessionCreated, .sessionEnded, .pollOpened, .pollClosed, .pollRevealed: .everyone
         case .pollCreated: .presenter
-        case .pollResults(let r): r.visibleToParticipants ? .everyone : [.presenter, .display]
+        case .pollResults(let r): r.visibleToParticipants ? .everyone : .presenter
+        case .pollBallots: [.display, .participant]
         case .participantJoined: [.presenter, .display]
         case .ballotCast: .nobody
+        case .joiningChanged: .everyone
+        // Only the presenter manages links; the fact holds no token, only a generation number.
+        case .linkRotated: .presenter
         }
     }
 }
@@ -126,8 +169,11 @@ extension SessionEvent {
         case .pollClosed(let p): p
         case .pollRevealed(let p): p
         case .pollResults(let p): p
+        case .pollBallots(let p): p
         case .participantJoined(let p): p
         case .ballotCast(let p): p
+        case .joiningChanged(let p): p
+        case .linkRotated(let p): p
         }
     }
 
@@ -160,8 +206,11 @@ extension SessionEvent {
         case "poll.closed": return .pollClosed(try d(PollRef.self))
         case "poll.revealed": return .pollRevealed(try d(PollRevealed.self))
         case "poll.results": return .pollResults(try d(ResultsPublished.self))
+        case "poll.ballots": return .pollBallots(try d(BallotCount.self))
         case "participant.joined": return .participantJoined(try d(ParticipantJoined.self))
         case "ballot.cast": return .ballotCast(try d(BallotCast.self))
+        case "session.joining": return .joiningChanged(try d(JoiningChanged.self))
+        case "session.link.rotated": return .linkRotated(try d(LinkRotated.self))
         default: throw DecodeError.unknownType(type)
         }
     }

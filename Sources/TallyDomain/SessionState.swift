@@ -17,6 +17,10 @@ public struct SessionState: Sendable, Equatable {
     public private(set) var polls: [Poll] = []
     public private(set) var openPollId: PollID?
     public private(set) var participants: Set<ParticipantID> = []
+    /// False once the presenter closes the session to new participants.
+    public private(set) var joiningOpen = true
+    /// The current generation of the presenter and display links (0 until first rotated).
+    public private(set) var linkGenerations: [SessionLink: Int] = [:]
     /// ballots[poll][participant] = chosen option ids.
     public private(set) var ballots: [PollID: [ParticipantID: [OptionID]]] = [:]
     /// counts[poll][option], kept incrementally so results are O(options), not O(ballots).
@@ -56,6 +60,10 @@ public struct SessionState: Sendable, Equatable {
             counts: poll.options.map { .init(optionId: $0.id, count: perOption[$0.id] ?? 0) },
             totalBallots: ballots[pollId]?.count ?? 0
         )
+    }
+
+    public func linkGeneration(_ link: SessionLink) -> Int {
+        linkGenerations[link] ?? 0
     }
 
     public func ballot(of participant: ParticipantID, on pollId: PollID) -> [OptionID]? {
@@ -135,12 +143,21 @@ public struct SessionState: Sendable, Equatable {
             return events
 
         case .join(let participant):
-            try requireActive()
+            guard lifecycle == .active else { throw .gone("this session has ended; ask for the new join code") }
+            guard joiningOpen else { throw .notAllowed("the presenter has closed this session to new participants") }
             guard !participants.contains(participant) else { throw .conflict("participant already joined") }
             guard participants.count < limits.maxParticipantsPerSession else {
                 throw .limitReached("this session is full (\(limits.maxParticipantsPerSession) participants)")
             }
             return [.participantJoined(.init(participantId: participant, participantCount: participants.count + 1))]
+
+        case .setJoining(let open):
+            try requireActive()
+            guard joiningOpen != open else { throw .conflict(open ? "joining is already open" : "joining is already closed") }
+            return [.joiningChanged(.init(joiningOpen: open))]
+
+        case .rotateLink(let link):
+            return [.linkRotated(.init(link: link, generation: linkGeneration(link) + 1))]
 
         case .vote(let participant, let pollId, let optionIds):
             guard participants.contains(participant) else { throw .notFound("participant is not part of this session") }
@@ -161,7 +178,11 @@ public struct SessionState: Sendable, Equatable {
 
         case .publishResults(let pollId):
             let poll = try existingPoll(pollId)
-            return [.pollResults(.init(results: results(of: pollId)!, visibleToParticipants: poll.resultsVisibleToParticipants))]
+            let results = results(of: pollId)!
+            let published = SessionEvent.pollResults(.init(results: results, visibleToParticipants: poll.resultsVisibleToParticipants))
+            guard !poll.resultsVisibleToParticipants else { return [published] }
+            // Hidden until the reveal: counts for the presenter, only the turnout for the room.
+            return [published, .pollBallots(.init(pollId: pollId, totalBallots: results.totalBallots))]
         }
     }
 
@@ -213,10 +234,14 @@ public struct SessionState: Sendable, Equatable {
         case .pollRevealed(let p):
             guard let i = pollIndex[p.pollId] else { return }
             polls[i].revealed = true
-        case .pollResults:
+        case .pollResults, .pollBallots:
             break
         case .participantJoined(let p):
             participants.insert(p.participantId)
+        case .joiningChanged(let j):
+            joiningOpen = j.joiningOpen
+        case .linkRotated(let r):
+            linkGenerations[r.link] = r.generation
         case .ballotCast(let b):
             var perOption = counts[b.pollId] ?? [:]
             if let previous = ballots[b.pollId]?[b.participantId] {

@@ -3,8 +3,12 @@
 public struct SessionView: Codable, Sendable, Equatable {
     public struct PollView: Codable, Sendable, Equatable {
         public var poll: Poll
-        /// Absent when the viewer may not see counts (a hidden poll, for a participant).
+        /// Absent when the viewer may not see counts: a hidden poll before its reveal, for
+        /// anyone but the presenter.
         public var results: PollResults?
+        /// Ballots cast so far; every role may know the turnout (absent for drafts' viewers
+        /// who see no drafts anyway).
+        public var totalBallots: Int
         /// The viewer's own ballot (participants only).
         public var myBallot: [OptionID]?
     }
@@ -15,6 +19,8 @@ public struct SessionView: Codable, Sendable, Equatable {
     public var state: SessionState.Lifecycle
     public var role: Role
     public var participantCount: Int?
+    /// False once the presenter closed the session to new participants.
+    public var joiningOpen: Bool
     public var openPollId: PollID?
     public var polls: [PollView]
     /// Subscribe to `/events` with `fromEventId` set to this to miss nothing after the snapshot.
@@ -25,7 +31,7 @@ public struct SessionView: Codable, Sendable, Equatable {
 
 extension SessionState {
     /// The session as `role` may see it. Drafts only for the presenter; counts of hidden,
-    /// unrevealed polls never for participants.
+    /// unrevealed polls only for the presenter (displays show the room what participants see).
     public func view(for role: Role, participant: ParticipantID? = nil, lastEventId: String?) -> SessionView {
         let visiblePolls = polls.filter { role == .presenter || $0.state != .draft }
         return SessionView(
@@ -35,12 +41,15 @@ extension SessionState {
             state: lifecycle,
             role: role,
             participantCount: role == .participant ? nil : participantCount,
+            joiningOpen: joiningOpen,
             openPollId: openPollId,
             polls: visiblePolls.map { poll in
-                let showCounts = role != .participant || poll.resultsVisibleToParticipants
+                let showCounts = role == .presenter || poll.resultsVisibleToParticipants
+                let results = results(of: poll.id)
                 return .init(
                     poll: poll,
-                    results: showCounts ? results(of: poll.id) : nil,
+                    results: showCounts ? results : nil,
+                    totalBallots: results?.totalBallots ?? 0,
                     myBallot: participant.flatMap { ballot(of: $0, on: poll.id) }
                 )
             },

@@ -43,6 +43,13 @@ public final class SQLiteProjection: SettingsStore {
         migrator.registerMigration("v2: ballot times") { db in
             try db.execute(sql: "ALTER TABLE ballots ADD COLUMN at_ms INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v3: joining and link generations") { db in
+            try db.execute(sql: """
+                ALTER TABLE sessions ADD COLUMN joining_closed INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE sessions ADD COLUMN presenter_link INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE sessions ADD COLUMN display_link INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         try migrator.migrate(pool)
     }
 
@@ -92,8 +99,13 @@ public final class SQLiteProjection: SettingsStore {
                     try db.execute(sql: "UPDATE polls SET state = 'closed' WHERE session_id = ? AND poll_id = ?", arguments: [s, p.pollId])
                 case .pollRevealed(let p):
                     try db.execute(sql: "UPDATE polls SET revealed = 1 WHERE session_id = ? AND poll_id = ?", arguments: [s, p.pollId])
-                case .pollResults:
+                case .pollResults, .pollBallots:
                     break
+                case .joiningChanged(let j):
+                    try db.execute(sql: "UPDATE sessions SET joining_closed = ? WHERE id = ?", arguments: [j.joiningOpen ? 0 : 1, s])
+                case .linkRotated(let r):
+                    let column = r.link == .presenter ? "presenter_link" : "display_link"
+                    try db.execute(sql: "UPDATE sessions SET \(column) = ? WHERE id = ?", arguments: [r.generation, s])
                 case .participantJoined(let j):
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO participants(session_id, participant_id, position) VALUES (?, ?, ?)",
@@ -130,7 +142,8 @@ public final class SQLiteProjection: SettingsStore {
         let decoder = JSONDecoder()
         return try pool.read { db in
             var restored: [RestoredSession] = []
-            let sessions = try Row.fetchAll(db, sql: "SELECT id, title, join_code, ended, last_seq FROM sessions ORDER BY created_seq")
+            let sessions = try Row.fetchAll(
+                db, sql: "SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link FROM sessions ORDER BY created_seq")
             for row in sessions {
                 let id: String = row[0]
                 guard let code = JoinCode(row[2] as String) else { continue }
@@ -161,6 +174,10 @@ public final class SQLiteProjection: SettingsStore {
                 }
                 for b in try Row.fetchAll(db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id]) {
                     state.apply(.ballotCast(.init(pollId: b[0], participantId: b[1], optionIds: try decoder.decode([String].self, from: b[2] as Data))))
+                }
+                if (row[5] as Int64) != 0 { state.apply(.joiningChanged(.init(joiningOpen: false))) }
+                for (link, column) in [(SessionLink.presenter, 6), (SessionLink.display, 7)] where (row[column] as Int64) != 0 {
+                    state.apply(.linkRotated(.init(link: link, generation: Int(row[column] as Int64))))
                 }
                 if (row[3] as Int64) != 0 { state.apply(.sessionEnded(.init(sessionId: id))) }
                 restored.append(RestoredSession(state: state, lastSequence: UInt64(row[4] as Int64)))

@@ -17,16 +17,23 @@ struct APIController: Sendable {
     let publicURL: PublicURL
     let projection: SQLiteProjection
     let limits: Limits
+    /// First-run set-up code (nil when a password was already set at start).
+    let setupCode: SetupCode?
 
     func addRoutes(to router: Router<TallyRequestContext>) {
         let api = router.group("api/v1")
         api.post("auth/login", use: login)
         api.post("auth/setup", use: setup)
         api.get("auth/status", use: authStatus)
+        api.get("auth/setup-code", use: showSetupCode)
+        api.post("auth/logout", use: logout)
+        api.post("auth/password", use: changePassword)
         api.post("sessions", use: createSession)
         api.get("sessions", use: listSessions)
         api.get("sessions/:sessionId", use: getSession)
         api.post("sessions/:sessionId/end", use: endSession)
+        api.post("sessions/:sessionId/joining", use: setJoining)
+        api.post("sessions/:sessionId/links/rotate", use: rotateLink)
         api.post("sessions/:sessionId/polls", use: createPoll)
         api.post("sessions/:sessionId/polls/:pollId/open") { try await pollCommand($0, $1, SessionCommand.openPoll) }
         api.post("sessions/:sessionId/polls/:pollId/close") { try await pollCommand($0, $1, SessionCommand.closePoll) }
@@ -47,12 +54,18 @@ struct APIController: Sendable {
         guard password.isSet else {
             throw Problem(.conflict, "no operator password is set yet: choose one with POST /api/v1/auth/setup")
         }
-        guard password.matches(body.password) else {
-            context.logger.notice("operator sign-in refused")
+        let ip = Limits.ip(context)
+        if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many failed sign-ins from your address") }
+        guard body.password.utf8.count <= 256, try await password.matches(body.password) else {
+            limits.signIns.failed(ip)
+            context.logger.notice("operator sign-in refused", metadata: ["client": "\(ip)"])
             throw Problem(.unauthorized, "wrong password")
         }
+        limits.signIns.succeeded(ip)
         return signedIn(context)
     }
+
+    struct SetupBody: Decodable { let password: String; let setupCode: String? }
 
     func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
         // First-run set-up only from the local network: never from a routed, public address,
@@ -60,15 +73,51 @@ struct APIController: Sendable {
         guard context.client.isOnTheLocalNetwork else {
             throw Problem(.forbidden, "the operator password can only be set from the local network")
         }
-        let body = try await decode(PasswordBody.self, request, context)
+        let body = try await decode(SetupBody.self, request, context)
+        // Cheap checks first: nothing is hashed for a request that cannot succeed.
+        guard !password.isSet, let setupCode else {
+            throw Problem(.conflict, "the operator password is already set; sign in with POST /api/v1/auth/login")
+        }
+        let ip = Limits.ip(context)
+        if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many wrong set-up codes from your address") }
+        guard let typed = body.setupCode, setupCode.matches(typed) else {
+            limits.signIns.failed(ip)
+            context.logger.notice("first-run set-up refused: wrong set-up code", metadata: ["client": "\(ip)"])
+            throw Problem(
+                .forbidden,
+                body.setupCode == nil
+                    ? "the set-up code is required: it is shown on the appliance's own screen and in its log (journalctl -u tally)"
+                    : "wrong set-up code: it is shown on the appliance's own screen and in its log (journalctl -u tally)")
+        }
         guard body.password.count >= 8, body.password.utf8.count <= 256 else {
             throw Problem(.badRequest, "the operator password must have 8 to 256 characters")
         }
-        guard try password.setInitial(body.password) else {
+        guard try await password.setInitial(body.password) else {
             throw Problem(.conflict, "the operator password is already set; sign in with POST /api/v1/auth/login")
         }
+        limits.signIns.succeeded(ip)
         context.logger.notice("operator password set on first run")
         return signedIn(context)
+    }
+
+    struct AuthStatus: Encodable { let operatorPasswordSet: Bool; let signedInAsOperator: Bool }
+
+    /// What the presenter page needs to choose between sign-in and set-up; nothing more (the
+    /// set-up code itself is never revealed here).
+    func authStatus(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        json(AuthStatus(operatorPasswordSet: password.isSet, signedInAsOperator: access.grants(of: request).contains(.operator)))
+    }
+
+    struct SetupCodeResponse: Encodable { let setupCode: String }
+
+    /// The set-up code, for the box's own screen only: the request must come from the box
+    /// itself by its real address (a forwarded request never counts as local).
+    func showSetupCode(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        guard context.client.isOnTheAppliance else {
+            throw Problem(.forbidden, "the set-up code is shown only on the appliance's own screen")
+        }
+        guard !password.isSet, let setupCode else { throw Problem(.notFound, "set-up is done: the operator password is set") }
+        return json(SetupCodeResponse(setupCode: setupCode.value))
     }
 
     private func signedIn(_ context: TallyRequestContext) -> Response {
@@ -79,10 +128,45 @@ struct APIController: Sendable {
         return response
     }
 
-    struct AuthStatus: Encodable { let operatorPasswordSet: Bool; let signedInAsOperator: Bool }
+    /// Ends this operator sign-in: its token (bearer or cookie) stops working everywhere.
+    func logout(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        var revoked = 0
+        for token in Access.presentedTokens(request) {
+            guard let (grant, facts) = access.credentials.inspect(token), grant == .operator, !facts.nonce.isEmpty,
+                let expiry = Credentials.operatorExpiry(token)
+            else { continue }
+            try access.signIns.revoke(nonce: facts.nonce, expiry: expiry)
+            revoked += 1
+        }
+        guard revoked > 0 else { throw Access.denied(access.grants(of: request), "only an operator sign-in can be signed out") }
+        context.logger.notice("operator signed out")
+        var response = Response(status: .noContent)
+        response.headers.append(access.expiredCookie(for: .operator))
+        return response
+    }
 
-    func authStatus(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        json(AuthStatus(operatorPasswordSet: password.isSet, signedInAsOperator: access.grants(of: request).contains(.operator)))
+    struct ChangePasswordBody: Decodable { let currentPassword: String; let newPassword: String }
+
+    /// A new operator password; every earlier operator sign-in (on any device) ends.
+    func changePassword(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        try access.requireOperator(request)
+        let body = try await decode(ChangePasswordBody.self, request, context)
+        guard !password.isConfigured else {
+            throw Problem(.conflict, "the operator password comes from the configuration (operator-password); change it there")
+        }
+        guard body.newPassword.count >= 8, body.newPassword.utf8.count <= 256 else {
+            throw Problem(.badRequest, "the new operator password must have 8 to 256 characters")
+        }
+        let ip = Limits.ip(context)
+        if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many failed sign-ins from your address") }
+        guard body.currentPassword.utf8.count <= 256, try await password.matches(body.currentPassword) else {
+            limits.signIns.failed(ip)
+            throw Problem(.forbidden, "the current password is wrong")
+        }
+        try await password.change(to: body.newPassword)
+        try access.signIns.revokeAll()
+        context.logger.notice("operator password changed; earlier operator sign-ins revoked")
+        return signedIn(context)
     }
 
     // MARK: sessions
@@ -102,12 +186,12 @@ struct APIController: Sendable {
         let (session, logged) = try venue.createSession(title: body.title)
         try await durable(logged.sequence)
         let joinCode = session.read { state, _ in state.joinCode.value }
-        let presenterToken = access.credentials.token(for: .presenter(session.id))
+        let presenterToken = access.token(for: .presenter(session.id))
         context.logger.info("session created", metadata: ["session": "\(session.id)"])
         var response = json(
             SessionCreatedResponse(
                 sessionId: session.id, joinCode: joinCode, presenterToken: presenterToken,
-                displayToken: access.credentials.token(for: .display(session.id)), eventId: hub.eventId(logged.sequence)),
+                displayToken: access.token(for: .display(session.id)), eventId: hub.eventId(logged.sequence)),
             status: .created)
         response.headers[.location] = "/api/v1/sessions/\(session.id)"
         response.headers.append(access.cookie(for: .presenter(session.id), token: presenterToken, maxAge: 7 * 24 * 3600))
@@ -160,8 +244,9 @@ struct APIController: Sendable {
         let view = session.read { state, last in
             state.view(for: role, participant: participant, lastEventId: hub.eventId(last))
         }
-        let displayToken = role == .presenter ? access.credentials.token(for: .display(session.id)) : nil
-        return json(Snapshot(view: view, displayToken: displayToken, joinUrl: publicURL.joinURL(code: view.joinCode, request: request)))
+        let displayToken = role == .presenter ? access.token(for: .display(session.id)) : nil
+        let joinURL = publicURL.joinURL(code: view.joinCode, key: JoinLink.key(for: session.id, access.credentials), request: request)
+        return json(Snapshot(view: view, displayToken: displayToken, joinUrl: joinURL))
     }
 
     struct EventAck: Encodable { let eventId: String }
@@ -172,6 +257,42 @@ struct APIController: Sendable {
         let logged = try await run(.endSession, on: session)
         context.logger.info("session ended", metadata: ["session": "\(session.id)"])
         return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+    }
+
+    struct JoiningBody: Decodable { let open: Bool }
+
+    /// The presenter closes the session to new participants (or opens it again). Those who
+    /// joined keep voting.
+    func setJoining(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let body = try await decode(JoiningBody.self, request, context)
+        let logged = try await run(.setJoining(open: body.open), on: session)
+        context.logger.info(body.open ? "joining opened" : "joining closed", metadata: ["session": "\(session.id)"])
+        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+    }
+
+    struct RotateBody: Decodable { let link: SessionLink }
+    struct RotatedResponse: Encodable { let link: SessionLink; let token: String; let eventId: String }
+
+    /// Replaces the presenter or display link: the old token stops working at once and every
+    /// stream opened with it ends (close code 4401).
+    func rotateLink(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try self.session(context)
+        try access.requirePresenter(request, of: session.id)
+        let body = try await decode(RotateBody.self, request, context)
+        let logged = try await run(.rotateLink(body.link), on: session)
+        let role: Role = body.link == .presenter ? .presenter : .display
+        let ended = hub.revoke(sessionId: session.id, role: role)
+        context.logger.notice("\(body.link.rawValue) link rotated", metadata: ["session": "\(session.id)", "streams_closed": "\(ended)"])
+        let grant: Grant = body.link == .presenter ? .presenter(session.id) : .display(session.id)
+        let token = access.token(for: grant)
+        var response = json(RotatedResponse(link: body.link, token: token, eventId: hub.eventId(logged.last!.sequence)))
+        if body.link == .presenter, !access.grants(of: request).contains(.operator) {
+            // The presenter who rotated keeps working in this browser.
+            response.headers.append(access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
+        }
+        return response
     }
 
     // MARK: polls
@@ -216,7 +337,7 @@ struct APIController: Sendable {
 
     // MARK: participants
 
-    struct JoinBody: Decodable { let joinCode: String }
+    struct JoinBody: Decodable { let joinCode: String; let joinKey: String? }
     struct JoinResponse: Encodable {
         let sessionId: String
         let participantId: String
@@ -224,13 +345,28 @@ struct APIController: Sendable {
         let title: String
     }
 
+    /// Joins by a typed code (counted against wrong-code budgets) or by the join link's key
+    /// (the QR code), which never shares the typed-code lockout: an attacker typing codes from
+    /// the same address cannot keep an honest phone that scanned the code out.
     func join(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let ip = Limits.ip(context)
-        try limits.checkGuesses(from: ip)
-        if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many joins from your network") }
         let body = try await decode(JoinBody.self, request, context)
-        let session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
-        let title = session.read { state, _ in state.title }
+        let session: LiveSession
+        if let key = body.joinKey {
+            guard let code = JoinCode(body.joinCode), let linked = venue.session(joinCode: code),
+                JoinLink.matches(key, session: linked.id, access.credentials)
+            else {
+                // A wrong key is a wrong guess, but answered the same whether the code exists or
+                // not, so this path tells a guesser nothing.
+                limits.failedGuess(from: ip, in: venue)
+                throw Problem(.notFound, "this join link is not valid; type the code shown on the screen instead")
+            }
+            session = linked
+        } else {
+            session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
+        }
+        let (title, lifecycle) = session.read { state, _ in (state.title, state.lifecycle) }
+        guard lifecycle == .active else { throw Problem(.gone, "this session has ended; ask for the new join code") }
         // A phone that already joined (cookie or bearer) keeps its identity and its ballots.
         for grant in access.grants(of: request) {
             if case .participant(session.id, let existing) = grant,
@@ -239,6 +375,8 @@ struct APIController: Sendable {
                 return joined(session, existing, title: title, status: .ok)
             }
         }
+        // Only a new participant draws on the address's budget.
+        if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many new participants from your address") }
         var rng = SystemRandomNumberGenerator()
         let participant = IdentifierAlphabet.make(length: 12, using: &rng)
         _ = try await run(.join(participant), on: session)

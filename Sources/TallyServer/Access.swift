@@ -9,6 +9,11 @@ import TallyEventLog
 /// the `token` query parameter. Tokens are never logged.
 struct Access: Sendable {
     let credentials: Credentials
+    /// Which operator tokens are still honoured (password changes, logouts).
+    let signIns: OperatorSignIns
+    /// The current generation of a session's presenter or display link; tokens of any other
+    /// generation are refused (rotation).
+    let linkGeneration: @Sendable (SessionID, SessionLink) -> Int
     /// Mark cookies `Secure` when participants reach the box over TLS (an https public URL,
     /// e.g. behind a TLS-terminating proxy); on plain-HTTP venue Wi-Fi a Secure cookie would
     /// never be sent back.
@@ -41,7 +46,45 @@ struct Access: Sendable {
             }
         }
         if let queryToken { tokens.append(queryToken) }
-        return tokens.prefix(16).compactMap { credentials.verify($0) }
+        return tokens.prefix(16).compactMap(grant)
+    }
+
+    /// The grant of one token, if it is genuine, unexpired and not revoked.
+    func grant(_ token: String) -> Grant? {
+        guard let (grant, facts) = credentials.inspect(token) else { return nil }
+        switch grant {
+        case .operator: return signIns.honours(facts) ? grant : nil
+        case .presenter(let s): return facts.generation == linkGeneration(s, .presenter) ? grant : nil
+        case .display(let s): return facts.generation == linkGeneration(s, .display) ? grant : nil
+        case .participant: return grant
+        }
+    }
+
+    /// A presenter or display token of the link's current generation.
+    func token(for grant: Grant) -> String {
+        switch grant {
+        case .presenter(let s): credentials.token(for: grant, generation: linkGeneration(s, .presenter))
+        case .display(let s): credentials.token(for: grant, generation: linkGeneration(s, .display))
+        default: credentials.token(for: grant)
+        }
+    }
+
+    /// The tokens a request carries (bearer first, then cookies), unverified: for logout.
+    static func presentedTokens(_ request: Request) -> [String] {
+        var tokens: [String] = []
+        if let authorization = request.headers[.authorization] {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { tokens.append(String(parts[1])) }
+        }
+        for header in request.headers[values: .cookie] {
+            for pair in header.split(separator: ";") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == operatorCookie {
+                    tokens.append(kv[1].trimmingCharacters(in: .whitespaces))
+                }
+            }
+        }
+        return tokens
     }
 
     /// 401 when the request carries no valid credential at all, 403 when it does but not this one.
@@ -84,43 +127,35 @@ struct Access: Sendable {
     /// `Set-Cookie` for a browser: HttpOnly (no script can read it), SameSite=Strict (never sent
     /// on cross-site requests).
     func cookie(for grant: Grant, token: String, maxAge: Int) -> HTTPField {
+        cookie(named: Self.cookieName(for: grant), value: token, maxAge: maxAge)
+    }
+
+    /// Tells the browser to forget a cookie (sign-out).
+    func expiredCookie(for grant: Grant) -> HTTPField {
+        cookie(named: Self.cookieName(for: grant), value: "", maxAge: 0)
+    }
+
+    private func cookie(named name: String, value token: String, maxAge: Int) -> HTTPField {
         HTTPField(
             name: .setCookie,
-            value: "\(Self.cookieName(for: grant))=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+            value: "\(name)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
                 + (secureCookies ? "; Secure" : ""))
     }
 }
 
-/// The operator password: from the configuration, or set once on first run and stored hashed.
-/// The stored hash is read at every sign-in, so `tally reset-password` takes effect at once.
-final class OperatorPassword: Sendable {
-    private let settings: any SettingsStore
-    private let configured: PasswordHash?
-    private let setupLock = Mutex(())
 
-    init(configured: String?, settings: any SettingsStore) throws {
-        self.settings = settings
-        self.configured = try configured.map { try PasswordHash.make(password: $0) }
+/// The key a join link (`/j/{code}?k=…`, the QR code) carries besides the code: 128 bits
+/// derived from the appliance secret, so a link join can be told from a typed guess and never
+/// shares the typed-code lockout.
+enum JoinLink {
+    static func key(for session: SessionID, _ credentials: Credentials) -> String {
+        credentials.digest("join-link.\(session)")
     }
 
-    private var stored: PasswordHash? {
-        (try? settings.setting("operator_password")).flatMap { $0 }.flatMap(PasswordHash.init(encoded:))
-    }
-
-    var isSet: Bool { configured != nil || stored != nil }
-
-    func matches(_ password: String) -> Bool {
-        guard let hash = configured ?? stored else { return false }
-        return hash.matches(password)
-    }
-
-    /// First-run set-up: succeeds only while no password exists.
-    func setInitial(_ password: String) throws -> Bool {
-        let new = try PasswordHash.make(password: password)
-        return try setupLock.withLock { _ in
-            guard !isSet else { return false }
-            try settings.setSetting("operator_password", to: new.encoded)
-            return true
-        }
+    static func matches(_ key: String, session: SessionID, _ credentials: Credentials) -> Bool {
+        let want = Array(self.key(for: session, credentials).utf8), got = Array(key.utf8)
+        var difference = want.count == got.count ? 0 : 1
+        for (a, b) in zip(want, got) { difference |= Int(a ^ b) }
+        return difference == 0
     }
 }

@@ -135,9 +135,6 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     }
 
     let secret = try applianceSecret(projection)
-    let access = Access(
-        credentials: Credentials(secret: secret),
-        secureCookies: configuration.usesTLS || (configuration.publicURL?.lowercased().hasPrefix("https://") ?? false))
     let password = try OperatorPassword(configured: configuration.operatorPassword, settings: projection)
 
     // The projection holds every event up to `projected`; the ring holds what came after.
@@ -153,6 +150,11 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         resultsInterval: configuration.resultsInterval)
     venue.restore(restored)
     venue.recover(from: tail)
+    let access = Access(
+        credentials: Credentials(secret: secret),
+        signIns: OperatorSignIns(settings: projection),
+        linkGeneration: { [venue] session, link in venue.linkGeneration(session, link) },
+        secureCookies: configuration.usesTLS || (configuration.publicURL?.lowercased().hasPrefix("https://") ?? false))
     try projection.apply(tail)
     log.markProjected(through: tail.last?.sequence ?? projected)
     let reach = log.reach()
@@ -179,29 +181,41 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     if !configuration.trustedProxies.isEmpty {
         logger.info("trusted proxies may name the client", metadata: ["trusted_proxies": "\(configuration.trustedProxies)"])
     }
+    let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)
     router.add(middleware: RequestLogMiddleware(metrics: metrics))
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
+    router.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
     router.add(middleware: SameOriginMiddleware())
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port, scheme: certificate == nil ? "http" : "https")
-    let limits = Limits(enabled: configuration.rateLimits)
+    let limits = Limits(enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
-    APIController(venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection, limits: limits).addRoutes(to: router)
+    // Whoever can see the box's screen or its log chooses the operator password; nobody else.
+    let setupCode = password.isSet ? nil : SetupCode.random()
+    APIController(
+        venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection,
+        limits: limits, setupCode: setupCode
+    ).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
     let events_ = EventsController(
-        venue: venue, hub: hub, access: access, log: log, logger: logger, retention: configuration.retention,
+        venue: venue, hub: hub, access: access, limits: limits, log: log, logger: logger, retention: configuration.retention,
         pingInterval: configuration.pingInterval)
     events_.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
     metrics.addRoutes(to: router, access: access)
+    WiFiController(wifi: configuration.wifi).addRoutes(to: router)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
     // Streams resolve their client the same way, so no handler ever sees a relayed request as local.
     webSocketRouter.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
+    // A refused upgrade falls through to the HTTP router, which answers 421.
+    webSocketRouter.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
     events_.addWebSocketRoutes(to: webSocketRouter)
 
-    if !password.isSet {
-        logger.warning("no operator password is set: set one with POST /api/v1/auth/setup or --operator-password")
+    if let setupCode {
+        logger.notice(
+            "no operator password is set: open /presenter and choose one with set-up code \(setupCode.value) (also shown on the box's own screen), or start with --operator-password",
+            metadata: ["setup_code": "\(setupCode.value)"])
     }
     let host = configuration.host
     let listening = ListenerReady()

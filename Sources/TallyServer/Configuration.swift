@@ -41,6 +41,16 @@ public struct TallyConfiguration: Sendable {
     /// Per-participant and per-IP rate limits on votes and joins (see `Limits`).
     public var rateLimits = true
 
+    /// How phones reach the box: many behind one NAT (`shared`) or one address each (`flat`).
+    public var network: NetworkMode = .shared
+    /// In `flat` mode: new participants one address may create per minute.
+    public var flatJoinsPerMinute = 3
+    /// Host names the box also answers to (besides its addresses, host name, public-url host
+    /// and localhost), e.g. a DNS name the venue gave it.
+    public var allowedHosts: [String] = []
+    /// The Wi-Fi network the room joins, shown as a QR code on the display's idle screen.
+    public var wifi: VenueWiFi?
+
     /// TLS for venues that have a certificate: the certificate (PEM, leaf first, then any
     /// intermediates) and its unencrypted private key (PEM). Both or neither; with them `port`
     /// speaks only HTTPS (and WebSocket over TLS).

@@ -28,35 +28,84 @@ public struct Credentials: Sendable {
         self.secret = secret
     }
 
-    public func token(for grant: Grant, now: Date = Date()) -> String {
+    /// What a token says beyond its grant: when an operator token was issued and its nonce
+    /// (for revocation), or which generation of a presenter/display link it belongs to.
+    public struct Facts: Sendable, Equatable {
+        /// Milliseconds since 1970 (operator tokens; 0 for tokens older than this field).
+        public var issuedAt: Int64 = 0
+        public var nonce = ""
+        /// The link generation (presenter and display tokens; 0 until a link is rotated).
+        public var generation = 0
+    }
+
+    /// `generation`: for presenter and display tokens, the session's current link generation.
+    /// Generation 0 keeps the original `pr.<session>` shape, so links issued before rotation
+    /// existed still verify.
+    public func token(for grant: Grant, generation: Int = 0, now: Date = Date()) -> String {
         let body: String
         switch grant {
-        case .operator: body = "op.\(Int(now.timeIntervalSince1970 + operatorTokenLifetime))"
-        case .presenter(let s): body = "pr.\(s)"
-        case .display(let s): body = "di.\(s)"
+        case .operator:
+            var rng = SystemRandomNumberGenerator()
+            let nonce = IdentifierAlphabet.make(length: 12, using: &rng)
+            body = "op.\(Int64(now.timeIntervalSince1970 * 1000)).\(Int(now.timeIntervalSince1970 + operatorTokenLifetime)).\(nonce)"
+        case .presenter(let s): body = generation == 0 ? "pr.\(s)" : "pr.\(s).\(generation)"
+        case .display(let s): body = generation == 0 ? "di.\(s)" : "di.\(s).\(generation)"
         case .participant(let s, let p): body = "pa.\(s).\(p)"
         }
+        return sign(body)
+    }
+
+    /// HMAC-SHA256 over `body`, appended as unpadded base64url.
+    func sign(_ body: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key)
         return body + "." + Base64URL.encode(Array(mac))
     }
 
-    /// The grant a token carries, or nil when it is malformed, forged or expired.
+    /// A keyed digest of `label`, truncated to `bytes`, as base64url: unguessable values derived
+    /// from the appliance secret (join-link keys, export pseudonyms).
+    public func digest(_ label: String, bytes: Int = 16) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(label.utf8), using: key)
+        return Base64URL.encode(Array(Array(mac).prefix(bytes)))
+    }
+
+    /// The grant a token carries, or nil when it is malformed, forged or expired. Revocation
+    /// (password change, logout, link rotation) is checked by `Access`, which knows the state.
     public func verify(_ token: String, now: Date = Date()) -> Grant? {
+        inspect(token, now: now)?.grant
+    }
+
+    public func inspect(_ token: String, now: Date = Date()) -> (grant: Grant, facts: Facts)? {
         guard token.utf8.count <= Self.maxTokenLength, let dot = token.lastIndex(of: ".") else { return nil }
         let body = token[..<dot]
         guard let mac = Base64URL.decode(token[token.index(after: dot)...]), mac.count == 32,
             HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(body.utf8), using: key)
         else { return nil }
         let fields = body.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        var facts = Facts()
         switch (fields.first, fields.count) {
         case ("op", 2):
             guard let expiry = Int(fields[1]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
-            return .operator
-        case ("pr", 2): return .presenter(fields[1])
-        case ("di", 2): return .display(fields[1])
-        case ("pa", 3): return .participant(fields[1], fields[2])
+            return (.operator, facts)
+        case ("op", 4):
+            guard let issued = Int64(fields[1]), let expiry = Int(fields[2]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
+            facts.issuedAt = issued
+            facts.nonce = fields[3]
+            return (.operator, facts)
+        case ("pr", 2): return (.presenter(fields[1]), facts)
+        case ("di", 2): return (.display(fields[1]), facts)
+        case ("pr", 3), ("di", 3):
+            guard let generation = Int(fields[2]), generation > 0 else { return nil }
+            facts.generation = generation
+            return (fields[0] == "pr" ? .presenter(fields[1]) : .display(fields[1]), facts)
+        case ("pa", 3): return (.participant(fields[1], fields[2]), facts)
         default: return nil
         }
+    }
+
+    /// The expiry (seconds since 1970) of an operator token, for remembering a logout until then.
+    public static func operatorExpiry(_ token: String) -> Int? {
+        let fields = token.split(separator: ".")
+        return fields.count == 5 && fields[0] == "op" ? Int(fields[2]) : nil
     }
 }
 

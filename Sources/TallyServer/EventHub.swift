@@ -37,6 +37,8 @@ enum StreamEnd: Sendable {
     case shutdown
     /// The client went away (or the handler finished).
     case client
+    /// The link (token) the stream was opened with was rotated: it may not reconnect with it.
+    case revoked
 }
 
 /// The JSON envelope of the ADR: `{eventId, eventType, timestamp, sessionId, payload}`.
@@ -68,6 +70,8 @@ final class Subscription: Sendable, Hashable {
     let id: Int
     let sessionId: SessionID
     let role: Role
+    /// The participant whose stream this is (for the per-participant cap).
+    let participant: ParticipantID?
     let stream: AsyncStream<StreamItem>
     private let continuation: AsyncStream<StreamItem>.Continuation
     /// Why the server ended the stream (once decided), and who to tell.
@@ -79,15 +83,26 @@ final class Subscription: Sendable, Hashable {
     private let metrics: ServerMetrics
     /// Items in this queue now (the gauge is the sum over all queues).
     private let pending = Atomic<Int>(0)
+    /// Bytes queued for an SSE stream, and the most it may hold: a client that stops reading
+    /// is cut off by size (a few large `stream.reset`s) as well as by count.
+    private let pendingBytes = Atomic<Int>(0)
+    static let byteLimit = 4 << 20
+    /// Monotonic ns of the last item the writer took off the queue while more was waiting;
+    /// `stalled(since:)` ends a stream whose writer has not moved for too long.
+    private let lastProgress = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
 
     /// WebSocket streams are written straight onto their channel from the event loop (no task
     /// or async writer per message); SSE streams read `stream`.
     let direct: DirectSink?
 
-    init(id: Int, sessionId: SessionID, role: Role, queueLimit: Int, metrics: ServerMetrics, socket: SocketWriter? = nil) {
+    init(
+        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID? = nil, queueLimit: Int, metrics: ServerMetrics,
+        socket: SocketWriter? = nil
+    ) {
         self.id = id
         self.sessionId = sessionId
         self.role = role
+        self.participant = participant
         self.metrics = metrics
         self.direct = socket.map { DirectSink(socket: $0, limit: queueLimit) }
         (stream, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(queueLimit))
@@ -97,10 +112,16 @@ final class Subscription: Sendable, Hashable {
     var endReason: StreamEnd? { ending.withLock { $0.reason } }
 
     func send(_ item: StreamItem) {
+        if pending.load(ordering: .relaxed) == 0 { lastProgress.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
         switch continuation.yield(item) {
         case .enqueued:
             pending.add(1, ordering: .relaxed)
             metrics.queued.increment()
+            if case .event(let event) = item,
+                pendingBytes.add(event.sse.readableBytes, ordering: .relaxed).newValue > Self.byteLimit, end(.slowConsumer)
+            {
+                metrics.slowConsumers.increment()
+            }
         case .terminated: break
         case .dropped:
             // The queue is full. Dropping this event silently would leave a gap, so end the
@@ -133,10 +154,21 @@ final class Subscription: Sendable, Hashable {
         if let already { action(already) }
     }
 
-    /// Items taken off the queue by the writer (keeps the queue-depth gauge true).
-    func consumed(_ count: Int = 1) {
-        pending.subtract(count, ordering: .relaxed)
-        metrics.queued.decrement(by: Double(count))
+    /// An item taken off the queue by the writer (keeps the queue-depth gauge true).
+    func consumed(_ item: StreamItem) {
+        pending.subtract(1, ordering: .relaxed)
+        if case .event(let event) = item { pendingBytes.subtract(event.sse.readableBytes, ordering: .relaxed) }
+        lastProgress.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        metrics.queued.decrement(by: 1)
+    }
+
+    /// Ends a queued (SSE) stream whose writer has had items waiting and not moved for
+    /// `limit`: its client stopped reading and the socket is full. True if it was ended now.
+    func endIfStalled(limit: Duration, now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> Bool {
+        guard direct == nil, pending.load(ordering: .relaxed) > 0 else { return false }
+        let idle = now &- lastProgress.load(ordering: .relaxed)
+        guard idle > UInt64(milliseconds(limit)) * 1_000_000 else { return false }
+        return end(.slowConsumer)
     }
 
     /// On the channel's event loop: writes `events` (those after the stream's cursor) as text
@@ -167,6 +199,8 @@ final class EventHub: Sendable {
 
     private struct State {
         var sessions: [SessionID: [Int: Subscription]] = [:]
+        /// Open streams per "session/participant".
+        var perParticipant: [String: Int] = [:]
         var nextId = 0
         /// Highest sequence handed to subscribers; everything up to it is durable.
         var published: UInt64
@@ -229,15 +263,36 @@ final class EventHub: Sendable {
 
     /// Registers a stream. Returns the sequence up to which events were already published:
     /// the caller replays (from, that] from the log; everything after arrives on the stream.
-    func subscribe(sessionId: SessionID, role: Role, socket: SocketWriter? = nil) -> (Subscription, publishedThrough: UInt64) {
+    /// One participant may hold this many streams at once (a phone has one; a few tabs are
+    /// fine; a script opening hundreds on one identity is not).
+    static let streamsPerParticipant = 4
+
+    /// Registers a stream. Returns the sequence up to which events were already published:
+    /// the caller replays (from, that] from the log; everything after arrives on the stream.
+    /// Nil when `participant` already holds `streamsPerParticipant` streams.
+    func subscribe(
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, socket: SocketWriter? = nil
+    ) -> (Subscription, publishedThrough: UInt64)? {
         state.withLock { state in
+            if let participant {
+                let key = sessionId + "/" + participant
+                guard state.perParticipant[key, default: 0] < Self.streamsPerParticipant else { return nil }
+                state.perParticipant[key, default: 0] += 1
+            }
             state.nextId += 1
             let subscription = Subscription(
-                id: state.nextId, sessionId: sessionId, role: role, queueLimit: queueLimit, metrics: metrics, socket: socket)
+                id: state.nextId, sessionId: sessionId, role: role, participant: participant, queueLimit: queueLimit,
+                metrics: metrics, socket: socket)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
         }
+    }
+
+    /// Ends every stream of `role` on a session (its link was rotated). Returns how many.
+    func revoke(sessionId: SessionID, role: Role) -> Int {
+        let streams = state.withLock { $0.sessions[sessionId]?.values.filter { $0.role == role } ?? [] }
+        return streams.reduce(0) { $0 + ($1.end(.revoked) ? 1 : 0) }
     }
 
     /// The session's encoded events in (after, through] if they are all still in memory.
@@ -254,6 +309,11 @@ final class EventHub: Sendable {
         state.withLock { state in
             if state.sessions[subscription.sessionId]?.removeValue(forKey: subscription.id) != nil {
                 state.count -= 1
+                if let participant = subscription.participant {
+                    let key = subscription.sessionId + "/" + participant
+                    state.perParticipant[key, default: 1] -= 1
+                    if state.perParticipant[key] == 0 { state.perParticipant[key] = nil }
+                }
             }
             if state.sessions[subscription.sessionId]?.isEmpty == true {
                 state.sessions[subscription.sessionId] = nil
@@ -319,10 +379,18 @@ final class EventHub: Sendable {
         }
     }
 
-    func heartbeat() {
-        // WebSocket streams are kept alive by protocol pings instead.
+    /// SSE keep-alive, and the time bound on SSE streams: one whose writer has not moved for
+    /// `stallLimit` with events waiting is ended (WebSocket streams are kept alive by protocol
+    /// pings and bounded on their event loop instead).
+    func heartbeat(stallLimit: Duration = .seconds(30)) {
         let all = state.withLock { $0.sessions.values.flatMap(\.values) }
-        for subscriber in all where subscriber.direct == nil { subscriber.send(.heartbeat) }
+        for subscriber in all where subscriber.direct == nil {
+            if subscriber.endIfStalled(limit: stallLimit) {
+                metrics.slowConsumers.increment()
+                continue
+            }
+            subscriber.send(.heartbeat)
+        }
     }
 
     /// Ends every stream (graceful shutdown).

@@ -18,6 +18,7 @@ struct EventsController: Sendable {
     let venue: Venue
     let hub: EventHub
     let access: Access
+    let limits: Limits
     let log: any EventLog
     let logger: Logger
     /// How long events stay replayable (a position older than this gets `stream.reset`).
@@ -38,7 +39,7 @@ struct EventsController: Sendable {
     }
 
     /// Who is asking, and for which session. Throws a precise 4xx problem.
-    func authorize(_ request: Request) throws -> Viewer {
+    func authorize(_ request: Request, ip: String) throws -> Viewer {
         let query = request.uri.queryParameters
         guard let sessionId = query["sessionId"].map(String.init), !sessionId.isEmpty else {
             throw Problem(.badRequest, "the sessionId query parameter is required")
@@ -59,10 +60,14 @@ struct EventsController: Sendable {
         if token == nil, let origin = request.headers[.origin], !SameOrigin.matches(origin: origin, request: request) {
             throw Problem(.forbidden, "cross-site stream refused: \(origin) is not this appliance")
         }
-        // A display may also follow a session with only its join code (typed on the screen).
-        if requested == .display, let token, let code = JoinCode(token),
-            session.read({ state, _ in state.joinCode == code })
-        {
+        // A display may also follow a session with only its join code (typed on the screen);
+        // it then sees what participants see. The code is a guess like a typed join.
+        if requested == .display, let token, let code = JoinCode(token) {
+            try limits.checkGuesses(from: ip, in: venue)
+            guard session.read({ state, _ in state.joinCode == code }) else {
+                limits.failedGuess(from: ip, in: venue)
+                throw Problem(.forbidden, "that is not this session's join code")
+            }
             return Viewer(session: session, role: .display, participant: nil)
         }
         let grants = access.grants(of: request, queryToken: token)
@@ -92,9 +97,15 @@ struct EventsController: Sendable {
 
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
     /// no gap and (with `cursor`) no duplicate between replay and live delivery.
-    func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) -> Start {
+    func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) throws -> Start {
         let session = viewer.session
-        let (subscription, published) = hub.subscribe(sessionId: session.id, role: viewer.role, socket: socket)
+        guard let (subscription, published) = hub.subscribe(
+            sessionId: session.id, role: viewer.role, participant: viewer.participant, socket: socket)
+        else {
+            throw Problem(
+                .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",
+                headers: [.retryAfter: "5"])
+        }
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
             // Replay (from, published]; everything later arrives live on the queue.
@@ -132,13 +143,19 @@ struct EventsController: Sendable {
     }
 
     func serverSentEvents(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        let viewer = try authorize(request)
+        let viewer = try authorize(request, ip: Limits.ip(context))
         if request.headers[.upgrade] != nil {
             // The WebSocket router declined this upgrade for a reason `authorize` did not catch.
             throw Problem(.badRequest, "WebSocket upgrade refused")
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init) ?? request.headers[HTTPField.Name("Last-Event-ID")!]
-        let start = open(viewer, from: from)
+        let start = try open(viewer, from: from)
+        // A writer blocked on a client that stopped reading cannot notice the stream ending:
+        // closing the connection unblocks it.
+        let channel = context.channel
+        start.subscription.whenEnded { reason in
+            if reason == .slowConsumer || reason == .revoked { channel.close(promise: nil) }
+        }
         let hub = self.hub
         let logger = context.logger
         logger.info("stream opened", metadata: ["transport": "sse", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
@@ -155,7 +172,7 @@ struct EventsController: Sendable {
             for event in start.backlog { opening.writeImmutableBuffer(event.sse) }
             try await writer.write(opening)
             for await item in start.subscription.stream.cancelOnGracefulShutdown() {
-                start.subscription.consumed()
+                start.subscription.consumed(item)
                 switch item {
                 case .event(let event):
                     guard event.sequence > cursor else { continue }
@@ -187,27 +204,29 @@ struct EventsController: Sendable {
         router.ws("events") { inbound, outbound, context in
             try await webSocket(
                 inbound: inbound, outbound: outbound, request: context.request, channel: context.requestContext.channel,
-                logger: context.logger)
+                ip: Limits.ip(context.requestContext), logger: context.logger)
         }
     }
 
     private func webSocket(
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, channel: any Channel,
-        logger: Logger
+        ip: String, logger: Logger
     ) async throws {
         let viewer: Viewer
+        let start: Start
+        let socket: SocketWriter
         do {
-            viewer = try authorize(request)
+            viewer = try authorize(request, ip: ip)
+            let from = request.uri.queryParameters["fromEventId"].map(String.init)
+            // Events are written onto the channel by the hub, from the event loop; this task only
+            // hands over the replay, reads (for pings and the close handshake) and waits for the end.
+            socket = try await SocketWriter.make(for: channel)
+            start = try open(viewer, from: from, socket: socket)
         } catch let problem as Problem {
             try await outbound.close(
                 .init(codeNumber: 4000 + problem.status.code), reason: String(problem.detail.utf8.prefix(120)) ?? "refused")
             return
         }
-        let from = request.uri.queryParameters["fromEventId"].map(String.init)
-        // Events are written onto the channel by the hub, from the event loop; this task only
-        // hands over the replay, reads (for pings and the close handshake) and waits for the end.
-        let socket = try await SocketWriter.make(for: channel)
-        let start = open(viewer, from: from, socket: socket)
         let metrics = self.metrics
         let streams = metrics.stream("websocket", viewer.role)
         streams.increment()
@@ -248,6 +267,8 @@ struct EventsController: Sendable {
                     channel.close(promise: nil)
                 case .shutdown:
                     try? await outbound.close(.goingAway, reason: "server shutting down")
+                case .revoked:
+                    try? await outbound.close(.init(codeNumber: 4401), reason: "this link was replaced; ask the presenter for the new one")
                 case .client:
                     break
                 }

@@ -60,7 +60,8 @@ struct PagesController: Sendable {
             throw Access.denied(grants, "the QR code is for this session's presenter, displays and participants")
         }
         let code = session.read { state, _ in state.joinCode.value }
-        guard let svg = QRCode.svg(for: publicURL.joinURL(code: code, request: request)) else {
+        let url = publicURL.joinURL(code: code, key: JoinLink.key(for: session.id, access.credentials), request: request)
+        guard let svg = QRCode.svg(for: url) else {
             throw Problem(.internalServerError, "could not draw the QR code")
         }
         return Response(
@@ -73,11 +74,12 @@ struct PagesController: Sendable {
     /// A screen typed the join code: give it the session's display credential.
     func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {
         // The join code grants a display credential: guessing it is throttled like joining.
-        let ip = Limits.ip(context)
-        try limits.checkGuesses(from: ip)
         let body = try await decode(APIController.JoinBody.self, request, context)
-        let session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
-        return json(Paired(sessionId: session.id, displayToken: access.credentials.token(for: .display(session.id))))
+        let session = try limits.session(joinCode: body.joinCode, from: Limits.ip(context), in: venue)
+        guard session.read({ state, _ in state.lifecycle == .active }) else {
+            throw Problem(.gone, "this session has ended; ask for the new join code")
+        }
+        return json(Paired(sessionId: session.id, displayToken: access.token(for: .display(session.id))))
     }
 }
 
@@ -101,8 +103,10 @@ struct PublicURL: Sendable {
         return "\(scheme)://\(host.isEmpty ? "localhost:\(port)" : host)"
     }
 
-    func joinURL(code: String, request: Request) -> String {
-        "\(base(for: request))/j/\(code)"
+    /// The join link: the code people can read, and the key that makes a scanned join a link
+    /// join rather than a typed guess.
+    func joinURL(code: String, key: String, request: Request) -> String {
+        "\(base(for: request))/j/\(code)?k=\(key)"
     }
 
     static func lanAddress() -> String? {

@@ -42,6 +42,8 @@ public struct Problem: HTTPResponseError, Sendable {
         case .invalid(let m): Problem(.badRequest, m)
         case .notFound(let m): Problem(.notFound, m)
         case .conflict(let m), .limitReached(let m): Problem(.conflict, m)
+        case .notAllowed(let m): Problem(.forbidden, m)
+        case .gone(let m): Problem(.gone, m)
         }
     }
 

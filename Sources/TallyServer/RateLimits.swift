@@ -41,38 +41,105 @@ final class RateLimiter: Sendable {
     }
 }
 
-/// Failed join-code guesses per IP: after `allowed` failures the IP waits, 2 s the first time,
-/// doubling with each further failure up to 5 minutes. A success clears the record.
+/// Typed join codes that named no session, per address and for the whole appliance.
+///
+/// Per address: failures decay by one every 30 s; from the 10th outstanding failure on, the
+/// address waits 2 s, doubling with each further failure up to 5 minutes. A right code clears
+/// nothing (else 9 wrong + 1 right, repeated, would guess forever).
+///
+/// For the appliance: wrong codes draw on one budget whose rate is set so that finding *some*
+/// live session's code by brute force takes, in expectation, more than a year:
+/// 30⁶ codes / (active sessions × 1.25 × one year) per second (README, "Threat model"). When it
+/// is spent, only addresses with outstanding failures are refused; an address that has not
+/// guessed wrong still gets its first try, so an attacker cannot lock the hall out of typing.
 final class GuessLockout: Sendable {
     let allowed: Int
-    private let records = Mutex<[String: (failures: Int, until: ContinuousClock.Instant?)]>([:])
+    static let decay: Duration = .seconds(30)
+    static let codeSpace = pow(Double(JoinCode.alphabet.count), Double(JoinCode.length))
+    static let year = 365.25 * 24 * 3600.0
+    static let globalBurst = 50.0
+    private let state = Mutex<State>(State())
 
-    init(allowed: Int = 10) { self.allowed = allowed }
+    private struct Record {
+        /// Outstanding failures; one is forgiven per `decay` elapsed since `since`.
+        var failures = 0
+        var since: ContinuousClock.Instant
+        var until: ContinuousClock.Instant?
 
-    /// Seconds to wait, if this IP is locked out now.
-    func wait(_ ip: String, now: ContinuousClock.Instant = .now) -> Int? {
-        records.withLock { records in
-            guard let until = records[ip]?.until, until > now else { return nil }
-            return max(1, Int(now.duration(to: until).components.seconds) + 1)
+        mutating func decay(now: ContinuousClock.Instant) {
+            let steps = Int(seconds(since.duration(to: now)) / seconds(GuessLockout.decay))
+            guard steps > 0 else { return }
+            failures = max(0, failures - steps)
+            since = since.advanced(by: GuessLockout.decay * steps)
         }
     }
 
-    func failed(_ ip: String, now: ContinuousClock.Instant = .now) {
-        records.withLock { records in
-            if records.count > 50_000 { records.removeAll(keepingCapacity: true) }
-            var record = records[ip] ?? (0, nil)
+    private struct State {
+        var records: [String: Record] = [:]
+        var globalTokens = GuessLockout.globalBurst
+        var globalAt: ContinuousClock.Instant?
+    }
+
+    init(allowed: Int = 10) { self.allowed = allowed }
+
+    /// Wrong guesses the whole appliance may absorb per second with `activeSessions` live.
+    static func globalRate(activeSessions: Int) -> Double {
+        codeSpace / (Double(max(1, activeSessions)) * 1.25 * year)
+    }
+
+    /// Seconds to wait, if this address may not guess now.
+    func wait(_ ip: String, activeSessions: Int, now: ContinuousClock.Instant = .now) -> Int? {
+        state.withLock { state in
+            refill(&state, activeSessions: activeSessions, now: now)
+            guard var record = state.records[ip] else { return nil }
+            record.decay(now: now)
+            state.records[ip] = record
+            if let until = record.until, until > now { return max(1, Int(now.duration(to: until).components.seconds) + 1) }
+            if state.globalTokens < 1, record.failures >= 1 {
+                let rate = Self.globalRate(activeSessions: activeSessions)
+                return max(1, min(300, Int(((1 - state.globalTokens) / rate).rounded(.up))))
+            }
+            return nil
+        }
+    }
+
+    func failed(_ ip: String, activeSessions: Int, now: ContinuousClock.Instant = .now) {
+        state.withLock { state in
+            refill(&state, activeSessions: activeSessions, now: now)
+            state.globalTokens = max(0, state.globalTokens - 1)
+            if state.records.count > 50_000 { state.records.removeAll(keepingCapacity: true) }
+            var record = state.records[ip] ?? Record(since: now)
+            record.decay(now: now)
+            if record.failures == 0 { record.since = now }
             record.failures += 1
             if record.failures >= allowed {
                 let exponent = min(record.failures - allowed, 8)
                 record.until = now.advanced(by: .seconds(min(300, 2 << exponent)))
             }
-            records[ip] = record
+            state.records[ip] = record
         }
     }
 
-    func succeeded(_ ip: String) {
-        _ = records.withLock { $0.removeValue(forKey: ip) }
+    private func refill(_ state: inout State, activeSessions: Int, now: ContinuousClock.Instant) {
+        if let at = state.globalAt {
+            state.globalTokens = min(Self.globalBurst, state.globalTokens + seconds(at.duration(to: now)) * Self.globalRate(activeSessions: activeSessions))
+        }
+        state.globalAt = now
     }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// How participants reach the box, which decides what one address may do.
+///
+/// `shared`: many phones behind one NAT'd access point share an address, so per-address
+/// budgets are hall-sized. `flat`: every phone has its own address (the standalone Wi-Fi
+/// example), so one address creates only a few participants a minute and holds few connections.
+public enum NetworkMode: String, Sendable, CaseIterable {
+    case shared
+    case flat
 }
 
 /// The limits of one appliance, shared by the routes. `enabled: false` (`rate-limits = no`)
@@ -82,15 +149,25 @@ struct Limits: Sendable {
     let votesPerParticipant: RateLimiter
     /// Votes from one IP: a hall of 2,000 phones behind one NAT all voting within seconds.
     let votesPerIP: RateLimiter
-    /// Joins from one IP: the same hall arriving at once.
+    /// New participants from one IP: in `shared` mode the hall arriving at once; in `flat`
+    /// mode `flatJoinsPerMinute` (one phone, a few sessions).
     let joinsPerIP: RateLimiter
-    /// Wrong join codes (join and display pairing) from one IP.
+    /// Wrong join codes (typed joins, display pairing, join codes on `/events`) from one IP.
     let guesses = GuessLockout(allowed: 10)
+    /// Failed operator sign-ins and wrong set-up codes.
+    let signIns = SignInThrottle()
+    let network: NetworkMode
 
-    init(enabled: Bool = true) {
+    init(enabled: Bool = true, network: NetworkMode = .shared, flatJoinsPerMinute: Int = 3) {
+        self.network = network
         votesPerParticipant = RateLimiter(.init(rate: 5, burst: 20), enabled: enabled)
         votesPerIP = RateLimiter(.init(rate: 2_000, burst: 6_000), enabled: enabled)
-        joinsPerIP = RateLimiter(.init(rate: 200, burst: 2_500), enabled: enabled)
+        switch network {
+        case .shared: joinsPerIP = RateLimiter(.init(rate: 200, burst: 2_500), enabled: enabled)
+        case .flat:
+            joinsPerIP = RateLimiter(
+                .init(rate: Double(flatJoinsPerMinute) / 60, burst: Double(max(1, flatJoinsPerMinute))), enabled: enabled)
+        }
     }
 
     /// The address a per-address budget is charged to (through a trusted proxy, the client's).
@@ -98,24 +175,30 @@ struct Limits: Sendable {
         context.client.address
     }
 
-    /// Refuses an IP that is locked out for guessing join codes.
-    func checkGuesses(from ip: String) throws {
-        if let wait = guesses.wait(ip) { throw Self.tooMany(wait, "too many wrong join codes from your network") }
-    }
-
-    /// The session a typed join code names; a malformed or unknown code counts as a wrong
-    /// guess from `ip`, a right one clears its record.
+    /// The session a typed join code names. Refuses an address that is locked out; a malformed
+    /// or unknown code counts as a wrong guess; a right one clears nothing.
     func session(joinCode text: String, from ip: String, in venue: Venue) throws -> LiveSession {
+        try checkGuesses(from: ip, in: venue)
         guard let code = JoinCode(text) else {
-            guesses.failed(ip)
+            failedGuess(from: ip, in: venue)
             throw Problem(.badRequest, "a join code is 6 letters and digits, like \"K7QX2M\"")
         }
         guard let session = venue.session(joinCode: code) else {
-            guesses.failed(ip)
+            failedGuess(from: ip, in: venue)
             throw Problem(.notFound, "no session has the join code \(code)")
         }
-        guesses.succeeded(ip)
         return session
+    }
+
+    /// Refuses an address that may not guess now (429 with Retry-After).
+    func checkGuesses(from ip: String, in venue: Venue) throws {
+        if let wait = guesses.wait(ip, activeSessions: venue.activeSessionCount) {
+            throw Self.tooMany(wait, "too many wrong join codes from your network")
+        }
+    }
+
+    func failedGuess(from ip: String, in venue: Venue) {
+        guesses.failed(ip, activeSessions: venue.activeSessionCount)
     }
 
     static func tooMany(_ seconds: Int, _ what: String) -> Problem {

@@ -122,6 +122,7 @@ final class Venue: Sendable {
     let maxSessions: Int
     private let resultsInterval: Duration
     private let directory: Mutex<Directory>
+    private let activeCount = Mutex<(count: Int, at: ContinuousClock.Instant?)>((0, nil))
 
     private struct Directory {
         var sessions: [SessionID: LiveSession] = [:]
@@ -214,4 +215,21 @@ final class Venue: Sendable {
     }
 
     var sessionCount: Int { directory.withLock { $0.sessions.count } }
+
+    /// Sessions not yet ended, counted at most once a second (it sizes the wrong-code budget,
+    /// which a flood of guesses consults on every request).
+    var activeSessionCount: Int {
+        let now = ContinuousClock.now
+        if let cached = activeCount.withLock({ c in c.at.map { $0.duration(to: now) < .seconds(1) } == true ? c.count : nil }) {
+            return cached
+        }
+        let count = allSessions().reduce(0) { $0 + ($1.read { state, _ in state.lifecycle == .active } ? 1 : 0) }
+        activeCount.withLock { $0 = (count, now) }
+        return count
+    }
+
+    /// The current generation of a session's presenter or display link (0 for an unknown one).
+    func linkGeneration(_ id: SessionID, _ link: SessionLink) -> Int {
+        session(id)?.read { state, _ in state.linkGeneration(link) } ?? 0
+    }
 }

@@ -30,6 +30,11 @@ struct Settings {
         "idle-timeout": "seconds a keep-alive connection may sit idle between requests",
         "stream-queue-limit": "events a stream may fall behind before it is closed as a slow consumer",
         "ping-interval": "seconds between WebSocket pings (each connection's first at a random point)",
+        "network": "shared (many phones behind one NAT) or flat (one address per phone)",
+        "joins-per-minute": "in flat mode, new participants one address may create per minute",
+        "allowed-hosts": "extra host names the box answers to, comma-separated",
+        "wifi-ssid": "Wi-Fi network the room joins, shown as a QR code on the display",
+        "wifi-passphrase": "that network's WPA2 passphrase (none: an open network)",
         "tls-cert": "TLS certificate, PEM (with tls-key: serve HTTPS)",
         "tls-key": "TLS private key, PEM",
         "http-redirect-port": "with TLS: a plain-HTTP port that redirects to https",
@@ -160,6 +165,29 @@ struct Settings {
         if let d = try seconds("idle-timeout", 1...3600) { config.connections.idleTimeout = d }
         if let n = try count("stream-queue-limit", 8...1_000_000) { config.streamQueueLimit = n }
         if let d = try seconds("ping-interval", 1...300) { config.pingInterval = d }
+        if let (v, _) = value("network") {
+            guard let mode = NetworkMode(rawValue: v.lowercased()) else { throw fail("network", "must be shared or flat") }
+            config.network = mode
+            // One address is one phone: a few connections each (tabs, a reconnect in flight).
+            if mode == .flat, value("max-connections-per-ip") == nil { config.connections.maxConnectionsPerAddress = 32 }
+        }
+        if let n = try count("joins-per-minute", 1...600) { config.flatJoinsPerMinute = n }
+        if let (v, _) = value("allowed-hosts") {
+            let names = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            if let bad = names.first(where: { name in !name.allSatisfy { $0.isLetter || $0.isNumber || "-.:[]".contains($0) } }) {
+                throw fail("allowed-hosts", "\"\(bad)\" is not a host name")
+            }
+            config.allowedHosts = names
+        }
+        if let (ssid, _) = value("wifi-ssid"), !ssid.isEmpty {
+            do throws(VenueWiFi.Invalid) {
+                config.wifi = try VenueWiFi(ssid: ssid, passphrase: value("wifi-passphrase").map(\.0).flatMap { $0.isEmpty ? nil : $0 })
+            } catch {
+                throw fail(error.setting, error.reason)
+            }
+        } else if let (v, _) = value("wifi-passphrase"), !v.isEmpty {
+            throw fail("wifi-passphrase", "needs wifi-ssid (the network's name) too")
+        }
         if let (v, _) = value("tls-cert"), !v.isEmpty { config.tlsCertificate = v }
         if let (v, _) = value("tls-key"), !v.isEmpty { config.tlsKey = v }
         if (config.tlsCertificate == nil) != (config.tlsKey == nil) {

@@ -63,6 +63,16 @@ struct Serve: AsyncParsableCommand {
     var streamQueueLimit: String?
     @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
     var pingInterval: String?
+    @Option(help: "shared (default: many phones behind one NAT) or flat (one address per phone): sets per-address budgets.")
+    var network: String?
+    @Option(name: .customLong("joins-per-minute"), help: "In flat mode: new participants one address may create per minute. Default 3.")
+    var joinsPerMinute: String?
+    @Option(name: .customLong("allowed-hosts"), help: "Extra host names this box answers to, comma-separated (its addresses, host name, .local name and public-url always work).")
+    var allowedHosts: String?
+    @Option(name: .customLong("wifi-ssid"), help: "Wi-Fi network the room joins (the standalone access point): the display shows it as a QR code.")
+    var wifiSSID: String?
+    @Option(name: .customLong("wifi-passphrase"), help: "That network's WPA2 passphrase (as in hostapd.conf); none for an open network.")
+    var wifiPassphrase: String?
     @Option(name: .customLong("tls-cert"), help: "TLS certificate (PEM, leaf first). With --tls-key the port serves HTTPS and wss only.")
     var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "TLS private key (PEM, unencrypted).")
@@ -84,7 +94,9 @@ struct Serve: AsyncParsableCommand {
                 ("retention-hours", retentionHours), ("log-level", logLevel), ("mdns", noMDNS ? "no" : nil),
                 ("rate-limits", rateLimits), ("max-connections", maxConnections),
                 ("max-connections-per-ip", maxConnectionsPerIP), ("header-timeout", headerTimeout), ("idle-timeout", idleTimeout),
-                ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval),
+                ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval), ("network", network),
+                ("joins-per-minute", joinsPerMinute), ("allowed-hosts", allowedHosts),
+                ("wifi-ssid", wifiSSID), ("wifi-passphrase", wifiPassphrase),
                 ("tls-cert", tlsCert), ("tls-key", tlsKey), ("http-redirect-port", httpRedirectPort),
                 ("trusted-proxies", trustedProxies),
             ]
@@ -153,7 +165,8 @@ struct ResetPassword: ParsableCommand {
         }
         let projection = try SQLiteProjection(path: path)
         try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
-        print("Operator password changed in \(directory). Sign in at /presenter with the new one.")
+        try revokeOperatorSignIns(in: projection)
+        print("Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
     }
 }
 
@@ -194,45 +207,5 @@ struct Export: ParsableCommand {
         } else {
             FileHandle.standardOutput.write(data)
         }
-    }
-}
-
-/// `tally discover`: lists the Tally appliances on the network (what a kiosk display runs at boot).
-struct Discover: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Find Tally appliances on the local network over mDNS.")
-
-    @Option(help: "Seconds to listen.")
-    var timeout: Double = 3
-    @Flag(help: "One JSON object per appliance.")
-    var json = false
-    @Flag(help: "Print only the first appliance's display URL (for scripts); exit 1 if none.")
-    var url = false
-
-    func run() throws {
-        let found: [DiscoveredAppliance]
-        do {
-            found = try ApplianceBrowser.discover(timeout: timeout)
-        } catch {
-            FileHandle.standardError.write(Data("tally discover: \(error)\n".utf8))
-            throw ExitCode(2)
-        }
-        if url {
-            guard let first = found.first else { throw ExitCode(1) }
-            print(first.url)
-            return
-        }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            for appliance in found { print(String(decoding: try encoder.encode(appliance), as: UTF8.self)) }
-        } else if found.isEmpty {
-            print("No Tally appliance found within \(timeout) s.")
-        } else {
-            for a in found {
-                let txt = a.txt.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                print("\(a.name)\t\(a.address):\(a.port)\t\(a.url)\t\(txt)")
-            }
-        }
-        if found.isEmpty { throw ExitCode(1) }
     }
 }

@@ -59,7 +59,7 @@ def test_slowloris_cannot_starve_the_room(data_dir):
     server = Server(data_dir, extra_args=["--header-timeout", "3"]).start()
     try:
         session, poll = room(server)
-        head = b"GET /api/v1/auth/status HTTP/1.1\r\nHost: tally\r\nX-Slow: " + b"a" * 64 + b"\r\n\r\n"
+        head = b"GET /api/v1/auth/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 64 + b"\r\n\r\n"
         slow = [connect_from("127.0.0.66", server.port) for _ in range(1000)]
         for s in slow:
             s.setblocking(False)
@@ -139,7 +139,7 @@ def test_connection_caps_refuse_with_503_before_upgrade(data_dir):
         others = [connect_from("127.0.0.71", server.port) for _ in range(9)]
         time.sleep(0.3)
         probe = connect_from("127.0.0.72", server.port)
-        probe.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        probe.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert probe.recv(4096).startswith(b"HTTP/1.1 200")
         refused = connect_from("127.0.0.73", server.port).recv(4096).decode()
         assert refused.startswith("HTTP/1.1 503") and "connection limit" in refused
@@ -164,7 +164,7 @@ def test_idle_keepalive_connections_are_closed(data_dir):
     server = Server(data_dir, extra_args=["--idle-timeout", "1"]).start()
     try:
         s = connect_from(HONEST, server.port)
-        s.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
         s.settimeout(10)
         started = time.monotonic()
@@ -197,16 +197,16 @@ def test_oversized_request_heads_are_refused_not_held(server):
     for size in (17_000, 200_000):
         s = connect_from(HONEST, server.port)
         s.settimeout(10)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
         reply = s.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 431") and "larger than 16 KiB" in reply, reply[:200]
         s.close()
     # On a keep-alive connection, a later oversized head ends the connection (never a hang).
     s = connect_from(HONEST, server.port)
     s.settimeout(10)
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
     received = b""
     while chunk := s.recv(4096):
         received += chunk
@@ -241,12 +241,12 @@ def test_a_flood_from_one_client_leaves_the_room_responsive_and_memory_flat(data
         flooder = server.join(session["joinCode"])["participantToken"]
         body = ('{"optionIds":["%s"]}' % option).encode()
         requests = [
-            (f"POST /api/v1/sessions/{sid}/polls/{pid}/votes HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {flooder}\r\n"
+            (f"POST /api/v1/sessions/{sid}/polls/{pid}/votes HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {flooder}\r\n"
              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body,
-            (b'POST /api/v1/join HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n'
+            (b'POST /api/v1/join HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n'
              b'{"joinCode":"ZZZZZZ"}'),
-            f"GET /api/v1/sessions/{sid} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {flooder}\r\n\r\n".encode(),
-            b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            f"GET /api/v1/sessions/{sid} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {flooder}\r\n\r\n".encode(),
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
         ]
 
         def honest_votes(n):

@@ -27,6 +27,12 @@ MATRIX = {
     "POST /api/v1/sessions": {"operator"},
     "GET /api/v1/sessions": {"operator"},
     "GET /api/v1/sessions/{id}": {"operator", "presenter", "participant", "display"},
+    # Before the reveal, a hidden poll's counts: the display shows the room what participants see.
+    "GET /api/v1/sessions/{id} (counts of a hidden poll)": {"operator", "presenter"},
+    "GET /events (SSE, counts of a hidden poll)": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/joining": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/links/rotate": {"operator", "presenter"},
+    "POST /api/v1/auth/logout": {"operator"},
     "POST /api/v1/sessions/{id}/polls": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/polls/{poll}/open": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/polls/{poll}/close": {"operator", "presenter"},
@@ -43,6 +49,9 @@ MATRIX = {
     "GET /events?actorType=presenter": {"operator", "presenter"},
     "GET /events?actorType=display": {"operator", "presenter", "display"},
     "GET /events?actorType=participant": {"participant"},
+    # The room's Wi-Fi is on the room's screen anyway: open to anyone.
+    "GET /api/v1/wifi": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    "GET /api/v1/wifi.svg": {"anonymous", "operator", "presenter", "participant", "display", "other"},
 }
 
 # The role a stream reports (in its stream.reset) for each allowed caller.
@@ -51,7 +60,8 @@ STREAM_ROLE = {"operator": "presenter", "presenter": "presenter", "participant":
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
-    server = Server(str(tmp_path_factory.mktemp("authz")), extra_args=["--rate-limits", "no"]).start()
+    server = Server(str(tmp_path_factory.mktemp("authz")),
+                    extra_args=["--rate-limits", "no", "--wifi-ssid", "Tally", "--wifi-passphrase", "choose-a-long-one"]).start()
     yield server
     server.stop()
 
@@ -80,9 +90,15 @@ class Venue:
         server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.hidden}/open", token=presenter)
 
 
+# Callers who may read the session but not a hidden poll's counts: refused with this detail.
+NO_COUNTS = "no counts"
+
+
 def call(venue, row, token):
     """Makes the row's request with one credential. Returns (allowed?, detail)."""
     s, sid = venue.server, venue.sid
+    if "counts of a hidden poll" in row:
+        return hidden_counts(venue, row, token)
     if row.startswith("GET /events"):
         return stream(venue, row, token)
     method, path = row.split(" ")[0], row.split(" ")[1]
@@ -100,11 +116,35 @@ def call(venue, row, token):
         body = {"question": "Lunch?", "options": ["Yes", "No"]}
     if path in ("/api/v1/join", "/api/v1/display/pair"):
         body = {"joinCode": venue.code}
+    if path.endswith("/joining"):
+        body = {"open": False}
+    if path.endswith("/links/rotate"):
+        body = {"link": "display"}
     if method == "POST" and body is None:
         body = {}
     status, data, _ = s.request(method, path, body, token)
     assert status < 500, (row, status, data)
     return 200 <= status < 300, status
+
+
+def hidden_counts(venue, row, token):
+    """Whether the caller sees per-option counts of the open hidden poll (REST snapshot, or the
+    stream.reset a stream starts with)."""
+    if row.startswith("GET /events"):
+        query = {"sessionId": venue.sid, "fromEventId": "not-an-event", **({"token": token} if token else {})}
+        stream = SSEStream(venue.server.port, "/events?" + urllib.parse.urlencode(query))
+        try:
+            if stream.status != 200:
+                return False, stream.status
+            snapshot = stream.next(5)["payload"]
+        finally:
+            stream.close()
+    else:
+        status, snapshot, _ = venue.server.request("GET", f"/api/v1/sessions/{venue.sid}", token=token)
+        if status != 200:
+            return False, status
+    poll = next(p for p in snapshot["polls"] if p["poll"]["id"] == venue.hidden)
+    return ("results" in poll), ("counts" if "results" in poll else NO_COUNTS)
 
 
 def stream(venue, row, token):
@@ -162,6 +202,8 @@ def test_cell(appliance, row, caller):
             assert not ok, f"{caller} must be refused: {row} → {detail}"
             websocket = row.startswith("GET /events") and "SSE" not in row
             expected = (401 if token is None else 403) + (4000 if websocket else 0)
+            if "counts of a hidden poll" in row and caller in ("participant", "display"):
+                expected = NO_COUNTS
             assert detail == expected, f"{caller} on {row}: got {detail}, expected {expected}"
 
 

@@ -68,10 +68,14 @@ def test_full_flow_over_websocket_and_sse(server):
     # SSE frames carry id: and event:
     assert all(e["_sse_id"] == e["eventId"] and e["_sse_event"] == e["eventType"] for e in display_events)
 
-    # Hidden poll: counts reach presenter and display, not participants, until reveal.
+    # Hidden poll: counts reach only the presenter until reveal; the room (display and
+    # participants) gets the ballot count.
     hidden = server.poll(sid, presenter, options=["A", "B"], open=True, resultsVisibility="hidden")
     assert server.vote(sid, hidden["pollId"], bob["participantToken"], ["o2"])[0] == 201
-    display_sse.collect(lambda e: e["eventType"] == "poll.results" and e["payload"]["pollId"] == hidden["pollId"])
+    turnout = display_sse.collect(lambda e: e["eventType"] == "poll.ballots" and e["payload"]["pollId"] == hidden["pollId"])
+    assert turnout[-1]["payload"] == {"pollId": hidden["pollId"], "totalBallots": 1}
+    assert not [e for e in turnout if e["eventType"] == "poll.results" and e["payload"]["pollId"] == hidden["pollId"]]
+    presenter_ws.collect(lambda e: e["eventType"] == "poll.results" and e["payload"]["pollId"] == hidden["pollId"])
     server.ok("POST", f"/api/v1/sessions/{sid}/polls/{hidden['pollId']}/close", token=presenter)
     alice_before = alice_ws.collect(lambda e: e["eventType"] == "poll.closed" and e["payload"]["pollId"] == hidden["pollId"])
     assert not [e for e in alice_before if e["eventType"] == "poll.results" and e["payload"]["pollId"] == hidden["pollId"]]

@@ -232,17 +232,25 @@ struct BallotTests {
 
 @Suite("Visibility")
 struct VisibilityTests {
-    @Test func hiddenResultsReachParticipantsOnlyAfterReveal() throws {
+    @Test func hiddenResultsReachOnlyThePresenterBeforeReveal() throws {
         var room = try Room()
         try room.poll(visibility: .hidden)
         try room.run(.join("ana"))
         try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
         let before = try room.run(.publishResults("p1"))
-        #expect(before[0].audience == [.presenter, .display], "hidden counts go to presenter and display only")
+        #expect(before.map(\.type) == ["poll.results", "poll.ballots"])
+        #expect(before[0].audience == .presenter, "hidden counts go to the presenter only")
+        #expect(before[1].audience == [.display, .participant], "the room learns the turnout")
+        #expect(before[1] == .pollBallots(.init(pollId: "p1", totalBallots: 1)))
         let participantView = room.state.view(for: .participant, participant: "ana", lastEventId: nil)
         #expect(participantView.polls[0].results == nil)
+        #expect(participantView.polls[0].totalBallots == 1)
         #expect(participantView.polls[0].myBallot == ["o1"])
-        #expect(room.state.view(for: .display, lastEventId: nil).polls[0].results?.totalBallots == 1)
+        // The display is what the audience sees: the same as a participant, no counts.
+        let displayView = room.state.view(for: .display, lastEventId: nil)
+        #expect(displayView.polls[0].results == nil)
+        #expect(displayView.polls[0].totalBallots == 1)
+        #expect(room.state.view(for: .presenter, lastEventId: nil).polls[0].results?.counts.map(\.count) == [1, 0])
 
         let reveal = try room.run(.revealPoll("p1"))
         #expect(reveal.map(\.type) == ["poll.revealed", "poll.results"])
@@ -275,6 +283,34 @@ struct VisibilityTests {
     }
 }
 
+@Suite("Joining and links")
+struct JoiningTests {
+    @Test func closedJoiningTurnsNewPhonesAwayButKeepsVoters() throws {
+        var room = try Room()
+        try room.poll()
+        try room.run(.join("ana"))
+        #expect(try room.run(.setJoining(open: false)) == [.joiningChanged(.init(joiningOpen: false))])
+        #expect(room.state.view(for: .participant, participant: "ana", lastEventId: nil).joiningOpen == false)
+        #expect(throws: DomainError.notAllowed("the presenter has closed this session to new participants")) {
+            try room.run(.join("bo"))
+        }
+        #expect(throws: DomainError.conflict("joining is already closed")) { try room.run(.setJoining(open: false)) }
+        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+        try room.run(.setJoining(open: true))
+        try room.run(.join("bo"))
+        #expect(room.state.participantCount == 2)
+    }
+
+    @Test func rotatingALinkBumpsOnlyItsGeneration() throws {
+        var room = try Room()
+        #expect(try room.run(.rotateLink(.display)) == [.linkRotated(.init(link: .display, generation: 1))])
+        try room.run(.rotateLink(.display))
+        #expect(room.state.linkGeneration(.display) == 2)
+        #expect(room.state.linkGeneration(.presenter) == 0)
+        #expect(SessionEvent.linkRotated(.init(link: .display, generation: 2)).audience == .presenter)
+    }
+}
+
 @Suite("Session lifecycle")
 struct SessionLifecycleTests {
     @Test func endingClosesTheOpenPollAndStopsEverything() throws {
@@ -284,7 +320,7 @@ struct SessionLifecycleTests {
         let events = try room.run(.endSession)
         #expect(events.map(\.type) == ["poll.closed", "session.ended"])
         #expect(room.state.lifecycle == .ended)
-        #expect(throws: DomainError.conflict("session has ended")) { try room.run(.join("bo")) }
+        #expect(throws: DomainError.gone("this session has ended; ask for the new join code")) { try room.run(.join("bo")) }
         #expect(throws: DomainError.conflict("session has ended")) { try room.poll("p2") }
         #expect(throws: DomainError.conflict("poll p1 is closed")) {
             try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))

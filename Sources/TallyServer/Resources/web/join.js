@@ -1,15 +1,22 @@
 import { api } from "/assets/tally.js";
 
+let key = new URLSearchParams(location.search).get("k");
 const form = document.getElementById("join"), input = document.getElementById("code"), error = document.getElementById("error");
 
 async function join(code) {
   error.textContent = "";
   try {
-    const r = await api("POST", "/api/v1/join", { joinCode: code });
+    const body = { joinCode: code };
+    if (key) body.joinKey = key; // a scanned link: never held up by someone typing wrong codes
+    const r = await api("POST", "/api/v1/join", body);
     localStorage.setItem("tally.session", r.sessionId);
     location.replace("/s/" + r.sessionId);
   } catch (e) {
-    error.textContent = e.status === 404 ? "No session has that code. Check the screen and try again." : e.message;
+    key = null; // after a failed link, typing is the way in
+    error.textContent = e.status === 404 ? "No session has that code. Check the screen and try again."
+      : e.status === 403 ? "This session is not taking new participants right now (the presenter closed joining)."
+      : e.status === 410 ? "This session has ended. Ask for the code of the current session."
+      : e.message;
     input.focus();
   }
 }

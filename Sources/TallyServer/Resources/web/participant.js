@@ -35,7 +35,7 @@ function ballot(p) {
     h("p", { class: "note", role: "status" }, note));
   const wrap = h("div", {}, form);
   if (p.results) wrap.append(h("section", { class: "card" }, h("h2", {}, "Results"), bars(p.poll, p.results, p.myBallot)));
-  else wrap.append(h("p", { class: "muted center" }, "Results will be shown when the presenter reveals them."));
+  else wrap.append(h("p", { class: "muted center" }, `Results will be shown when the presenter reveals them · ${p.totalBallots || 0} ${p.totalBallots === 1 ? "vote" : "votes"} so far`));
   return wrap;
 }
 

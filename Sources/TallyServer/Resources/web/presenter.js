@@ -19,11 +19,17 @@ async function home() {
   if (!auth.signedInAsOperator) {
     const first = !auth.operatorPasswordSet;
     const pw = h("input", { type: "password", id: "password", autocomplete: first ? "new-password" : "current-password", required: true, minlength: 8 });
-    main.replaceChildren(h("form", { class: "card narrow", onsubmit: (ev) => { ev.preventDefault(); act(() => api("POST", first ? "/api/v1/auth/setup" : "/api/v1/auth/login", { password: pw.value })); } },
+    const code = first ? h("input", { id: "setup-code", class: "code", autocomplete: "off", autocapitalize: "characters", required: true, maxlength: 9, placeholder: "ABCD-EFGH" }) : null;
+    const submit = (ev) => {
+      ev.preventDefault();
+      act(() => api("POST", first ? "/api/v1/auth/setup" : "/api/v1/auth/login", first ? { password: pw.value, setupCode: code.value } : { password: pw.value }));
+    };
+    main.replaceChildren(h("form", { class: "card narrow", onsubmit: submit },
       h("h2", {}, first ? "Choose the operator password" : "Sign in"),
-      first ? h("p", { class: "muted" }, "First start: this password protects the appliance. At least 8 characters.") : null,
-      field("Operator password", pw), h("button", { type: "submit", class: "primary" }, first ? "Set password" : "Sign in"), errorLine()));
-    pw.focus();
+      first ? h("p", { class: "muted" }, "First start: this password protects the appliance (at least 8 characters). The set-up code is on the appliance's own screen and in its log.") : null,
+      first ? field("Set-up code", code) : null,
+      field(first ? "New operator password" : "Operator password", pw), h("button", { type: "submit", class: "primary" }, first ? "Set password" : "Sign in"), errorLine()));
+    (code || pw).focus();
     return;
   }
   const { sessions } = await api("GET", "/api/v1/sessions");
@@ -32,8 +38,10 @@ async function home() {
     ev.preventDefault();
     act(async () => { const s = await api("POST", "/api/v1/sessions", { title: title.value }); location.assign("/presenter/" + s.sessionId); });
   };
+  const signOut = () => act(async () => { await api("POST", "/api/v1/auth/logout"); });
   main.replaceChildren(
     h("form", { class: "card", onsubmit: create }, h("h2", {}, "New session"), field("Title", title), h("button", { type: "submit", class: "primary" }, "Create"), errorLine()),
+    h("p", {}, h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out")),
     h("section", { class: "card" }, h("h2", {}, "Sessions"),
       sessions.length
         ? h("ul", { class: "list" }, sessions.slice().reverse().map((s) => h("li", {}, h("a", { href: "/presenter/" + s.sessionId }, s.title),
@@ -72,7 +80,7 @@ function pollCard(p) {
   if (p.poll.resultsVisibility === "hidden" && !p.poll.revealed && p.poll.state !== "draft") actions.push(cmd("reveal"));
   const tag = p.poll.state + (p.poll.resultsVisibility === "hidden" ? (p.poll.revealed ? " · revealed" : " · hidden") : "");
   return h("article", { class: "card poll " + p.poll.state, "data-poll": p.poll.id }, h("h3", {}, p.poll.question, " ", h("span", { class: "tag" }, tag)),
-    bars(p.poll, p.results), h("p", { class: "muted" }, `${p.results ? p.results.totalBallots : 0} ballots · ${p.poll.kind} choice`), h("div", { class: "row" }, actions));
+    bars(p.poll, p.results), h("p", { class: "muted" }, `${p.results ? p.results.totalBallots : (p.totalBallots || 0)} ballots · ${p.poll.kind} choice`), h("div", { class: "row" }, actions));
 }
 
 let composerForm = null;
@@ -80,13 +88,24 @@ const sessionBox = h("div", {}), pollsBox = h("div", {});
 
 function render() {
   const displayUrl = `/display/${sessionId}?token=${encodeURIComponent(state.displayToken || "")}`;
+  const joining = () => act(() => api("POST", `/api/v1/sessions/${sessionId}/joining`, { open: state.joiningOpen === false }));
+  // A new link ends every screen (or presenter page) opened with the old one, at once.
+  const rotate = (link) => {
+    if (!confirm(link === "display" ? "Replace the display link? Screens showing this session must be opened again with the new link." : "Replace the presenter link? Anyone else using the old presenter link loses access.")) return;
+    act(async () => { const r = await api("POST", `/api/v1/sessions/${sessionId}/links/rotate`, { link }); if (link === "display") state.displayToken = r.token; });
+  };
   const end = () => { if (confirm("End this session? Participants can no longer vote.")) act(() => api("POST", `/api/v1/sessions/${sessionId}/end`)); };
   sessionBox.replaceChildren(h("section", { class: "card session" },
     h("h2", {}, state.title, state.state === "ended" ? " (ended)" : ""),
     h("p", {}, "Join code ", h("strong", { class: "code" }, state.joinCode), " · ", h("strong", { id: "participants" }, `${state.participantCount || 0}`), " joined"),
     h("p", {}, "Join at ", h("a", { href: state.joinUrl }, state.joinUrl), " · ", h("a", { href: displayUrl, target: "_blank", rel: "noopener", id: "display-link" }, "Open the display"),
       " · ", h("a", { href: `/api/v1/sessions/${sessionId}/export.csv`, download: "" }, "Download results (CSV)")),
-    state.state === "active" ? h("button", { type: "button", class: "danger", onclick: end }, "End session") : null,
+    state.state === "active" ? h("div", { class: "row" },
+      h("button", { type: "button", id: "joining", onclick: joining }, state.joiningOpen === false ? "Open joining" : "Close joining"),
+      h("button", { type: "button", id: "rotate-display", onclick: () => rotate("display") }, "New display link"),
+      h("button", { type: "button", id: "rotate-presenter", onclick: () => rotate("presenter") }, "New presenter link"),
+      h("button", { type: "button", class: "danger", onclick: end }, "End session")) : null,
+    state.joiningOpen === false ? h("p", { class: "muted", id: "joining-note" }, "Joining is closed: new phones are turned away; those who joined keep voting.") : null,
     errorLine()));
   if (state.state === "active" && !composerForm) composerForm = composer();
   if (state.state !== "active" && composerForm) { composerForm.remove(); composerForm = null; }

@@ -27,8 +27,10 @@ export function applyEvent(state, e) {
     case "poll.closed":
       put(p.pollId, (x) => ({ ...x, poll: { ...x.poll, state: "closed" } }));
       if (s.openPollId === p.pollId) s.openPollId = null; break;
-    case "poll.revealed": put(p.pollId, (x) => ({ ...x, poll: { ...x.poll, revealed: true }, results: p.results })); break;
-    case "poll.results": put(p.pollId, (x) => ({ ...x, results: p })); break;
+    case "poll.revealed": put(p.pollId, (x) => ({ ...x, poll: { ...x.poll, revealed: true }, results: p.results, totalBallots: p.results.totalBallots })); break;
+    case "poll.results": put(p.pollId, (x) => ({ ...x, results: p, totalBallots: p.totalBallots })); break;
+    case "poll.ballots": put(p.pollId, (x) => ({ ...x, totalBallots: p.totalBallots })); break;
+    case "session.joining": s.joiningOpen = p.joiningOpen; break;
     case "participant.joined": s.participantCount = p.participantCount; break;
     case "session.ended": s.state = "ended"; s.openPollId = null; break;
   }
@@ -64,7 +66,7 @@ export function follow({ sessionId, actorType, token, snapshot, onState, onStatu
     socket = es;
     es.onopen = () => onStatus("live", "ok");
     es.onmessage = (m) => receive(m.data);
-    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "participant.joined", "stream.reset"])
+    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "participant.joined", "session.joining", "stream.reset"])
       es.addEventListener(t, (m) => receive(m.data));
     es.onerror = () => { es.close(); retry(); }; // our own backoff, from our own last eventId
   };

@@ -1,0 +1,232 @@
+import Foundation
+import NIOPosix
+import Synchronization
+import TallyDomain
+import TallyEventLog
+
+/// The operator password: from the configuration, or set once on first run and stored hashed.
+/// The stored hash is read at every sign-in, so `tally reset-password` takes effect at once.
+///
+/// Hashing (PBKDF2, 210,000 rounds, ~0.1 s of a core) never runs on an event loop: it runs on
+/// NIO's blocking pool, at most `maxHashing` at a time; a request over that bound is refused
+/// with 503 at once rather than queued, so a burst of sign-ins cannot stall votes.
+final class OperatorPassword: Sendable {
+    private let settings: any SettingsStore
+    private let configured: PasswordHash?
+    private let setupLock = Mutex(())
+    private let hashing = Atomic<Int>(0)
+    let maxHashing: Int
+
+    init(configured: String?, settings: any SettingsStore, maxHashing: Int = 2) throws {
+        self.settings = settings
+        self.configured = try configured.map { try PasswordHash.make(password: $0) }
+        self.maxHashing = maxHashing
+    }
+
+    private var stored: PasswordHash? {
+        (try? settings.setting("operator_password")).flatMap { $0 }.flatMap(PasswordHash.init(encoded:))
+    }
+
+    var isSet: Bool { configured != nil || stored != nil }
+
+    /// Whether the password comes from the configuration (then it cannot be changed here).
+    var isConfigured: Bool { configured != nil }
+
+    func matches(_ password: String) async throws -> Bool {
+        guard let hash = configured ?? stored else { return false }
+        return try await offLoop { hash.matches(password) }
+    }
+
+    /// First-run set-up: succeeds only while no password exists.
+    func setInitial(_ password: String) async throws -> Bool {
+        guard !isSet else { return false }
+        let new = try await offLoop { try PasswordHash.make(password: password) }
+        return try setupLock.withLock { _ in
+            guard !isSet else { return false }
+            try settings.setSetting("operator_password", to: new.encoded)
+            return true
+        }
+    }
+
+    /// Replaces the stored password (the caller has checked the current one).
+    func change(to password: String) async throws {
+        let new = try await offLoop { try PasswordHash.make(password: password) }
+        try settings.setSetting("operator_password", to: new.encoded)
+    }
+
+    private func offLoop<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        let (exchanged, running) = hashing.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
+        if !exchanged {
+            // Not the first: take a slot only while fewer than `maxHashing` are in flight.
+            var current = running
+            while true {
+                guard current < maxHashing else {
+                    throw Problem(.serviceUnavailable, "the appliance is busy checking other sign-ins; retry in a moment", headers: [.retryAfter: "1"])
+                }
+                let (done, seen) = hashing.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+                if done { break }
+                current = seen
+            }
+        }
+        defer { hashing.subtract(1, ordering: .releasing) }
+        return try await NIOThreadPool.singleton.runIfActive(work)
+    }
+}
+
+/// Which operator tokens are honoured. A password change (here or by `tally reset-password`)
+/// moves `operator_valid_from` to now: every token issued before it is refused. A sign-out
+/// revokes one token's nonce until that token would have expired anyway.
+///
+/// Both live in the settings table, so they survive restarts and reach a running server from
+/// the command line; they are re-read at most once a second, not per request.
+final class OperatorSignIns: Sendable {
+    static let validFromKey = "operator_valid_from"
+    static let revokedKey = "operator_revoked"
+
+    private let settings: any SettingsStore
+    private let cache = Mutex<Cache>(Cache())
+
+    private struct Cache {
+        var validFrom: Int64 = 0
+        /// nonce → expiry (seconds since 1970).
+        var revoked: [String: Int] = [:]
+        var readAt: ContinuousClock.Instant?
+    }
+
+    init(settings: any SettingsStore) {
+        self.settings = settings
+    }
+
+    func honours(_ facts: Credentials.Facts, now: ContinuousClock.Instant = .now) -> Bool {
+        cache.withLock { cache in
+            if cache.readAt.map({ $0.duration(to: now) > .seconds(1) }) ?? true { reload(&cache, now: now) }
+            return facts.issuedAt >= cache.validFrom && (facts.nonce.isEmpty || cache.revoked[facts.nonce] == nil)
+        }
+    }
+
+    /// Every operator token issued before now stops working.
+    func revokeAll(now: Date = Date()) throws {
+        let validFrom = Int64(now.timeIntervalSince1970 * 1000)
+        try settings.setSetting(Self.validFromKey, to: "\(validFrom)")
+        cache.withLock { $0.validFrom = validFrom }
+    }
+
+    /// One token stops working (sign-out).
+    func revoke(nonce: String, expiry: Int, now: Date = Date()) throws {
+        try cache.withLock { cache in
+            reload(&cache, now: .now)
+            let nowSeconds = Int(now.timeIntervalSince1970)
+            cache.revoked = cache.revoked.filter { $0.value > nowSeconds }
+            cache.revoked[nonce] = expiry
+            try settings.setSetting(Self.revokedKey, to: cache.revoked.map { "\($0.key):\($0.value)" }.sorted().joined(separator: ","))
+        }
+    }
+
+    private func reload(_ cache: inout Cache, now: ContinuousClock.Instant) {
+        cache.readAt = now
+        if let text = try? settings.setting(Self.validFromKey), let value = Int64(text) { cache.validFrom = value }
+        if let text = try? settings.setting(Self.revokedKey) {
+            var revoked: [String: Int] = [:]
+            for entry in text.split(separator: ",") {
+                let parts = entry.split(separator: ":")
+                if parts.count == 2, let expiry = Int(parts[1]) { revoked[String(parts[0])] = expiry }
+            }
+            cache.revoked = revoked
+        }
+    }
+}
+
+/// Failed operator sign-ins (and wrong set-up codes).
+///
+/// Per address: 5 failures are free, then each further one locks the address out for 2 s,
+/// doubling up to 15 minutes; a success clears the address. Globally: at most `globalPerMinute`
+/// failures a minute (burst 20); when that is spent, only addresses that have failed recently
+/// are refused, so an honest operator signing in from another address is never locked out by
+/// an attacker elsewhere.
+final class SignInThrottle: Sendable {
+    let allowed = 5
+    private let globalPerMinute: Double
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var addresses: [String: (failures: Int, until: ContinuousClock.Instant?, last: ContinuousClock.Instant)] = [:]
+        var globalTokens = 20.0
+        var globalAt: ContinuousClock.Instant?
+    }
+
+    init(globalPerMinute: Double = 30) {
+        self.globalPerMinute = globalPerMinute
+    }
+
+    /// Seconds to wait before `address` may try again, if it must.
+    func wait(_ address: String, now: ContinuousClock.Instant = .now) -> Int? {
+        state.withLock { state in
+            refill(&state, now: now)
+            guard let record = state.addresses[address] else { return nil }
+            if let until = record.until, until > now { return max(1, Int(now.duration(to: until).components.seconds) + 1) }
+            // Global budget spent: addresses with a failure in the last 15 minutes wait.
+            if state.globalTokens < 1, record.last.duration(to: now) < .seconds(900) {
+                return max(1, Int(((1 - state.globalTokens) * 60 / globalPerMinute).rounded(.up)))
+            }
+            return nil
+        }
+    }
+
+    func failed(_ address: String, now: ContinuousClock.Instant = .now) {
+        state.withLock { state in
+            refill(&state, now: now)
+            state.globalTokens = max(0, state.globalTokens - 1)
+            if state.addresses.count > 50_000 { state.addresses.removeAll(keepingCapacity: true) }
+            var record = state.addresses[address] ?? (0, nil, now)
+            record.failures += 1
+            record.last = now
+            if record.failures > allowed {
+                let exponent = min(record.failures - allowed - 1, 9)
+                record.until = now.advanced(by: .seconds(min(900, 2 << exponent)))
+            }
+            state.addresses[address] = record
+        }
+    }
+
+    func succeeded(_ address: String) {
+        _ = state.withLock { $0.addresses.removeValue(forKey: address) }
+    }
+
+    private func refill(_ state: inout State, now: ContinuousClock.Instant) {
+        if let at = state.globalAt {
+            let elapsed = Double(at.duration(to: now).components.seconds) + Double(at.duration(to: now).components.attoseconds) / 1e18
+            state.globalTokens = min(20, state.globalTokens + elapsed * globalPerMinute / 60)
+        }
+        state.globalAt = now
+    }
+}
+
+/// The one-time code that first-run set-up needs: printed in the log at start and shown on the
+/// box's own screen (the display page opened from the box itself), so only someone who can see
+/// the box chooses its operator password. Never shown once a password exists.
+struct SetupCode: Sendable {
+    let value: String
+
+    static func random() -> SetupCode {
+        var rng = SystemRandomNumberGenerator()
+        // Eight symbols of the join-code alphabet (no look-alikes): ~39 bits, with the sign-in
+        // throttle in front of it.
+        let symbols = (0..<8).map { _ in JoinCode.alphabet.randomElement(using: &rng)! }
+        return SetupCode(value: String(symbols[0..<4]) + "-" + String(symbols[4...]))
+    }
+
+    /// Case-insensitive, ignoring spaces and dashes; constant time in the code's length.
+    func matches(_ typed: String) -> Bool {
+        let want = Array(value.filter { $0 != "-" }.utf8)
+        let got = Array(typed.uppercased().filter { $0 != "-" && $0 != " " }.utf8)
+        var difference = want.count == got.count ? 0 : 1
+        for (a, b) in zip(want, got) { difference |= Int(a ^ b) }
+        return difference == 0
+    }
+}
+
+/// Ends every operator sign-in issued before now, from outside the server (`tally
+/// reset-password`): a running server honours it within a second.
+public func revokeOperatorSignIns(in settings: any SettingsStore, now: Date = Date()) throws {
+    try settings.setSetting(OperatorSignIns.validFromKey, to: "\(Int64(now.timeIntervalSince1970 * 1000))")
+}
