@@ -94,7 +94,7 @@ final class GuessLockout: Sendable {
             guard var record = state.records[ip] else { return nil }
             record.decay(now: now)
             state.records[ip] = record
-            if let until = record.until, until > now { return max(1, Int(now.duration(to: until).components.seconds) + 1) }
+            if let until = record.until, until > now { return max(1, Int(seconds(now.duration(to: until)).rounded(.up))) }
             if state.globalTokens < 1, record.failures >= 1 {
                 let rate = Self.globalRate(activeSessions: activeSessions)
                 return max(1, min(300, Int(((1 - state.globalTokens) / rate).rounded(.up))))

@@ -163,7 +163,7 @@ final class SignInThrottle: Sendable {
         state.withLock { state in
             refill(&state, now: now)
             guard let record = state.addresses[address] else { return nil }
-            if let until = record.until, until > now { return max(1, Int(now.duration(to: until).components.seconds) + 1) }
+            if let until = record.until, until > now { return max(1, Int(seconds(now.duration(to: until)).rounded(.up))) }
             // Global budget spent: addresses with a failure in the last 15 minutes wait.
             if state.globalTokens < 1, record.last.duration(to: now) < .seconds(900) {
                 return max(1, Int(((1 - state.globalTokens) * 60 / globalPerMinute).rounded(.up)))

@@ -162,16 +162,62 @@ def test_a_room_follows_one_session(server, browsers):
     shot(phones[0], "participant-phone.png")
     shot(presenter, "presenter.png")
 
-    # Hidden results: counts reach the display and the presenter, not the phones, until reveal.
+    # Hidden results: counts reach only the presenter until the reveal; the display shows the
+    # room what the phones see (the question, the options, how many voted).
     create_poll(presenter, "Rate the keynote", ["Great", "Fine", "Meh"], hidden=True)
     vote(phones[0], "Great")
     vote(phones[2], "Meh")
-    wait(display, lambda d: "Rate the keynote" in text(d) and bar_counts(d) == ["1 · 50%", "0 · 0%", "1 · 50%"])
+    wait(display, lambda d: "Rate the keynote" in text(d) and "2 votes" in text(d), message="display turnout")
+    assert "hidden until the presenter reveals them" in text(display)
+    assert not display.find_elements(By.CSS_SELECTOR, ".bars"), "no counts on the room's screen"
+    assert all(label in text(display) for label in ("Great", "Fine", "Meh"))
+    shot(display, "display-hidden-1080p.png")
+    wait(presenter, lambda d: "2 ballots" in text(d))
     assert "reveals them" in text(phones[1]) and not phones[1].find_elements(By.CSS_SELECTOR, ".bars")
     presenter.find_element(By.CSS_SELECTOR, "[data-action=close]").click()
     wait(presenter, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-action=reveal]"))
     presenter.find_element(By.CSS_SELECTOR, "[data-action=reveal]").click()
     wait(phones[1], lambda d: bar_counts(d) == ["1 · 50%", "0 · 0%", "1 · 50%"], message="revealed to participants")
+
+    # Closing joining: a phone scanning the QR code now is told why it cannot join.
+    presenter.find_element(By.ID, "joining").click()
+    wait(presenter, lambda d: d.find_elements(By.ID, "joining-note"))
+    late = browsers.open(phone=True)
+    link = presenter.find_element(By.CSS_SELECTOR, ".session a").get_attribute("href")
+    late.get(f"http://127.0.0.1:{server.port}/j/" + link.split("/j/", 1)[1])
+    wait(late, lambda d: "closed joining" in text(d), message="join page explains closed joining")
+
+
+def test_a_scanned_join_link_joins_at_once(server, browsers):
+    s = server.new_session("Scan me")
+    url = server.ok("GET", f"/api/v1/sessions/{s['sessionId']}", token=s["presenterToken"])["joinUrl"]
+    assert "?k=" in url
+    phone = browsers.open(phone=True)
+    phone.get(f"http://127.0.0.1:{server.port}/j/" + url.split("/j/", 1)[1])
+    wait(phone, lambda d: "/s/" in d.current_url and "live" in d.find_element(By.ID, "status").text)
+
+
+def test_first_run_set_up_with_the_code_on_the_box_screen(data_dir, browsers):
+    server = Server(data_dir, password=None).start()
+    try:
+        screen = browsers.open()
+        screen.get(f"http://127.0.0.1:{server.port}/display")  # the kiosk, on the box itself
+        code = wait(screen, lambda d: d.find_element(By.ID, "setup-code")).text
+        assert f"set-up code {code}" in server.logs()
+        shot(screen, "display-setup-1080p.png")
+        laptop = browsers.open()
+        laptop.get(f"http://127.0.0.1:{server.port}/presenter")
+        wait(laptop, lambda d: d.find_elements(By.ID, "setup-code"))
+        laptop.find_element(By.ID, "setup-code").send_keys("WRONG-CODE")
+        laptop.find_element(By.ID, "password").send_keys("venue-staff-pw\n")
+        wait(laptop, lambda d: "wrong set-up code" in text(d))
+        field = laptop.find_element(By.ID, "setup-code")
+        field.clear()
+        field.send_keys(code)
+        laptop.find_element(By.ID, "password").send_keys("venue-staff-pw\n")
+        wait(laptop, lambda d: d.find_elements(By.ID, "title"), message="signed in after set-up")
+    finally:
+        server.stop()
 
 
 def test_the_same_flow_over_the_sse_fallback(server, browsers):
