@@ -99,6 +99,11 @@ def test_first_run_set_up_is_never_done_through_a_proxy(tmp_path):
             status, body, _ = fresh.request("POST", "/api/v1/auth/setup", {"password": "a fresh password"}, headers=relayed)
             assert status == 403, (status, body)
         assert fresh.request("GET", "/api/v1/auth/status")[1]["operatorPasswordSet"] is False
+        # The one-time set-up code is for the box's own screen: a direct loopback request gets
+        # it, the same request relayed by a proxy on the box does not.
+        assert fresh.request("GET", "/api/v1/auth/setup-code")[0] == 200
+        for relayed in ({"X-Forwarded-For": "192.168.1.5"}, {"Forwarded": "for=127.0.0.1"}):
+            assert fresh.request("GET", "/api/v1/auth/setup-code", headers=relayed)[0] == 403
     finally:
         fresh.stop()
 
