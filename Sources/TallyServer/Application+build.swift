@@ -226,7 +226,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             Advertisement(
                 name: configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
                 port: port,
-                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"])
+                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"]
+                    // A kiosk must open the display over TLS when the port speaks only TLS.
+                    + (certificate == nil ? [] : ["scheme=https"]))
         }
         : nil
     if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
