@@ -234,7 +234,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
     let connections = configuration.connections
     raiseOpenFileLimit(toAtLeast: connections.maxConnections + 256, logger: logger)
-    let counter = ConnectionCounter(limits: connections)
+    let counter = ConnectionCounter(limits: connections, trustedProxies: configuration.trustedProxies)
     let webSocketResponder = webSocketRouter.buildResponder()
     let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
         http1: .init(

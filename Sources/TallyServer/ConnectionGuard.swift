@@ -37,16 +37,24 @@ final class ConnectionCounter: Sendable {
     }
     private let state = Mutex(State())
     let limits: ConnectionLimits
+    /// Trusted proxies carry many clients on one address, and the clients behind them cannot be
+    /// told apart before HTTP is read: they count only against the cap in all (the proxy caps
+    /// per client). Otherwise `flat` mode's 32 per address would be the whole hall's.
+    let trustedProxies: TrustedProxies
 
-    init(limits: ConnectionLimits) { self.limits = limits }
+    init(limits: ConnectionLimits, trustedProxies: TrustedProxies = TrustedProxies()) {
+        self.limits = limits
+        self.trustedProxies = trustedProxies
+    }
 
     enum Admission { case admitted, tooManyInAll, tooManyFromAddress }
 
     func admit(_ address: String) -> Admission {
-        state.withLock { state in
+        let proxy = trustedProxies.contains(address)
+        return state.withLock { state in
             if state.total >= limits.maxConnections { return .tooManyInAll }
             let mine = state.byAddress[address, default: 0]
-            if mine >= limits.maxConnectionsPerAddress { return .tooManyFromAddress }
+            if mine >= limits.maxConnectionsPerAddress, !proxy { return .tooManyFromAddress }
             state.total += 1
             state.byAddress[address] = mine + 1
             return .admitted

@@ -5,7 +5,9 @@ real peer, and a forwarded request is never local — even when the proxy is on 
 
 import http.client
 import json
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -115,3 +117,38 @@ def test_bad_trusted_proxies_refuse_to_start_with_the_reason(tmp_path):
             capture_output=True, timeout=30)
         output = (proc.stdout + proc.stderr).decode(errors="replace")
         assert proc.returncode != 0 and "trusted-proxies" in output and why in output, output
+
+
+def test_a_trusted_proxy_is_held_only_to_the_cap_in_all(tmp_path):
+    """The clients behind a proxy cannot be told apart before HTTP is read: a trusted proxy is not
+    held to the per-address connection cap (in flat mode, 32 would be the whole hall's)."""
+    capped = Server(str(tmp_path), extra_args=["--trusted-proxies", "127.0.0.1", "--max-connections-per-ip", "3",
+                                               "--max-connections", "12"]).start()
+    held = []
+    try:
+        def connect(source):
+            s = socket.create_connection(("127.0.0.1", capped.port), timeout=5, source_address=(source, 0))
+            held.append(s)
+            return s
+        for _ in range(6):
+            connect("127.0.0.1")
+        time.sleep(0.3)
+        probe = connect("127.0.0.1")
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 192.0.2.10\r\n\r\n")
+        assert probe.recv(4096).startswith(b"HTTP/1.1 200")
+        # Anyone else is still held to 3.
+        for _ in range(3):
+            connect("127.0.0.5")
+        time.sleep(0.3)
+        refused = connect("127.0.0.5").recv(4096).decode()
+        assert refused.startswith("HTTP/1.1 503") and "too many connections from your address" in refused, refused
+        # And the cap in all holds for the proxy too: 7 + 3 held (the refused one is gone), two places left.
+        connect("127.0.0.1")
+        connect("127.0.0.1")
+        time.sleep(0.3)
+        over = connect("127.0.0.1").recv(4096).decode()
+        assert over.startswith("HTTP/1.1 503") and "connection limit" in over, over
+    finally:
+        for s in held:
+            s.close()
+        capped.stop()
