@@ -132,7 +132,8 @@ struct APIController: Sendable {
     func logout(_ request: Request, context: TallyRequestContext) async throws -> Response {
         var revoked = 0
         for token in Access.presentedTokens(request) {
-            guard let (grant, facts) = access.credentials.inspect(token), grant == .operator, !facts.nonce.isEmpty,
+            // Only a sign-in that still works can be ended (a second logout is a 401).
+            guard access.grant(token) == .operator, let (_, facts) = access.credentials.inspect(token), !facts.nonce.isEmpty,
                 let expiry = Credentials.operatorExpiry(token)
             else { continue }
             try access.signIns.revoke(nonce: facts.nonce, expiry: expiry)

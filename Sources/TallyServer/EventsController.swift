@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
+import Synchronization
 import TallyDomain
 import TallyEventLog
 
@@ -151,10 +152,23 @@ struct EventsController: Sendable {
         let from = request.uri.queryParameters["fromEventId"].map(String.init) ?? request.headers[HTTPField.Name("Last-Event-ID")!]
         let start = try open(viewer, from: from)
         // A writer blocked on a client that stopped reading cannot notice the stream ending:
-        // closing the connection unblocks it.
+        // closing the connection unblocks it. A revoked link is cut at once; a slow client gets
+        // the time a WebSocket gets to read up to its close (then resumes with Last-Event-ID).
         let channel = context.channel
+        let finished = Flag()
+        // When the connection closes (the client hung up and a write or read noticed), the
+        // stream ends at once, releasing its place under the per-participant cap.
+        let subscription = start.subscription
+        channel.closeFuture.whenComplete { _ in subscription.end(.client) }
         start.subscription.whenEnded { reason in
-            if reason == .slowConsumer || reason == .revoked { channel.close(promise: nil) }
+            switch reason {
+            case .revoked: channel.close(promise: nil)
+            case .slowConsumer:
+                channel.eventLoop.scheduleTask(in: .seconds(10)) {
+                    if !finished.isSet { channel.close(promise: nil) }
+                }
+            case .shutdown, .client: break
+            }
         }
         let hub = self.hub
         let logger = context.logger
@@ -185,6 +199,7 @@ struct EventsController: Sendable {
             }
             logger.info("stream closed", metadata: ["transport": "sse", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
             try await writer.finish(nil)
+            finished.set()
         }
         return Response(
             status: .ok,
@@ -284,4 +299,11 @@ struct EventsController: Sendable {
         }
         logger.info("stream closed", metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
     }
+}
+
+/// A one-way flag shared between a handler and a callback.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
 }

@@ -200,9 +200,10 @@ def test_first_run_password_set_up_happens_once(data_dir):
     s = Server(data_dir, password=None).start()
     try:
         assert s.ok("GET", "/api/v1/auth/status") == {"operatorPasswordSet": False, "signedInAsOperator": False}
-        assert s.request("POST", "/api/v1/auth/setup", {"password": "short"})[0] == 400
-        assert s.request("POST", "/api/v1/auth/setup", {"password": "first password"})[0] == 200
-        assert s.request("POST", "/api/v1/auth/setup", {"password": "second password"})[0] == 409
+        code = s.ok("GET", "/api/v1/auth/setup-code")["setupCode"]  # as the box's own screen shows it
+        assert s.request("POST", "/api/v1/auth/setup", {"password": "short", "setupCode": code})[0] == 400
+        assert s.request("POST", "/api/v1/auth/setup", {"password": "first password", "setupCode": code})[0] == 200
+        assert s.request("POST", "/api/v1/auth/setup", {"password": "second password", "setupCode": code})[0] == 409
         assert s.request("POST", "/api/v1/auth/login", {"password": "first password"})[0] == 200
     finally:
         s.stop()

@@ -30,11 +30,13 @@ struct RevocationTests {
     @Test func passwordChangeAndLogoutEndOperatorSignIns() throws {
         let settings = MemorySettings()
         let signIns = OperatorSignIns(settings: settings)
-        let before = credentials.inspect(credentials.token(for: .operator, now: Date(timeIntervalSince1970: 1_000)))!.facts
+        let t0 = Date(timeIntervalSince1970: 1_000)
+        let before = credentials.inspect(credentials.token(for: .operator, now: t0), now: t0)!.facts
         #expect(signIns.honours(before))
         try signIns.revokeAll(now: Date(timeIntervalSince1970: 2_000))
         #expect(!signIns.honours(before), "issued before the change")
-        let after = credentials.inspect(credentials.token(for: .operator, now: Date(timeIntervalSince1970: 2_001)))!.facts
+        let t1 = Date(timeIntervalSince1970: 2_001)
+        let after = credentials.inspect(credentials.token(for: .operator, now: t1), now: t1)!.facts
         #expect(signIns.honours(after))
         try signIns.revoke(nonce: after.nonce, expiry: Int(Date().timeIntervalSince1970) + 60)
         #expect(!signIns.honours(after), "signed out")
