@@ -38,7 +38,9 @@ public struct DiscoveredAppliance: Sendable, Equatable, Codable {
     /// absolute path: the advertiser chooses it, and must not be able to move the URL to another
     /// host (`path=@evil.example/`).
     public var url: String {
-        let base = address.contains(":") ? "http://[\(address)]:\(port)" : "http://\(address):\(port)"
+        // An appliance that serves TLS says so (TXT `scheme=https`); anything else is plain HTTP.
+        let scheme = txt["scheme"] == "https" ? "https" : "http"
+        let base = address.contains(":") ? "\(scheme)://[\(address)]:\(port)" : "\(scheme)://\(address):\(port)"
         guard let path = txt["path"], path.hasPrefix("/"), !path.hasPrefix("//"),
             path.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) && $0 != "\\" })
         else { return base + "/" }

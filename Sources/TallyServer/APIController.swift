@@ -68,8 +68,9 @@ struct APIController: Sendable {
     struct SetupBody: Decodable { let password: String; let setupCode: String? }
 
     func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        // First-run set-up only from the local network: never from a routed, public address.
-        guard let remote = context.remoteAddress, LocalNetwork.contains(remote) else {
+        // First-run set-up only from the local network: never from a routed, public address,
+        // and never relayed by a proxy (decided by the real peer, not a forwarded address).
+        guard context.client.isOnTheLocalNetwork else {
             throw Problem(.forbidden, "the operator password can only be set from the local network")
         }
         let body = try await decode(SetupBody.self, request, context)
@@ -112,7 +113,7 @@ struct APIController: Sendable {
     /// The set-up code, for the box's own screen only: the request must come from the box
     /// itself by its real address (a forwarded request never counts as local).
     func showSetupCode(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        guard let remote = context.remoteAddress, LocalNetwork.isLoopback(remote) else {
+        guard context.client.isOnTheAppliance else {
             throw Problem(.forbidden, "the set-up code is shown only on the appliance's own screen")
         }
         guard !password.isSet, let setupCode else { throw Problem(.notFound, "set-up is done: the operator password is set") }

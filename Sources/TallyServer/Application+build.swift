@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -14,6 +15,8 @@ import UnixSignals
 /// beside it, in one service group.
 public struct TallyApplication: Sendable {
     let application: Application<RouterResponder<TallyRequestContext>>
+    /// With TLS and `http-redirect-port`: the plain-HTTP listener that sends people to https.
+    let redirect: Application<HTTPSRedirect>?
     let streams: StreamKeeper
     let advertiser: AdvertiserService?
     let systemd: SystemdService
@@ -26,8 +29,12 @@ public struct TallyApplication: Sendable {
     /// Runs until SIGTERM/SIGINT (or cancellation). Shutdown ends every open stream first, then
     /// lets the server drain, within `configuration.shutdownGrace`.
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
+        // The https redirect listener starts and stops with the server it points at.
+        let servers: [Entry] = [.init(service: application)] + (redirect.map { [Entry(service: $0)] } ?? [])
         var group = ServiceGroupConfiguration(
-            services: [.init(service: application), .init(service: systemd)]
+            services: servers
+                + [.init(service: systemd)]
                 // Withdrawn before the server stops, so nobody is sent to a box going away.
                 + (advertiser.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
                 // Last in the group, so first to hear about shutdown: streams end before the
@@ -78,6 +85,21 @@ struct StreamKeeper: Service {
 
 /// Opens the data directory, recovers every session from the event log, and builds the server.
 public func buildApplication(_ configuration: TallyConfiguration, logger: Logger) throws -> TallyApplication {
+    // First, before anything is opened or created: a certificate that cannot be used stops the start.
+    let certificate = try configuration.tlsCertificate.flatMap { path in
+        try configuration.tlsKey.map { try VenueCertificate(certificatePath: path, keyPath: $0) }
+    }
+    if let certificate {
+        let left = certificate.notValidAfter.timeIntervalSinceNow
+        if left < 14 * 24 * 3600 {
+            logger.warning(
+                left < 0 ? "the TLS certificate has expired: phones will refuse it" : "the TLS certificate expires soon",
+                metadata: ["not_valid_after": "\(certificate.notValidAfter)"])
+        }
+        if let url = configuration.publicURL, !url.lowercased().hasPrefix("https://") {
+            logger.warning("TLS is on but public-url is not https: join links and QR codes will point at plain HTTP")
+        }
+    }
     let dataDirectory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL
     do {
         try FileManager.default.createDirectory(
@@ -132,7 +154,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         credentials: Credentials(secret: secret),
         signIns: OperatorSignIns(settings: projection),
         linkGeneration: { [venue] session, link in venue.linkGeneration(session, link) },
-        secureCookies: configuration.publicURL?.lowercased().hasPrefix("https://") ?? false)
+        secureCookies: configuration.usesTLS || (configuration.publicURL?.lowercased().hasPrefix("https://") ?? false))
     try projection.apply(tail)
     log.markProjected(through: tail.last?.sequence ?? projected)
     let reach = log.reach()
@@ -154,13 +176,18 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     projectionWriter.start()
 
     let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
+    // First: every later middleware and route sees who the request is from.
+    router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
+    if !configuration.trustedProxies.isEmpty {
+        logger.info("trusted proxies may name the client", metadata: ["trusted_proxies": "\(configuration.trustedProxies)"])
+    }
     let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)
     router.add(middleware: RequestLogMiddleware(metrics: metrics))
     router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
     router.add(middleware: SameOriginMiddleware())
-    let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port)
+    let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port, scheme: certificate == nil ? "http" : "https")
     let limits = Limits(enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     // Whoever can see the box's screen or its log chooses the operator password; nobody else.
@@ -179,6 +206,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     WiFiController(wifi: configuration.wifi).addRoutes(to: router)
 
     let webSocketRouter = Router(context: TallyRequestContext.self)
+    // Streams resolve their client the same way, so no handler ever sees a relayed request as local.
+    webSocketRouter.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     // A refused upgrade falls through to the HTTP router, which answers 421.
     webSocketRouter.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
     events_.addWebSocketRoutes(to: webSocketRouter)
@@ -197,13 +226,15 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             Advertisement(
                 name: configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
                 port: port,
-                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"])
+                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"]
+                    // A kiosk must open the display over TLS when the port speaks only TLS.
+                    + (certificate == nil ? [] : ["scheme=https"]))
         }
         : nil
     if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
     let connections = configuration.connections
     raiseOpenFileLimit(toAtLeast: connections.maxConnections + 256, logger: logger)
-    let counter = ConnectionCounter(limits: connections)
+    let counter = ConnectionCounter(limits: connections, trustedProxies: configuration.trustedProxies)
     let webSocketResponder = webSocketRouter.buildResponder()
     let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
         http1: .init(
@@ -218,26 +249,58 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             autoPing: .disabled,
             // Invalid UTF-8 in a text frame closes the socket with 1007.
             validateUTF8: true))
+    let tlsPort = BoundPort(configuration.port)
     let application = Application(
         router: router,
-        // Every connection starts with the connection guard (caps, request-head deadline),
-        // then HTTP/1.1 with the WebSocket upgrade.
+        // Every connection starts with TLS (when configured), then the connection guard (caps,
+        // request-head deadline), then HTTP/1.1 with the WebSocket upgrade — so HTTP, SSE and
+        // WebSocket alike are encrypted, and the guard only ever sees decrypted bytes.
         server: HTTPServerBuilder { responder in
-            GuardedChannel(
+            let guarded = GuardedChannel(
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
-                counter: counter, metrics: metrics)
+                counter: counter, metrics: metrics, behindTLS: certificate != nil)
+            guard let certificate else { return guarded }
+            return try TLSChannel(guarded, tlsConfiguration: certificate.tlsConfiguration)
         },
         configuration: .init(address: .hostname(host, port: configuration.port), serverName: "Tally"),
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? configuration.port
+            tlsPort.set(port)
             let shownHost = host == "0.0.0.0" || host == "::" ? "localhost" : host
-            logger.info("listening", metadata: ["url": "http://\(shownHost):\(port)/", "bind": "\(host):\(port)"])
+            logger.info(
+                "listening",
+                metadata: ["url": "\(certificate == nil ? "http" : "https")://\(shownHost):\(port)/", "bind": "\(host):\(port)"])
             listening.fire(port: port)
         },
         logger: logger)
+    let redirect = configuration.httpRedirectPort.flatMap { redirectPort -> Application<HTTPSRedirect>? in
+        guard certificate != nil else { return nil }
+        return Application(
+            responder: HTTPSRedirect(publicURL: configuration.publicURL, tlsPort: tlsPort),
+            // The same guard as the main listener: caps and the request-head deadline hold here too.
+            server: HTTPServerBuilder { responder in
+                GuardedChannel(
+                    inner: HTTP1Channel(
+                        responder: responder,
+                        configuration: .init(
+                            idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000),
+                            httpDecoderConfiguration: .init(
+                                maxHeaderFieldSize: connections.maxHeadBytes, maxHeaderListSize: connections.maxHeadBytes,
+                                maxHeaderFieldCount: 100))),
+                    counter: counter, metrics: metrics)
+            },
+            configuration: .init(address: .hostname(host, port: redirectPort), serverName: "Tally"),
+            onServerRunning: { channel in
+                logger.info(
+                    "redirecting plain HTTP to https",
+                    metadata: ["bind": "\(host):\(channel.localAddress?.port ?? redirectPort)", "to_port": "\(tlsPort.value)"])
+            },
+            logger: logger)
+    }
     return TallyApplication(
         application: application,
+        redirect: redirect,
         streams: StreamKeeper(hub: hub, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
         advertiser: advertiser,
         systemd: SystemdService(

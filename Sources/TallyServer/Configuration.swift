@@ -51,6 +51,18 @@ public struct TallyConfiguration: Sendable {
     /// The Wi-Fi network the room joins, shown as a QR code on the display's idle screen.
     public var wifi: VenueWiFi?
 
+    /// TLS for venues that have a certificate: the certificate (PEM, leaf first, then any
+    /// intermediates) and its unencrypted private key (PEM). Both or neither; with them `port`
+    /// speaks only HTTPS (and WebSocket over TLS).
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// With TLS: a plain-HTTP port that answers everything with a 308 to the same path over https.
+    public var httpRedirectPort: Int?
+    /// Reverse proxies that may name the client in X-Forwarded-For / Forwarded (none by default).
+    public var trustedProxies = TrustedProxies()
+
+    public var usesTLS: Bool { tlsCertificate != nil && tlsKey != nil }
+
     /// For tests of the watchdog: while this file exists the appliance reports itself unhealthy.
     public var healthFile: String?
 

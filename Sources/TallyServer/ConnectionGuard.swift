@@ -37,16 +37,24 @@ final class ConnectionCounter: Sendable {
     }
     private let state = Mutex(State())
     let limits: ConnectionLimits
+    /// Trusted proxies carry many clients on one address, and the clients behind them cannot be
+    /// told apart before HTTP is read: they count only against the cap in all (the proxy caps
+    /// per client). Otherwise `flat` mode's 32 per address would be the whole hall's.
+    let trustedProxies: TrustedProxies
 
-    init(limits: ConnectionLimits) { self.limits = limits }
+    init(limits: ConnectionLimits, trustedProxies: TrustedProxies = TrustedProxies()) {
+        self.limits = limits
+        self.trustedProxies = trustedProxies
+    }
 
     enum Admission { case admitted, tooManyInAll, tooManyFromAddress }
 
     func admit(_ address: String) -> Admission {
-        state.withLock { state in
+        let proxy = trustedProxies.contains(address)
+        return state.withLock { state in
             if state.total >= limits.maxConnections { return .tooManyInAll }
             let mine = state.byAddress[address, default: 0]
-            if mine >= limits.maxConnectionsPerAddress { return .tooManyFromAddress }
+            if mine >= limits.maxConnectionsPerAddress, !proxy { return .tooManyFromAddress }
             state.total += 1
             state.byAddress[address] = mine + 1
             return .admitted
@@ -64,10 +72,11 @@ final class ConnectionCounter: Sendable {
     var open: Int { state.withLock { $0.total } }
 }
 
-/// The first handler of every connection, ahead of the HTTP decoder: it admits or refuses the
-/// connection (503 + Retry-After, written by hand since no HTTP machinery exists yet) and
-/// closes it (408) if the first request head has not arrived in time. Once the head's blank
-/// line has passed it only forwards bytes.
+/// The first handler of every connection after TLS decryption (if any), ahead of the HTTP
+/// decoder: it admits or refuses the connection (503 + Retry-After, written by hand since no
+/// HTTP machinery exists yet) and closes it (408) if the first request head has not arrived in
+/// time — behind TLS the deadline also covers the handshake. Once the head's blank line has
+/// passed it only forwards bytes.
 final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -86,11 +95,17 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     private var matched = 0
     private var headBytes = 0
     private var headComplete = false
+    /// Behind TLS, writes wait for the handshake: a refusal must not wait for a client that
+    /// never completes it.
+    private let behindTLS: Bool
+    /// Decrypted bytes have arrived (behind TLS: the handshake is done, an HTTP client is there).
+    private var heard = false
 
-    init(counter: ConnectionCounter, metrics: ServerMetrics, logger: Logger) {
+    init(counter: ConnectionCounter, metrics: ServerMetrics, logger: Logger, behindTLS: Bool = false) {
         self.counter = counter
         self.metrics = metrics
         self.logger = logger
+        self.behindTLS = behindTLS
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -129,6 +144,19 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func refuse(_ context: ChannelHandlerContext, status: String, retryAfter: Int?, detail: String) {
         refused = true
+        if behindTLS {
+            // Nothing decrypted yet: no HTTP client to answer (a stalled or non-TLS handshake).
+            guard heard || status.hasPrefix("503") else {
+                context.close(promise: nil)
+                return
+            }
+            // The answer is sent once the handshake completes; a client that never completes it
+            // is cut off all the same.
+            let timeout = counter.limits.headerTimeout
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(milliseconds(timeout)) * 1_000_000)) {
+                context.close(promise: nil)
+            }
+        }
         let body = #"{"type":"about:blank","title":"\#(status.dropFirst(4))","status":\#(status.prefix(3)),"detail":"\#(detail)"}"#
         var head = "HTTP/1.1 \(status)\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
         if let retryAfter { head += "Retry-After: \(retryAfter)\r\n" }
@@ -138,6 +166,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard address != nil, !refused else { return }  // refused: drop whatever it sends
+        heard = true
         if !headComplete {
             let bytes = unwrapInboundIn(data)
             let pattern = Self.endOfHead
@@ -179,15 +208,18 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
 }
 
 /// Wraps the HTTP/WebSocket child channel so that every connection starts with a
-/// `ConnectionGuardHandler`.
+/// `ConnectionGuardHandler`. With TLS, wrap this in `TLSChannel`: the TLS handler is then
+/// first and the guard second, so the guard reads decrypted bytes, and its writes (its
+/// refusals, and every WebSocket event the hub writes through its context) are encrypted.
 struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
     let counter: ConnectionCounter
     let metrics: ServerMetrics
+    var behindTLS = false
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let guardHandler = ConnectionGuardHandler(counter: counter, metrics: metrics, logger: logger)
+        let guardHandler = ConnectionGuardHandler(counter: counter, metrics: metrics, logger: logger, behindTLS: behindTLS)
         return channel.eventLoop.makeCompletedFuture {
             // Events are small writes pushed as they happen: without TCP_NODELAY, Nagle holds
             // each one back until the previous is acknowledged (tens of milliseconds).
@@ -196,7 +228,8 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
             // ~4 MB of kernel memory per connection before the server notices; this bounds it
             // and lets the slow-consumer limit act after ~256 KiB.
             try channel.syncOptions?.setOption(.socketOption(.so_sndbuf), value: ConnectionLimits.sendBufferBytes)
-            try channel.pipeline.syncOperations.addHandler(guardHandler, position: .first)
+            // Last so far: first of all without TLS, right after the TLS handler with it.
+            try channel.pipeline.syncOperations.addHandler(guardHandler, position: .last)
         }.flatMap {
             inner.setup(channel: channel, logger: logger)
         }

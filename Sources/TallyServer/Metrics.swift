@@ -95,7 +95,8 @@ final class ServerMetrics: Sendable {
     /// operator, or anything on the appliance itself (a local scraper), may read them.
     func addRoutes(to router: Router<TallyRequestContext>, access: Access) {
         router.get("metrics") { [registry] request, context in
-            if !(context.remoteAddress.map(LocalNetwork.isLoopback) ?? false) { try access.requireOperator(request) }
+            // Decided by the real peer: a request relayed by a proxy on the box is not the box.
+            if !context.client.isOnTheAppliance { try access.requireOperator(request) }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(8192)
             registry.emit(into: &bytes)

@@ -89,16 +89,18 @@ struct PagesController: Sendable {
 struct PublicURL: Sendable {
     let configured: String?
     let port: Int
+    /// "https" when the box serves TLS itself.
+    var scheme = "http"
 
     func base(for request: Request) -> String {
         if let configured { return configured.hasSuffix("/") ? String(configured.dropLast()) : configured }
         let host = request.head.authority ?? ""
         let name = host.split(separator: ":").first.map(String.init) ?? ""
         if !name.isEmpty, name != "localhost", !name.hasPrefix("127."), name != "[::1]" {
-            return "http://\(host)"
+            return "\(scheme)://\(host)"
         }
-        if let lan = Self.lanAddress() { return port == 80 ? "http://\(lan)" : "http://\(lan):\(port)" }
-        return "http://\(host.isEmpty ? "localhost:\(port)" : host)"
+        if let lan = Self.lanAddress() { return port == (scheme == "https" ? 443 : 80) ? "\(scheme)://\(lan)" : "\(scheme)://\(lan):\(port)" }
+        return "\(scheme)://\(host.isEmpty ? "localhost:\(port)" : host)"
     }
 
     /// The join link: the code people can read, and the key that makes a scanned join a link

@@ -170,8 +170,9 @@ struct Limits: Sendable {
         }
     }
 
+    /// The address a per-address budget is charged to (through a trusted proxy, the client's).
     static func ip(_ context: TallyRequestContext) -> String {
-        context.remoteAddress?.ipAddress ?? "unknown"
+        context.client.address
     }
 
     /// The session a typed join code names. Refuses an address that is locked out; a malformed

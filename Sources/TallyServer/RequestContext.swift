@@ -7,6 +7,9 @@ public struct TallyRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
+    /// Who the request is from for per-address rules (set by `ClientAddressMiddleware`; a
+    /// trusted proxy may name the client). Local-only checks use its real peer.
+    public var client: ClientAddress
     /// The connection (for /events WebSockets, written directly by the hub).
     public let channel: any Channel
 
@@ -14,6 +17,7 @@ public struct TallyRequestContext: RequestContext, WebSocketRequestContext {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.remoteAddress = source.channel.remoteAddress
+        self.client = ClientAddress(peer: source.channel.remoteAddress)
         self.channel = source.channel
     }
 

@@ -35,6 +35,10 @@ struct Settings {
         "allowed-hosts": "extra host names the box answers to, comma-separated",
         "wifi-ssid": "Wi-Fi network the room joins, shown as a QR code on the display",
         "wifi-passphrase": "that network's WPA2 passphrase (none: an open network)",
+        "tls-cert": "TLS certificate, PEM (with tls-key: serve HTTPS)",
+        "tls-key": "TLS private key, PEM",
+        "http-redirect-port": "with TLS: a plain-HTTP port that redirects to https",
+        "trusted-proxies": "CIDRs of reverse proxies that may name the client (X-Forwarded-For, Forwarded)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -183,6 +187,23 @@ struct Settings {
             }
         } else if let (v, _) = value("wifi-passphrase"), !v.isEmpty {
             throw fail("wifi-passphrase", "needs wifi-ssid (the network's name) too")
+        }
+        if let (v, _) = value("tls-cert"), !v.isEmpty { config.tlsCertificate = v }
+        if let (v, _) = value("tls-key"), !v.isEmpty { config.tlsKey = v }
+        if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
+            throw fail(config.tlsCertificate == nil ? "tls-key" : "tls-cert", "tls-cert and tls-key go together: give both PEM files, or neither")
+        }
+        if let n = try count("http-redirect-port", 0...65535) {
+            guard config.usesTLS else { throw fail("http-redirect-port", "redirects to https, so it needs tls-cert and tls-key") }
+            guard n != config.port || n == 0 else { throw fail("http-redirect-port", "must differ from port (\(config.port)), which serves https") }
+            config.httpRedirectPort = n
+        }
+        if let (v, _) = value("trusted-proxies") {
+            do {
+                config.trustedProxies = try TrustedProxies(parsing: v)
+            } catch {
+                throw fail("trusted-proxies", "\(error)")
+            }
         }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {

@@ -73,6 +73,14 @@ struct Serve: AsyncParsableCommand {
     var wifiSSID: String?
     @Option(name: .customLong("wifi-passphrase"), help: "That network's WPA2 passphrase (as in hostapd.conf); none for an open network.")
     var wifiPassphrase: String?
+    @Option(name: .customLong("tls-cert"), help: "TLS certificate (PEM, leaf first). With --tls-key the port serves HTTPS and wss only.")
+    var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "TLS private key (PEM, unencrypted).")
+    var tlsKey: String?
+    @Option(name: .customLong("http-redirect-port"), help: "With TLS: also listen for plain HTTP here and redirect (308) to https.")
+    var httpRedirectPort: String?
+    @Option(name: .customLong("trusted-proxies"), help: "Reverse proxies (CIDRs, e.g. 127.0.0.1,::1) whose X-Forwarded-For/Forwarded name the client. Default none.")
+    var trustedProxies: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -89,6 +97,8 @@ struct Serve: AsyncParsableCommand {
                 ("stream-queue-limit", streamQueueLimit), ("ping-interval", pingInterval), ("network", network),
                 ("joins-per-minute", joinsPerMinute), ("allowed-hosts", allowedHosts),
                 ("wifi-ssid", wifiSSID), ("wifi-passphrase", wifiPassphrase),
+                ("tls-cert", tlsCert), ("tls-key", tlsKey), ("http-redirect-port", httpRedirectPort),
+                ("trusted-proxies", trustedProxies),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()

@@ -129,8 +129,9 @@ class Server:
 class WSStream:
     """A WebSocket client on its own thread; received envelopes land in a queue."""
 
-    def __init__(self, url, headers=None):
+    def __init__(self, url, headers=None, ssl=None):
         self.url = url
+        self._ssl = {"ssl": ssl} if ssl is not None else {}  # wss:// with a test CA
         self.queue = queue.Queue()
         self.close_code = None
         self.error = None
@@ -155,7 +156,7 @@ class WSStream:
 
     async def _main(self):
         try:
-            async with websockets.connect(self.url, extra_headers=self._headers, max_size=2**22) as ws:
+            async with websockets.connect(self.url, extra_headers=self._headers, max_size=2**22, **self._ssl) as ws:
                 self._ws = ws
                 self.opened.set()
                 try:
@@ -203,12 +204,13 @@ class WSStream:
 class SSEStream:
     """A Server-Sent Events client on its own thread."""
 
-    def __init__(self, port, path, headers=None):
+    def __init__(self, port, path, headers=None, ssl=None):
         self.queue = queue.Queue()
         self.ended = threading.Event()
         self.comments = 0
         self.ids = []
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=ssl) if ssl is not None
+                     else http.client.HTTPConnection("127.0.0.1", port, timeout=60))
         self.conn.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
         self.response = self.conn.getresponse()
         self.status = self.response.status
