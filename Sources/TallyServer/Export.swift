@@ -2,7 +2,8 @@ import Foundation
 import TallyDomain
 
 /// Results of a session as files people take home: CSV (one row per option) or JSON (polls,
-/// counts and the anonymous ballots). Used by `tally export` and the presenter's download.
+/// counts and the ballots, each under a pseudonym — see `ParticipantPseudonyms`). Used by
+/// `tally export` and the presenter's download.
 public enum SessionExport {
     public static func csv(_ state: SessionState) -> String {
         var rows = [["session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes", "total_ballots"]]
@@ -35,6 +36,7 @@ public enum SessionExport {
             let ballots: [Ballot]
         }
         struct Ballot: Encodable {
+            /// A pseudonym, never the participant id.
             let participant: String
             let optionIds: [String]
             /// When the ballot was (last) cast, ISO 8601; absent for ballots not yet saved.
@@ -45,19 +47,25 @@ public enum SessionExport {
         let joinCode: String
         let state: SessionState.Lifecycle
         let participantCount: Int
+        /// `perPoll`: ballots of one person cannot be matched across polls; `linked`: they can.
+        let participantPseudonyms: ParticipantPseudonyms.Scope
         let polls: [PollExport]
     }
 
     /// `times`: when each ballot was last cast (`SQLiteProjection.ballotTimes`), poll → participant → ms.
-    public static func json(_ state: SessionState, times: [String: [String: Int64]] = [:]) -> Data {
+    /// `pseudonyms` is required: there is no way to write a participant id into an export.
+    public static func json(_ state: SessionState, times: [String: [String: Int64]] = [:], pseudonyms: ParticipantPseudonyms) -> Data {
         let document = Document(
             sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
-            participantCount: state.participantCount,
+            participantCount: state.participantCount, participantPseudonyms: pseudonyms.scope,
             polls: state.polls.map { poll in
                 .init(
                     poll: poll, results: state.results(of: poll.id),
                     ballots: (state.ballots[poll.id] ?? [:])
-                        .map { (participant: $0.key, options: $0.value, at: times[poll.id]?[$0.key]) }
+                        .map {
+                            (participant: pseudonyms.pseudonym(session: state.id, poll: poll.id, participant: $0.key),
+                             options: $0.value, at: times[poll.id]?[$0.key])
+                        }
                         // In the order they were cast: the room's answers over time.
                         .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
                         .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) }) })
