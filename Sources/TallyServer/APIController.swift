@@ -422,8 +422,8 @@ struct APIController: Sendable {
         try access.requirePresenter(request, of: session.id)
         let scope: ParticipantPseudonyms.Scope
         switch request.uri.queryParameters["linkParticipants"].map(String.init) {
-        case nil, "false": scope = .perPoll
-        case "true": scope = .linked
+        case nil, "false"?: scope = .perPoll
+        case "true"?: scope = .linked
         case let other?: throw Problem(.badRequest, "linkParticipants is true or false, got \"\(other.prefix(40))\"")
         }
         let pseudonyms = access.credentials.pseudonyms(scope)
