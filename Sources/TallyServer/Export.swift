@@ -59,19 +59,29 @@ public enum SessionExport {
             sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
             participantCount: state.participantCount, participantPseudonyms: pseudonyms.scope,
             polls: state.polls.map { poll in
-                .init(
+                Document.PollExport(
                     poll: poll, results: state.results(of: poll.id),
-                    ballots: (state.ballots[poll.id] ?? [:])
-                        .map {
-                            (participant: pseudonyms.pseudonym(session: state.id, poll: poll.id, participant: $0.key),
-                             options: $0.value, at: times[poll.id]?[$0.key])
-                        }
-                        // In the order they were cast: the room's answers over time.
-                        .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
-                        .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) }) })
+                    ballots: ballots(of: poll.id, in: state, times: times[poll.id] ?? [:], pseudonyms: pseudonyms))
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return (try? encoder.encode(document)) ?? Data("{}".utf8)
+    }
+
+    /// A poll's ballots in the order they were cast (the room's answers over time), each under its
+    /// pseudonym.
+    private static func ballots(
+        of poll: PollID, in state: SessionState, times: [String: Int64], pseudonyms: ParticipantPseudonyms
+    ) -> [Document.Ballot] {
+        let cast: [(participant: String, options: [OptionID], at: Int64?)] = (state.ballots[poll] ?? [:]).map { ballot in
+            (pseudonyms.pseudonym(session: state.id, poll: poll, participant: ballot.key), ballot.value, times[ballot.key])
+        }
+        return cast
+            .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
+            .map { ballot in
+                Document.Ballot(
+                    participant: ballot.participant, optionIds: ballot.options,
+                    castAt: ballot.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) })
+            }
     }
 }

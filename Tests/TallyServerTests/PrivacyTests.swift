@@ -80,9 +80,9 @@ struct DataDirectoryTests {
         let data = root + "/data"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         let outside = root + "/elsewhere.txt"
-        FileManager.default.createFile(atPath: outside, contents: Data(), attributes: [.posixPermissions: 0o644])
-        FileManager.default.createFile(atPath: data + "/tally.sqlite", contents: Data(), attributes: [.posixPermissions: 0o644])
-        FileManager.default.createFile(atPath: data + "/events.ring", contents: Data(), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: outside, contents: Data(), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: data + "/tally.sqlite", contents: Data(), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: data + "/events.ring", contents: Data(), attributes: [.posixPermissions: 0o600])
         try FileManager.default.createSymbolicLink(atPath: data + "/link", withDestinationPath: outside)
         // As an older version under umask 022 left them (chmod: whatever this process's umask is).
         for (path, mode) in [(data, 0o755), (outside, 0o644), (data + "/tally.sqlite", 0o644), (data + "/events.ring", 0o600)] {
@@ -104,6 +104,6 @@ struct DataDirectoryTests {
         defer { try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent) }
         #expect(throws: DataDirectory.Failure.self) { try DataDirectory.makePrivate(data, create: false) }
         try DataDirectory.makePrivate(data, create: true)
-        #expect(FileManager.default.attributesOfItem(atPath: data)[.posixPermissions] as? Int == 0o700)
+        #expect(try FileManager.default.attributesOfItem(atPath: data)[.posixPermissions] as? Int == 0o700)
     }
 }
