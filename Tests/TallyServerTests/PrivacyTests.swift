@@ -65,7 +65,7 @@ struct ExportPseudonymTests {
     @Test func onlyTheAppliancesSecretProducesThePseudonyms() throws {
         let state = try twoPollsOneVoter()
         let ours = try participants(SessionExport.json(state, pseudonyms: credentials.pseudonyms(.perPoll)))
-        let again = try participants(SessionExport.json(state, pseudonyms: ParticipantPseudonyms(secret: Array(repeating: 7, count: 32), scope: .perPoll)))
+        let again = try participants(SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 7, count: 32)).pseudonyms(.perPoll)))
         let other = try participants(SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 8, count: 32)).pseudonyms(.perPoll)))
         #expect(ours.byPoll == again.byPoll, "the server and `tally export` agree")
         #expect(Set(ours.byPoll.values.joined()).isDisjoint(with: Set(other.byPoll.values.joined())))
