@@ -24,7 +24,9 @@ install -d "$PKG/DEBIAN" "$PKG/usr/bin" "$PKG/lib/systemd/system" "$PKG/etc/tall
 install -m 0755 "$BIN" "$PKG/usr/bin/tally"
 strip --strip-unneeded "$PKG/usr/bin/tally"
 install -m 0644 Systemd/tally.service "$PKG/lib/systemd/system/tally.service"
-install -m 0644 Appliance/etc/tally.conf "$PKG/etc/tally/tally.conf"
+# 0640 root:root: it may hold the operator password and the Wi-Fi passphrase. Only root reads
+# it; the unit passes the service a copy (LoadCredential=).
+install -m 0640 Appliance/etc/tally.conf "$PKG/etc/tally/tally.conf"
 install -m 0644 README.md ARCHITECTURE.md "$PKG/usr/share/doc/tally/"
 install -m 0644 Systemd/tally-kiosk.service Appliance/standalone/hostapd.conf Appliance/standalone/dnsmasq.conf \
     "$PKG/usr/share/doc/tally/examples/"
@@ -53,6 +55,11 @@ echo "/etc/tally/tally.conf" > "$PKG/DEBIAN/conffiles"
 cat > "$PKG/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
+# An edited conffile from an older package is kept as it was (0644 then): it may hold the
+# operator password and the Wi-Fi passphrase, so only root may read it.
+if [ "$1" = configure ] && [ -f /etc/tally/tally.conf ]; then
+    chmod 0640 /etc/tally/tally.conf
+fi
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable tally.service >/dev/null

@@ -415,13 +415,21 @@ struct APIController: Sendable {
             status: replaced ? .ok : .created)
     }
 
-    /// The presenter's download of the results.
+    /// The presenter's download of the results. In JSON, ballots carry a pseudonym per poll
+    /// unless `?linkParticipants=true` asks for one per participant across the session.
     func export(_ request: Request, _ context: TallyRequestContext, csv: Bool) throws -> Response {
         let session = try self.session(context)
         try access.requirePresenter(request, of: session.id)
+        let scope: ParticipantPseudonyms.Scope
+        switch request.uri.queryParameters["linkParticipants"].map(String.init) {
+        case nil, "false"?: scope = .perPoll
+        case "true"?: scope = .linked
+        case let other?: throw Problem(.badRequest, "linkParticipants is true or false, got \"\(other.prefix(40))\"")
+        }
+        let pseudonyms = access.credentials.pseudonyms(scope)
         let times = csv ? [:] : ((try? projection.ballotTimes(session: session.id)) ?? [:])
         let (body, title) = session.read { state, _ in
-            (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state, times: times), state.title)
+            (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state, times: times, pseudonyms: pseudonyms), state.title)
         }
         let safe = String(title.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
         return Response(

@@ -101,11 +101,15 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         }
     }
     let dataDirectory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL
+    // The secret, the password hash and every ballot live here: private whatever the umask, and
+    // a directory left readable by an older version is repaired.
+    DataDirectory.keepNewFilesPrivate()
     do {
-        try FileManager.default.createDirectory(
-            at: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        for change in try DataDirectory.makePrivate(dataDirectory.path, create: true) {
+            logger.notice("permissions tightened in the data directory", metadata: ["path": "\(change.path)", "was": "\(DataDirectory.octal(change.was))", "now": "\(DataDirectory.octal(change.now))"])
+        }
     } catch {
-        throw StartupError("cannot create the data directory \(dataDirectory.path): \(error.localizedDescription)")
+        throw StartupError("\(error)")
     }
     let databasePath = dataDirectory.appendingPathComponent("tally.sqlite").path
     let ringPath = dataDirectory.appendingPathComponent("events.ring").path
@@ -333,19 +337,24 @@ private func applianceIdentifier(_ settings: some SettingsStore) throws -> Strin
 
 /// The appliance's signing secret: made once, kept in the data directory's database.
 private func applianceSecret(_ settings: some SettingsStore) throws -> [UInt8] {
-    if let hex = try settings.setting("secret"), hex.utf8.count == 64 {
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            guard let byte = UInt8(hex[index..<next], radix: 16) else { break }
-            bytes.append(byte)
-            index = next
-        }
-        if bytes.count == 32 { return bytes }
-    }
+    if let bytes = try storedApplianceSecret(settings) { return bytes }
     var rng = SystemRandomNumberGenerator()
     let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
     try settings.setSetting("secret", to: bytes.map { String(format: "%02x", $0) }.joined())
     return bytes
+}
+
+/// The signing secret already in the data directory, or nil: for commands that must not make one
+/// (`tally export` derives the same participant pseudonyms as the server).
+public func storedApplianceSecret(_ settings: some SettingsStore) throws -> [UInt8]? {
+    guard let hex = try settings.setting("secret"), hex.utf8.count == 64 else { return nil }
+    var bytes: [UInt8] = []
+    var index = hex.startIndex
+    while index < hex.endIndex {
+        let next = hex.index(index, offsetBy: 2)
+        guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
+        bytes.append(byte)
+        index = next
+    }
+    return bytes.count == 32 ? bytes : nil
 }

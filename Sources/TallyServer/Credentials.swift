@@ -68,6 +68,11 @@ public struct Credentials: Sendable {
         return Base64URL.encode(Array(Array(mac).prefix(bytes)))
     }
 
+    /// Export pseudonyms keyed with the same secret (see `ParticipantPseudonyms`).
+    public func pseudonyms(_ scope: ParticipantPseudonyms.Scope) -> ParticipantPseudonyms {
+        ParticipantPseudonyms(credentials: self, scope: scope)
+    }
+
     /// The grant a token carries, or nil when it is malformed, forged or expired. Revocation
     /// (password change, logout, link rotation) is checked by `Access`, which knows the state.
     public func verify(_ token: String, now: Date = Date()) -> Grant? {

@@ -2,7 +2,8 @@ import Foundation
 import TallyDomain
 
 /// Results of a session as files people take home: CSV (one row per option) or JSON (polls,
-/// counts and the anonymous ballots). Used by `tally export` and the presenter's download.
+/// counts and the ballots, each under a pseudonym — see `ParticipantPseudonyms`). Used by
+/// `tally export` and the presenter's download.
 public enum SessionExport {
     public static func csv(_ state: SessionState) -> String {
         var rows = [["session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes", "total_ballots"]]
@@ -35,6 +36,7 @@ public enum SessionExport {
             let ballots: [Ballot]
         }
         struct Ballot: Encodable {
+            /// A pseudonym, never the participant id.
             let participant: String
             let optionIds: [String]
             /// When the ballot was (last) cast, ISO 8601; absent for ballots not yet saved.
@@ -45,25 +47,41 @@ public enum SessionExport {
         let joinCode: String
         let state: SessionState.Lifecycle
         let participantCount: Int
+        /// `perPoll`: ballots of one person cannot be matched across polls; `linked`: they can.
+        let participantPseudonyms: ParticipantPseudonyms.Scope
         let polls: [PollExport]
     }
 
     /// `times`: when each ballot was last cast (`SQLiteProjection.ballotTimes`), poll → participant → ms.
-    public static func json(_ state: SessionState, times: [String: [String: Int64]] = [:]) -> Data {
+    /// `pseudonyms` is required: there is no way to write a participant id into an export.
+    public static func json(_ state: SessionState, times: [String: [String: Int64]] = [:], pseudonyms: ParticipantPseudonyms) -> Data {
         let document = Document(
             sessionId: state.id, title: state.title, joinCode: state.joinCode.value, state: state.lifecycle,
-            participantCount: state.participantCount,
+            participantCount: state.participantCount, participantPseudonyms: pseudonyms.scope,
             polls: state.polls.map { poll in
-                .init(
+                Document.PollExport(
                     poll: poll, results: state.results(of: poll.id),
-                    ballots: (state.ballots[poll.id] ?? [:])
-                        .map { (participant: $0.key, options: $0.value, at: times[poll.id]?[$0.key]) }
-                        // In the order they were cast: the room's answers over time.
-                        .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
-                        .map { .init(participant: $0.participant, optionIds: $0.options, castAt: $0.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) }) })
+                    ballots: ballots(of: poll.id, in: state, times: times[poll.id] ?? [:], pseudonyms: pseudonyms))
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return (try? encoder.encode(document)) ?? Data("{}".utf8)
+    }
+
+    /// A poll's ballots in the order they were cast (the room's answers over time), each under its
+    /// pseudonym.
+    private static func ballots(
+        of poll: PollID, in state: SessionState, times: [String: Int64], pseudonyms: ParticipantPseudonyms
+    ) -> [Document.Ballot] {
+        let cast: [(participant: String, options: [OptionID], at: Int64?)] = (state.ballots[poll] ?? [:]).map { ballot in
+            (pseudonyms.pseudonym(session: state.id, poll: poll, participant: ballot.key), ballot.value, times[ballot.key])
+        }
+        return cast
+            .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
+            .map { ballot in
+                Document.Ballot(
+                    participant: ballot.participant, optionIds: ballot.options,
+                    castAt: ballot.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) })
+            }
     }
 }

@@ -83,6 +83,7 @@ struct Serve: AsyncParsableCommand {
     var trustedProxies: String?
 
     func run() async throws {
+        DataDirectory.keepNewFilesPrivate()
         let env = ProcessInfo.processInfo.environment
         let (configuration, level): (TallyConfiguration, String)
         do {
@@ -131,6 +132,20 @@ func dataDirectory(_ option: String?, config: String?) throws -> String {
     return try settings.configuration().0.dataDirectory
 }
 
+/// For the offline commands: the files they create (SQLite's -wal/-shm) are private whatever the
+/// umask of the shell they run from, and a directory an older version left readable is repaired,
+/// as `serve` does at start.
+func keepDataPrivate(_ directory: String) throws {
+    DataDirectory.keepNewFilesPrivate()
+    do {
+        for change in try DataDirectory.makePrivate(directory, create: false) {
+            FileHandle.standardError.write(Data("notice: permissions tightened in the data directory: \(change)\n".utf8))
+        }
+    } catch {
+        throw ValidationError("\(error)")
+    }
+}
+
 /// `tally reset-password`: for staff at the console who lost the operator password.
 struct ResetPassword: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -150,6 +165,7 @@ struct ResetPassword: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
+        try keepDataPrivate(directory)
         let password: String
         if passwordStdin {
             password = readLine(strippingNewline: true) ?? ""
@@ -184,6 +200,8 @@ struct Export: ParsableCommand {
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
+    @Flag(name: .customLong("link-participants"), help: "JSON: one pseudonym per participant for the whole session, so their ballots can be matched across polls (default: a different pseudonym in each poll).")
+    var linkParticipants = false
 
     func run() throws {
         guard ["csv", "json"].contains(format) else { throw ValidationError("format must be csv or json; got \"\(format)\"") }
@@ -192,15 +210,23 @@ struct Export: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
+        try keepDataPrivate(directory)
         // The projection trails the ring by a fraction of a second while the server runs.
         let projection = try SQLiteProjection(path: path)
         let sessions = try projection.load()
         guard let found = sessions.first(where: { $0.state.id == session || $0.state.joinCode.value == session.uppercased() }) else {
             throw ValidationError("no session \"\(session)\" in \(directory); sessions: \(sessions.map { "\($0.state.id) (\($0.state.title))" }.joined(separator: ", "))")
         }
+        // The server's secret keys the pseudonyms, so this file names participants as the
+        // presenter's download does.
+        guard let secret = try storedApplianceSecret(projection) else {
+            throw ValidationError("no signing secret in \(directory): start `tally serve` with it once")
+        }
         let data = format == "csv"
             ? Data(SessionExport.csv(found.state).utf8)
-            : SessionExport.json(found.state, times: try projection.ballotTimes(session: found.state.id))
+            : SessionExport.json(
+                found.state, times: try projection.ballotTimes(session: found.state.id),
+                pseudonyms: Credentials(secret: secret).pseudonyms(linkParticipants ? .linked : .perPoll))
         if let output {
             try data.write(to: URL(fileURLWithPath: output))
             FileHandle.standardError.write(Data("Wrote \(found.state.polls.count) polls of \"\(found.state.title)\" to \(output)\n".utf8))

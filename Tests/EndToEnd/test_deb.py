@@ -37,6 +37,20 @@ def test_package_metadata_and_contents(deb):
         assert path in contents, path
 
 
+def test_only_root_and_the_service_read_the_configuration(deb):
+    # It may hold the operator password: 0640 root:root in the package, and the postinst tightens
+    # an edited copy an older package left 0644; the unit hands the service a private copy.
+    contents = subprocess.run(["dpkg-deb", "--contents", deb], capture_output=True, text=True, check=True).stdout
+    conf = next(line for line in contents.splitlines() if line.endswith(" ./etc/tally/tally.conf"))
+    assert conf.split()[:2] == ["-rw-r-----", "root/root"], conf
+    postinst = subprocess.run(["dpkg-deb", "--info", deb, "postinst"], capture_output=True, text=True, check=True).stdout
+    assert "chmod 0640 /etc/tally/tally.conf" in postinst
+    unit = subprocess.run(["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO ./lib/systemd/system/tally.service', "sh", deb],
+                          capture_output=True, text=True, check=True).stdout
+    assert "LoadCredential=tally.conf:/etc/tally/tally.conf" in unit
+    assert "--config ${CREDENTIALS_DIRECTORY}/tally.conf" in unit
+
+
 def test_the_extracted_binary_runs_alone_and_serves_everything(deb):
     with tempfile.TemporaryDirectory() as root, tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as cwd:
         subprocess.run(["dpkg", "-x", deb, root], check=True)
