@@ -56,13 +56,15 @@ struct APIController: Sendable {
         }
         let ip = Limits.ip(context)
         if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many failed sign-ins from your address") }
+        // Read before the password is checked: a change landing meanwhile makes this token stale.
+        let epoch = access.signIns.epoch
         guard body.password.utf8.count <= 256, try await password.matches(body.password) else {
             limits.signIns.failed(ip)
             context.logger.notice("operator sign-in refused", metadata: ["client": "\(ip)"])
             throw Problem(.unauthorized, "wrong password")
         }
         limits.signIns.succeeded(ip)
-        return signedIn(context)
+        return signedIn(context, epoch: epoch)
     }
 
     struct SetupBody: Decodable { let password: String; let setupCode: String? }
@@ -92,12 +94,13 @@ struct APIController: Sendable {
         guard body.password.count >= 8, body.password.utf8.count <= 256 else {
             throw Problem(.badRequest, "the operator password must have 8 to 256 characters")
         }
+        let epoch = access.signIns.epoch
         guard try await password.setInitial(body.password) else {
             throw Problem(.conflict, "the operator password is already set; sign in with POST /api/v1/auth/login")
         }
         limits.signIns.succeeded(ip)
         context.logger.notice("operator password set on first run")
-        return signedIn(context)
+        return signedIn(context, epoch: epoch)
     }
 
     struct AuthStatus: Encodable { let operatorPasswordSet: Bool; let signedInAsOperator: Bool }
@@ -120,9 +123,9 @@ struct APIController: Sendable {
         return json(SetupCodeResponse(setupCode: setupCode.value))
     }
 
-    private func signedIn(_ context: TallyRequestContext) -> Response {
+    private func signedIn(_ context: TallyRequestContext, epoch: Int64) -> Response {
         let lifetime = Int(access.credentials.operatorTokenLifetime)
-        let token = access.credentials.token(for: .operator)
+        let token = access.credentials.token(for: .operator, epoch: epoch)
         var response = json(TokenResponse(token: token, expiresIn: lifetime))
         response.headers.append(access.cookie(for: .operator, token: token, maxAge: lifetime))
         return response
@@ -139,6 +142,8 @@ struct APIController: Sendable {
             try access.signIns.revoke(nonce: facts.nonce, expiry: expiry)
             revoked += 1
         }
+        // Streams opened with the token end too.
+        hub.endOperatorStreams { !access.signIns.honours($0) }
         guard revoked > 0 else { throw Access.denied(access.grants(of: request), "only an operator sign-in can be signed out") }
         context.logger.notice("operator signed out")
         var response = Response(status: .noContent)
@@ -166,8 +171,9 @@ struct APIController: Sendable {
         }
         try await password.change(to: body.newPassword)
         try access.signIns.revokeAll()
-        context.logger.notice("operator password changed; earlier operator sign-ins revoked")
-        return signedIn(context)
+        let ended = hub.endOperatorStreams { !access.signIns.honours($0) }
+        context.logger.notice("operator password changed; earlier operator sign-ins revoked", metadata: ["streams_closed": "\(ended)"])
+        return signedIn(context, epoch: access.signIns.epoch)
     }
 
     // MARK: sessions
@@ -353,11 +359,13 @@ struct APIController: Sendable {
         let body = try await decode(JoinBody.self, request, context)
         let session: LiveSession
         if let key = body.joinKey {
-            guard let code = JoinCode(body.joinCode), let linked = venue.session(joinCode: code),
-                JoinLink.matches(key, session: linked.id, access.credentials)
-            else {
-                // A wrong key is a wrong guess, but answered the same whether the code exists or
-                // not, so this path tells a guesser nothing.
+            let linked = JoinCode(body.joinCode).flatMap { venue.session(joinCode: $0) }
+            // The key is checked (in constant time) whether or not the code names a session, so
+            // neither the answer nor its timing tells a guesser which codes exist.
+            let matches = JoinLink.matches(key, session: linked?.id ?? "-", access.credentials)
+            guard let linked, matches else {
+                // A wrong key is a wrong guess; only a right one skips the typed-code lockout.
+                try limits.checkGuesses(from: ip, in: venue)
                 limits.failedGuess(from: ip, in: venue)
                 throw Problem(.notFound, "this join link is not valid; type the code shown on the screen instead")
             }

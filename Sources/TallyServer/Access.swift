@@ -32,6 +32,19 @@ struct Access: Sendable {
 
     /// Every valid grant the request carries.
     func grants(of request: Request, queryToken: String? = nil) -> [Grant] {
+        tokens(of: request, queryToken: queryToken).compactMap(grant)
+    }
+
+    /// The operator sign-in (its epoch and nonce) the request carries, if one is honoured: a
+    /// stream opened with it ends when it is revoked.
+    func operatorSignIn(of request: Request, queryToken: String? = nil) -> Credentials.Facts? {
+        for token in tokens(of: request, queryToken: queryToken) {
+            if let (grant, facts) = credentials.inspect(token), grant == .operator, signIns.honours(facts) { return facts }
+        }
+        return nil
+    }
+
+    private func tokens(of request: Request, queryToken: String?) -> ArraySlice<String> {
         var tokens: [String] = []
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
@@ -46,7 +59,7 @@ struct Access: Sendable {
             }
         }
         if let queryToken { tokens.append(queryToken) }
-        return tokens.prefix(16).compactMap(grant)
+        return tokens.prefix(16)
     }
 
     /// The grant of one token, if it is genuine, unexpired and not revoked.

@@ -52,6 +52,8 @@ public struct TallyApplication: Sendable {
 /// Keeps the streams alive (SSE heartbeats) and ends them all on graceful shutdown.
 struct StreamKeeper: Service {
     let hub: EventHub
+    /// Operator sign-ins ended from outside (`tally reset-password`) end their streams here.
+    let signIns: OperatorSignIns
     let log: RingEventLog
     let interval: Duration
     let retention: TimeInterval
@@ -65,6 +67,7 @@ struct StreamKeeper: Service {
                 while !Task.isCancelled {
                     try await Task.sleep(for: interval)
                     hub.heartbeat()
+                    hub.endOperatorStreams { !signIns.honours($0) }
                     let reach = log.reach()
                     if reach.limitedByCapacity, !warned {
                         warned = true
@@ -305,7 +308,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     return TallyApplication(
         application: application,
         redirect: redirect,
-        streams: StreamKeeper(hub: hub, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
+        streams: StreamKeeper(hub: hub, signIns: access.signIns, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
         advertiser: advertiser,
         systemd: SystemdService(
             notifier: notifier, ready: listening, logger: logger,

@@ -31,8 +31,8 @@ public struct Credentials: Sendable {
     /// What a token says beyond its grant: when an operator token was issued and its nonce
     /// (for revocation), or which generation of a presenter/display link it belongs to.
     public struct Facts: Sendable, Equatable {
-        /// Milliseconds since 1970 (operator tokens; 0 for tokens older than this field).
-        public var issuedAt: Int64 = 0
+        /// The sign-in epoch an operator token was issued in (bumped by every password change).
+        public var epoch: Int64 = 0
         public var nonce = ""
         /// The link generation (presenter and display tokens; 0 until a link is rotated).
         public var generation = 0
@@ -41,13 +41,14 @@ public struct Credentials: Sendable {
     /// `generation`: for presenter and display tokens, the session's current link generation.
     /// Generation 0 keeps the original `pr.<session>` shape, so links issued before rotation
     /// existed still verify.
-    public func token(for grant: Grant, generation: Int = 0, now: Date = Date()) -> String {
+    /// `epoch`: for operator tokens, the current sign-in epoch (`OperatorSignIns.epoch`).
+    public func token(for grant: Grant, generation: Int = 0, epoch: Int64 = 0, now: Date = Date()) -> String {
         let body: String
         switch grant {
         case .operator:
             var rng = SystemRandomNumberGenerator()
             let nonce = IdentifierAlphabet.make(length: 12, using: &rng)
-            body = "op.\(Int64(now.timeIntervalSince1970 * 1000)).\(Int(now.timeIntervalSince1970 + operatorTokenLifetime)).\(nonce)"
+            body = "op.\(epoch).\(Int(now.timeIntervalSince1970 + operatorTokenLifetime)).\(nonce)"
         case .presenter(let s): body = generation == 0 ? "pr.\(s)" : "pr.\(s).\(generation)"
         case .display(let s): body = generation == 0 ? "di.\(s)" : "di.\(s).\(generation)"
         case .participant(let s, let p): body = "pa.\(s).\(p)"
@@ -88,12 +89,10 @@ public struct Credentials: Sendable {
         let fields = body.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         var facts = Facts()
         switch (fields.first, fields.count) {
-        case ("op", 2):
-            guard let expiry = Int(fields[1]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
-            return (.operator, facts)
+        // `op.<expiry>` (before sign-ins could be revoked) is refused: it cannot be signed out.
         case ("op", 4):
-            guard let issued = Int64(fields[1]), let expiry = Int(fields[2]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
-            facts.issuedAt = issued
+            guard let epoch = Int64(fields[1]), let expiry = Int(fields[2]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
+            facts.epoch = epoch
             facts.nonce = fields[3]
             return (.operator, facts)
         case ("pr", 2): return (.presenter(fields[1]), facts)

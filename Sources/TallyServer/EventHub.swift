@@ -74,6 +74,8 @@ final class Subscription: Sendable, Hashable {
     let participant: ParticipantID?
     /// The presenter or display link the stream was opened with (ended when it is rotated).
     let link: SessionLink?
+    /// The operator sign-in the stream was opened with (ended when it is revoked).
+    let operatorSignIn: Credentials.Facts?
     let stream: AsyncStream<StreamItem>
     private let continuation: AsyncStream<StreamItem>.Continuation
     /// Why the server ended the stream (once decided), and who to tell.
@@ -98,9 +100,10 @@ final class Subscription: Sendable, Hashable {
     let direct: DirectSink?
 
     init(
-        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil, queueLimit: Int,
-        metrics: ServerMetrics, socket: SocketWriter? = nil
+        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil,
+        operatorSignIn: Credentials.Facts? = nil, queueLimit: Int, metrics: ServerMetrics, socket: SocketWriter? = nil
     ) {
+        self.operatorSignIn = operatorSignIn
         self.id = id
         self.sessionId = sessionId
         self.role = role
@@ -274,7 +277,8 @@ final class EventHub: Sendable {
     /// the caller replays (from, that] from the log; everything after arrives on the stream.
     /// Nil when `participant` already holds `streamsPerParticipant` streams.
     func subscribe(
-        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil, socket: SocketWriter? = nil
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, link: SessionLink? = nil,
+        operatorSignIn: Credentials.Facts? = nil, socket: SocketWriter? = nil
     ) -> (Subscription, publishedThrough: UInt64)? {
         state.withLock { state in
             if let participant {
@@ -284,12 +288,20 @@ final class EventHub: Sendable {
             }
             state.nextId += 1
             let subscription = Subscription(
-                id: state.nextId, sessionId: sessionId, role: role, participant: participant, link: link, queueLimit: queueLimit,
-                metrics: metrics, socket: socket)
+                id: state.nextId, sessionId: sessionId, role: role, participant: participant, link: link,
+                operatorSignIn: operatorSignIn, queueLimit: queueLimit, metrics: metrics, socket: socket)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
             return (subscription, state.published)
         }
+    }
+
+    /// Ends every stream opened with an operator sign-in that `revoked` says has ended (logout,
+    /// password change, `tally reset-password`). Returns how many.
+    @discardableResult
+    func endOperatorStreams(_ revoked: (Credentials.Facts) -> Bool) -> Int {
+        let streams = state.withLock { $0.sessions.values.flatMap { $0.values.filter { $0.operatorSignIn.map(revoked) ?? false } } }
+        return streams.reduce(0) { $0 + ($1.end(.revoked) ? 1 : 0) }
     }
 
     /// Ends every stream of a session opened with `link` (it was rotated). Returns how many.

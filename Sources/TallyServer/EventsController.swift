@@ -38,8 +38,11 @@ struct EventsController: Sendable {
         let role: Role
         let participant: ParticipantID?
         /// The session link whose token opened this stream (nil for the operator, a participant
-        /// or a join code): rotating that link ends the stream.
+        /// or a join code), and its generation then: rotating that link ends the stream.
         var link: SessionLink? = nil
+        var linkGeneration = 0
+        /// The operator sign-in that opened it: revoking that sign-in ends the stream.
+        var operatorSignIn: Credentials.Facts? = nil
     }
 
     /// Who is asking, and for which session. Throws a precise 4xx problem.
@@ -72,6 +75,9 @@ struct EventsController: Sendable {
                 limits.failedGuess(from: ip, in: venue)
                 throw Problem(.forbidden, "that is not this session's join code")
             }
+            guard session.read({ state, _ in state.lifecycle == .active }) else {
+                throw Problem(.gone, "this session has ended; ask for the new join code")
+            }
             return Viewer(session: session, role: .display, participant: nil)
         }
         let grants = access.grants(of: request, queryToken: token)
@@ -94,7 +100,10 @@ struct EventsController: Sendable {
             grants.contains(.operator) ? nil
             : grants.contains(.presenter(session.id)) ? .presenter
             : grants.contains(.display(session.id)) ? .display : nil
-        return Viewer(session: session, role: role, participant: role == .participant ? participant : nil, link: link)
+        return Viewer(
+            session: session, role: role, participant: role == .participant ? participant : nil, link: link,
+            linkGeneration: link.map { venue.linkGeneration(session.id, $0) } ?? 0,
+            operatorSignIn: link == nil && grants.contains(.operator) ? access.operatorSignIn(of: request, queryToken: token) : nil)
     }
 
     /// An open stream: its queue, what to send first, and the last sequence already covered.
@@ -109,11 +118,22 @@ struct EventsController: Sendable {
     func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) throws -> Start {
         let session = viewer.session
         guard let (subscription, published) = hub.subscribe(
-            sessionId: session.id, role: viewer.role, participant: viewer.participant, link: viewer.link, socket: socket)
+            sessionId: session.id, role: viewer.role, participant: viewer.participant, link: viewer.link,
+            operatorSignIn: viewer.operatorSignIn, socket: socket)
         else {
             throw Problem(
                 .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",
                 headers: [.retryAfter: "5"])
+        }
+        // A rotation or sign-out between `authorize` and here found no subscription to end:
+        // look again now that this one is registered.
+        if let link = viewer.link, venue.linkGeneration(session.id, link) != viewer.linkGeneration {
+            hub.unsubscribe(subscription)
+            throw Problem(.unauthorized, "this link was replaced; ask the presenter for the new one")
+        }
+        if let signIn = viewer.operatorSignIn, !access.signIns.honours(signIn) {
+            hub.unsubscribe(subscription)
+            throw Problem(.unauthorized, "this sign-in has ended; sign in again")
         }
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {

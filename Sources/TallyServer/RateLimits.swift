@@ -50,8 +50,8 @@ final class RateLimiter: Sendable {
 /// For the appliance: wrong codes draw on one budget whose rate is set so that finding *some*
 /// live session's code by brute force takes, in expectation, more than a year:
 /// 30⁶ codes / (active sessions × 1.25 × one year) per second (README, "Threat model"). When it
-/// is spent, only addresses with outstanding failures are refused; an address that has not
-/// guessed wrong still gets its first try, so an attacker cannot lock the hall out of typing.
+/// is spent, every typed code waits until it refills (any address: an attacker may hold many);
+/// join links carry a key and never wait on it, so the room still joins by scanning.
 final class GuessLockout: Sendable {
     let allowed: Int
     static let decay: Duration = .seconds(30)
@@ -91,11 +91,14 @@ final class GuessLockout: Sendable {
     func wait(_ ip: String, activeSessions: Int, now: ContinuousClock.Instant = .now) -> Int? {
         state.withLock { state in
             refill(&state, activeSessions: activeSessions, now: now)
-            guard var record = state.records[ip] else { return nil }
-            record.decay(now: now)
-            state.records[ip] = record
-            if let until = record.until, until > now { return max(1, Int(seconds(now.duration(to: until)).rounded(.up))) }
-            if state.globalTokens < 1, record.failures >= 1 {
+            if var record = state.records[ip] {
+                record.decay(now: now)
+                state.records[ip] = record
+                if let until = record.until, until > now { return max(1, Int(seconds(now.duration(to: until)).rounded(.up))) }
+            }
+            // Spent: every typed guess waits, from any address — else an attacker with many
+            // addresses would guess past the bound. Join links (the QR code) are not guesses.
+            if state.globalTokens < 1 {
                 let rate = Self.globalRate(activeSessions: activeSessions)
                 return max(1, min(300, Int(((1 - state.globalTokens) / rate).rounded(.up))))
             }

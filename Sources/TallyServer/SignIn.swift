@@ -77,21 +77,24 @@ final class OperatorPassword: Sendable {
     }
 }
 
-/// Which operator tokens are honoured. A password change (here or by `tally reset-password`)
-/// moves `operator_valid_from` to now: every token issued before it is refused. A sign-out
-/// revokes one token's nonce until that token would have expired anyway.
+/// Which operator tokens are honoured. Every token carries the sign-in epoch it was issued in;
+/// a password change (here or by `tally reset-password`) bumps the epoch, and only tokens of the
+/// current one are honoured. A counter, not a time: a box without a battery clock may boot with
+/// its clock behind a stolen token's issue time, and a sign-in that was hashing the old password
+/// while it changed gets the old epoch. A sign-out revokes one token's nonce until that token
+/// would have expired anyway.
 ///
 /// Both live in the settings table, so they survive restarts and reach a running server from
 /// the command line; they are re-read at most once a second, not per request.
 final class OperatorSignIns: Sendable {
-    static let validFromKey = "operator_valid_from"
+    static let epochKey = "operator_epoch"
     static let revokedKey = "operator_revoked"
 
     private let settings: any SettingsStore
     private let cache = Mutex<Cache>(Cache())
 
     private struct Cache {
-        var validFrom: Int64 = 0
+        var epoch: Int64 = 0
         /// nonce → expiry (seconds since 1970).
         var revoked: [String: Int] = [:]
         var readAt: ContinuousClock.Instant?
@@ -101,18 +104,27 @@ final class OperatorSignIns: Sendable {
         self.settings = settings
     }
 
+    /// The current epoch, read from the settings now (a sign-in stamps its token with the
+    /// epoch it read before checking the password).
+    var epoch: Int64 {
+        Self.storedEpoch(settings)
+    }
+
+    static func storedEpoch(_ settings: any SettingsStore) -> Int64 {
+        (try? settings.setting(epochKey)).flatMap { $0 }.flatMap { Int64($0) } ?? 0
+    }
+
     func honours(_ facts: Credentials.Facts, now: ContinuousClock.Instant = .now) -> Bool {
         cache.withLock { cache in
             if cache.readAt.map({ $0.duration(to: now) > .seconds(1) }) ?? true { reload(&cache, now: now) }
-            return facts.issuedAt >= cache.validFrom && (facts.nonce.isEmpty || cache.revoked[facts.nonce] == nil)
+            return facts.epoch == cache.epoch && cache.revoked[facts.nonce] == nil
         }
     }
 
-    /// Every operator token issued before now stops working.
-    func revokeAll(now: Date = Date()) throws {
-        let validFrom = Int64(now.timeIntervalSince1970 * 1000)
-        try settings.setSetting(Self.validFromKey, to: "\(validFrom)")
-        cache.withLock { $0.validFrom = validFrom }
+    /// Every operator token issued so far stops working.
+    func revokeAll() throws {
+        let next = try bumpEpoch(in: settings)
+        cache.withLock { $0.epoch = next }
     }
 
     /// One token stops working (sign-out).
@@ -128,7 +140,7 @@ final class OperatorSignIns: Sendable {
 
     private func reload(_ cache: inout Cache, now: ContinuousClock.Instant) {
         cache.readAt = now
-        if let text = try? settings.setting(Self.validFromKey), let value = Int64(text) { cache.validFrom = value }
+        cache.epoch = Self.storedEpoch(settings)
         if let text = try? settings.setting(Self.revokedKey) {
             var revoked: [String: Int] = [:]
             for entry in text.split(separator: ",") {
@@ -138,6 +150,14 @@ final class OperatorSignIns: Sendable {
             cache.revoked = revoked
         }
     }
+}
+
+/// Moves the sign-in epoch on by one; returns the new epoch.
+@discardableResult
+private func bumpEpoch(in settings: any SettingsStore) throws -> Int64 {
+    let next = OperatorSignIns.storedEpoch(settings) + 1
+    try settings.setSetting(OperatorSignIns.epochKey, to: "\(next)")
+    return next
 }
 
 /// Failed operator sign-ins (and wrong set-up codes).
@@ -229,8 +249,9 @@ struct SetupCode: Sendable {
     }
 }
 
-/// Ends every operator sign-in issued before now, from outside the server (`tally
-/// reset-password`): a running server honours it within a second.
-public func revokeOperatorSignIns(in settings: any SettingsStore, now: Date = Date()) throws {
-    try settings.setSetting(OperatorSignIns.validFromKey, to: "\(Int64(now.timeIntervalSince1970 * 1000))")
+/// Ends every operator sign-in so far, from outside the server (`tally reset-password`): a
+/// running server refuses the old tokens within a second and ends their streams within a
+/// heartbeat.
+public func revokeOperatorSignIns(in settings: any SettingsStore) throws {
+    try bumpEpoch(in: settings)
 }

@@ -12,7 +12,7 @@ async function join(code) {
     localStorage.setItem("tally.session", r.sessionId);
     location.replace("/s/" + r.sessionId);
   } catch (e) {
-    key = null; // after a failed link, typing is the way in
+    if (e.status === 404) key = null; // an invalid link: typing is the way in (else retry with it)
     error.textContent = e.status === 404 ? "No session has that code. Check the screen and try again."
       : e.status === 403 ? "This session is not taking new participants right now (the presenter closed joining)."
       : e.status === 410 ? "This session has ended. Ask for the code of the current session."
