@@ -92,7 +92,11 @@ function render() {
   // A new link ends every screen (or presenter page) opened with the old one, at once.
   const rotate = (link) => {
     if (!confirm(link === "display" ? "Replace the display link? Screens showing this session must be opened again with the new link." : "Replace the presenter link? Anyone else using the old presenter link loses access.")) return;
-    act(async () => { const r = await api("POST", `/api/v1/sessions/${sessionId}/links/rotate`, { link }); if (link === "display") state.displayToken = r.token; });
+    act(async () => {
+      const r = await api("POST", `/api/v1/sessions/${sessionId}/links/rotate`, { link });
+      if (link === "display") state.displayToken = r.token;
+      else location.reload(); // this page's own stream rested on the old link; the new cookie is set
+    });
   };
   const end = () => { if (confirm("End this session? Participants can no longer vote.")) act(() => api("POST", `/api/v1/sessions/${sessionId}/end`)); };
   sessionBox.replaceChildren(h("section", { class: "card session" },
