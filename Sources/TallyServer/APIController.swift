@@ -134,7 +134,7 @@ struct APIController: Sendable {
     /// Ends this operator sign-in: its token (bearer or cookie) stops working everywhere.
     func logout(_ request: Request, context: TallyRequestContext) async throws -> Response {
         var revoked = 0
-        for token in Access.presentedTokens(request) {
+        for token in access.tokens(of: request) {
             // Only a sign-in that still works can be ended (a second logout is a 401).
             guard access.grant(token) == .operator, let (_, facts) = access.credentials.inspect(token), !facts.nonce.isEmpty,
                 let expiry = Credentials.operatorExpiry(token)

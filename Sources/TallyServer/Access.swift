@@ -44,7 +44,9 @@ struct Access: Sendable {
         return nil
     }
 
-    private func tokens(of request: Request, queryToken: String?) -> ArraySlice<String> {
+    /// The tokens a request carries (bearer first, then `tally_*` cookies, then the query's),
+    /// unverified, at most 16.
+    func tokens(of request: Request, queryToken: String? = nil) -> ArraySlice<String> {
         var tokens: [String] = []
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
@@ -82,23 +84,6 @@ struct Access: Sendable {
         }
     }
 
-    /// The tokens a request carries (bearer first, then cookies), unverified: for logout.
-    static func presentedTokens(_ request: Request) -> [String] {
-        var tokens: [String] = []
-        if let authorization = request.headers[.authorization] {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" { tokens.append(String(parts[1])) }
-        }
-        for header in request.headers[values: .cookie] {
-            for pair in header.split(separator: ";") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == operatorCookie {
-                    tokens.append(kv[1].trimmingCharacters(in: .whitespaces))
-                }
-            }
-        }
-        return tokens
-    }
 
     /// 401 when the request carries no valid credential at all, 403 when it does but not this one.
     static func denied(_ grants: [Grant], _ what: String) -> Problem {
@@ -166,9 +151,6 @@ enum JoinLink {
     }
 
     static func matches(_ key: String, session: SessionID, _ credentials: Credentials) -> Bool {
-        let want = Array(self.key(for: session, credentials).utf8), got = Array(key.utf8)
-        var difference = want.count == got.count ? 0 : 1
-        for (a, b) in zip(want, got) { difference |= Int(a ^ b) }
-        return difference == 0
+        constantTimeEqual(Array(self.key(for: session, credentials).utf8), Array(key.utf8))
     }
 }

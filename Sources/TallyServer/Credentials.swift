@@ -139,10 +139,7 @@ public struct PasswordHash: Sendable, Equatable {
         guard let rounds = Int(parts[1]), let salt = Base64URL.decode(parts[2]), let expected = Base64URL.decode(parts[3]),
             let derived = try? Self.derive(password, salt: salt, rounds: rounds)
         else { return false }
-        // Constant-time comparison: an attacker on the Wi-Fi learns nothing from response timing.
-        var difference: UInt8 = derived.count == expected.count ? 0 : 1
-        for (a, b) in zip(derived, expected) { difference |= a ^ b }
-        return difference == 0
+        return constantTimeEqual(derived, expected)
     }
 
     private static func derive(_ password: String, salt: [UInt8], rounds: Int) throws -> [UInt8] {
@@ -150,6 +147,14 @@ public struct PasswordHash: Sendable, Equatable {
             from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32, unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
     }
+}
+
+/// Compares secrets in time that depends only on their lengths: an attacker on the Wi-Fi learns
+/// nothing from response timing about how much of a guess was right.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var difference: UInt8 = a.count == b.count ? 0 : 1
+    for (x, y) in zip(a, b) { difference |= x ^ y }
+    return difference == 0
 }
 
 /// Unpadded base64url (RFC 4648 §5), on bytes: it runs for every token on every request, so

@@ -60,7 +60,19 @@ final class HostAllowlist: Sendable {
     }
 
     static func interfaceAddresses() -> Set<String> {
-        var result: Set<String> = []
+        Set(NetworkInterface.all().map(\.address))
+    }
+}
+
+/// One address of one of the box's network interfaces, in the kernel's order.
+struct NetworkInterface {
+    let address: String
+    let isIPv4: Bool
+    let isLoopback: Bool
+    let isUp: Bool
+
+    static func all() -> [NetworkInterface] {
+        var result: [NetworkInterface] = []
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0, let first = list else { return result }
         defer { freeifaddrs(list) }
@@ -69,7 +81,8 @@ final class HostAllowlist: Sendable {
             defer { cursor = entry.pointee.ifa_next }
             guard let addr = entry.pointee.ifa_addr else { continue }
             var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-            switch Int32(addr.pointee.sa_family) {
+            let family = Int32(addr.pointee.sa_family)
+            switch family {
             case AF_INET:
                 var sin = addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
                 inet_ntop(AF_INET, &sin.sin_addr, &text, socklen_t(text.count))
@@ -78,7 +91,11 @@ final class HostAllowlist: Sendable {
                 inet_ntop(AF_INET6, &sin6.sin6_addr, &text, socklen_t(text.count))
             default: continue
             }
-            result.insert(String(cString: text).lowercased())
+            let flags = entry.pointee.ifa_flags
+            result.append(
+                NetworkInterface(
+                    address: String(cString: text).lowercased(), isIPv4: family == AF_INET,
+                    isLoopback: flags & UInt32(IFF_LOOPBACK) != 0, isUp: flags & UInt32(IFF_UP) != 0))
         }
         return result
     }

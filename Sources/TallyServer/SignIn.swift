@@ -241,11 +241,7 @@ struct SetupCode: Sendable {
 
     /// Case-insensitive, ignoring spaces and dashes; constant time in the code's length.
     func matches(_ typed: String) -> Bool {
-        let want = Array(value.filter { $0 != "-" }.utf8)
-        let got = Array(typed.uppercased().filter { $0 != "-" && $0 != " " }.utf8)
-        var difference = want.count == got.count ? 0 : 1
-        for (a, b) in zip(want, got) { difference |= Int(a ^ b) }
-        return difference == 0
+        constantTimeEqual(Array(value.filter { $0 != "-" }.utf8), Array(typed.uppercased().filter { $0 != "-" && $0 != " " }.utf8))
     }
 }
 
