@@ -79,8 +79,12 @@ class Server:
 
     # -- HTTP ---------------------------------------------------------------------------
 
+    def connection(self):
+        """A new HTTP connection to the server (a TLS server's test overrides this)."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
     def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = self.connection()
         hdrs = dict(headers or {})
         data = None
         if raw is not None:

@@ -51,22 +51,8 @@ class TLSServer(Server):
         self.context = client_context(pki)
         super().__init__(data_dir, **kwargs)
 
-    def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.context)
-        hdrs = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        ctype = resp.getheader("Content-Type") or ""
-        parsed = json.loads(payload) if payload and "json" in ctype else payload.decode(errors="replace")
-        return resp.status, parsed, resp
+    def connection(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.context)
 
 
 @pytest.fixture(scope="module")
