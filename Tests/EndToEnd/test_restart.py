@@ -18,7 +18,14 @@ def test_sessions_polls_and_ballots_survive_a_restart(data_dir):
     server.ok("POST", f"/api/v1/sessions/{sid}/polls/{closed['pollId']}/close", token=presenter)
     live = server.poll(sid, presenter, options=["x", "y", "z"], open=True)
     assert server.vote(sid, live["pollId"], voters[0]["participantToken"], ["o3"])[0] == 201
-    before = server.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)
+    # The vote's coalesced poll.results follows it by a moment: snapshot once it has landed.
+    before, deadline = None, time.monotonic() + 5
+    while time.monotonic() < deadline:
+        snapshot = server.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)
+        if snapshot == before:
+            break
+        before = snapshot
+        time.sleep(0.2)
     assert server.stop() == 0
 
     again = Server(data_dir, port=server.port).start()
