@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // HTTP/1 ⇄ swift-http-types conversion for the /events upgrade path (already under Hummingbird).
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // Sessions, polls, ballots: commands in, events out. No I/O, no framework imports.
@@ -69,20 +71,43 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // HTTP API, the /events stream (WebSocket + SSE), credentials, fan-out.
+        // `/events` on SwiftNIO: the WebSocket upgrade beside HTTP, one sink per transport
+        // (WebSocket, SSE), wire formats, the replay cache, and the hub that routes durable
+        // events to sinks by session and role. Knows nothing of credentials: the server's
+        // `StreamGate` decides who may watch what.
+        .target(
+            name: "TallyRealtime",
+            dependencies: [
+                "TallyDomain",
+                "TallyEventLog",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                // SHA-1 for the WebSocket handshake's accept key.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // HTTP API, credentials, the domain's single writers; mounts /events from TallyRealtime.
         .target(
             name: "TallyServer",
             dependencies: [
                 "TallyDomain",
                 "TallyDiscovery",
                 "TallyEventLog",
+                "TallyRealtime",
                 "CQRencode",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 // TLS for venues that have a certificate (swift-nio-ssl underneath).
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,9 +115,9 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             exclude: ["Resources"],
@@ -139,6 +164,15 @@ let package = Package(
         .testTarget(name: "TallyDomainTests", dependencies: ["TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyEventLogTests", dependencies: ["TallyEventLog", "TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyServerTests", dependencies: ["TallyServer"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TallyRealtimeTests",
+            dependencies: [
+                "TallyRealtime", "TallyDomain", "TallyEventLog",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(name: "TallyDiscoveryTests", dependencies: ["TallyDiscovery"], swiftSettings: swiftSettings),
     ]
 )

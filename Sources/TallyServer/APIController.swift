@@ -5,12 +5,14 @@ import Logging
 import NIOCore
 import TallyDomain
 import TallyEventLog
+import TallyRealtime
 
 /// The REST API under `/api/v1`: commands in, acknowledgements out. Each command goes through
 /// `LiveSession.execute` (decide → log → apply) and is acknowledged only once durable.
 struct APIController: Sendable {
     let venue: Venue
     let hub: EventHub
+    let metrics: ServerMetrics
     let access: Access
     let password: OperatorPassword
     let log: any EventLog
@@ -417,7 +419,7 @@ struct APIController: Sendable {
         let body = try await decode(VoteBody.self, request, context)
         let replaced = session.read { state, _ in state.ballot(of: participant, on: pollId) != nil }
         let logged = try await run(.vote(participant: participant, poll: pollId, optionIds: body.optionIds), on: session)
-        hub.metrics.votes.increment()
+        metrics.votes.increment()
         return json(
             VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: replaced, eventId: hub.eventId(logged.last!.sequence)),
             status: replaced ? .ok : .created)

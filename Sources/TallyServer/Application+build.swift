@@ -2,13 +2,13 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
 import TallyDiscovery
 import TallyDomain
 import TallyEventLog
+import TallyRealtime
 import UnixSignals
 
 /// The whole appliance, ready to run: the HTTP/WebSocket server and the long-lived parts
@@ -66,7 +66,7 @@ struct StreamKeeper: Service {
                 var warned = false
                 while !Task.isCancelled {
                     try await Task.sleep(for: interval)
-                    hub.heartbeat()
+                    hub.keepAlive()
                     hub.endOperatorStreams { !signIns.honours($0) }
                     let reach = log.reach()
                     if reach.limitedByCapacity, !warned {
@@ -177,8 +177,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let projectionWriter = ProjectionWriter(projection: projection, ring: log, logger: logger)
 
     let metrics = ServerMetrics()
-    let hub = EventHub(
-        epoch: log.epoch, publishedThrough: log.durableSequence, queueLimit: configuration.streamQueueLimit, metrics: metrics)
+    let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, metrics: metrics.realtime)
     log.onDurable { batch in hub.publish(batch) }
     projectionWriter.start()
 
@@ -200,24 +199,17 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     // Whoever can see the box's screen or its log chooses the operator password; nobody else.
     let setupCode = password.isSet ? nil : SetupCode.random()
     APIController(
-        venue: venue, hub: hub, access: access, password: password, log: log, publicURL: publicURL, projection: projection,
+        venue: venue, hub: hub, metrics: metrics, access: access, password: password, log: log, publicURL: publicURL, projection: projection,
         limits: limits, setupCode: setupCode
     ).addRoutes(to: router)
     PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
-    let events_ = EventsController(
-        venue: venue, hub: hub, access: access, limits: limits, log: log, logger: logger, retention: configuration.retention,
-        pingInterval: configuration.pingInterval)
-    events_.addRoutes(to: router)
+    let events = EventsController(
+        venue: venue, hub: hub, access: access, limits: limits, log: log, retention: configuration.retention,
+        queueLimit: configuration.streamQueueLimit, hosts: hosts, trustedProxies: configuration.trustedProxies)
+    events.addRoutes(to: router)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
     metrics.addRoutes(to: router, access: access)
     WiFiController(wifi: configuration.wifi).addRoutes(to: router)
-
-    let webSocketRouter = Router(context: TallyRequestContext.self)
-    // Streams resolve their client the same way, so no handler ever sees a relayed request as local.
-    webSocketRouter.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
-    // A refused upgrade falls through to the HTTP router, which answers 421.
-    webSocketRouter.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
-    events_.addWebSocketRoutes(to: webSocketRouter)
 
     if let setupCode {
         logger.notice(
@@ -242,20 +234,15 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let connections = configuration.connections
     raiseOpenFileLimit(toAtLeast: connections.maxConnections + 256, logger: logger)
     let counter = ConnectionCounter(limits: connections, trustedProxies: configuration.trustedProxies)
-    let webSocketResponder = webSocketRouter.buildResponder()
-    let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+    let channelConfiguration = EventsChannel.Configuration(
         http1: .init(
             idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000),
             httpDecoderConfiguration: .init(
                 maxHeaderFieldSize: connections.maxHeadBytes, maxHeaderListSize: connections.maxHeadBytes, maxHeaderFieldCount: 100)),
-        ws: .init(
-            // Clients send nothing on /events; keep inbound frames tiny.
-            maxFrameSize: 4096,
-            // Pings are sent by the /events handler itself, straight from the event loop and
-            // with a random first delay (see EventsController); no ping task per connection.
-            autoPing: .disabled,
-            // Invalid UTF-8 in a text frame closes the socket with 1007.
-            validateUTF8: true))
+        // Pings leave each WebSocket from its own event loop, the first after a random part of
+        // the period, so phones that connected together are not pinged together.
+        pingInterval: configuration.pingInterval,
+        unwritableLimit: configuration.streamQueueLimit)
     let tlsPort = BoundPort(configuration.port)
     let application = Application(
         router: router,
@@ -264,8 +251,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         // WebSocket alike are encrypted, and the guard only ever sees decrypted bytes.
         server: HTTPServerBuilder { responder in
             let guarded = GuardedChannel(
-                inner: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                inner: EventsChannel(responder: responder, configuration: channelConfiguration, gate: events, hub: hub),
                 counter: counter, metrics: metrics, behindTLS: certificate != nil)
             guard let certificate else { return guarded }
             return try TLSChannel(guarded, tlsConfiguration: certificate.tlsConfiguration)

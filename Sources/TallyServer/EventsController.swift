@@ -1,37 +1,32 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
-import NIOWebSocket
-import ServiceLifecycle
 import Synchronization
 import TallyDomain
 import TallyEventLog
+import TallyRealtime
 
-/// `GET /events`: WebSocket (on upgrade) and Server-Sent Events (otherwise) on one path.
+/// `GET /events`: who may watch which session, and the SSE route.
 ///
-/// Both transports share one start-up (authorize → subscribe → replay or reset) and one queue
-/// per connection; they differ only in framing. Replay and live delivery use the same encoder
-/// and the same role filter.
+/// The transports live in TallyRealtime (a WebSocket is taken over on upgrade by
+/// `EventsChannel`; SSE is this route's response body). Both share one start-up here
+/// (authorize → subscribe → replay or reset), one encoder and one role filter.
 struct EventsController: Sendable {
     let venue: Venue
     let hub: EventHub
     let access: Access
     let limits: Limits
     let log: any EventLog
-    let logger: Logger
     /// How long events stay replayable (a position older than this gets `stream.reset`).
     let retention: TimeInterval
-    /// WebSocket ping period. Each connection's first ping comes after a random part of it, so
-    /// thousands of phones that connected together are not pinged in the same millisecond.
-    let pingInterval: Duration
-    var metrics: ServerMetrics { hub.metrics }
-
-    /// WebSocket close code for a client whose queue overflowed. It should reconnect with its
-    /// last `eventId`; nothing is lost.
-    static let slowConsumerCloseCode: UInt16 = 4008
+    /// Events an SSE stream may have queued before its client counts as too slow.
+    let queueLimit: Int
+    /// The names this box answers to (WebSocket upgrades naming another are not taken).
+    let hosts: HostAllowlist
+    /// Whose forwarded client addresses are believed (rate limits count against the client).
+    let trustedProxies: TrustedProxies
 
     struct Viewer {
         let session: LiveSession
@@ -106,20 +101,14 @@ struct EventsController: Sendable {
             operatorSignIn: link == nil && grants.contains(.operator) ? access.operatorSignIn(of: request, queryToken: token) : nil)
     }
 
-    /// An open stream: its queue, what to send first, and the last sequence already covered.
-    struct Start {
-        let subscription: Subscription
-        let backlog: [EncodedEvent]
-        let cursor: UInt64
-    }
-
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
-    /// no gap and (with `cursor`) no duplicate between replay and live delivery.
-    func open(_ viewer: Viewer, from: String?, socket: SocketWriter? = nil) throws -> Start {
+    /// no gap and (with the cursor) no duplicate between replay and live delivery.
+    func open(_ viewer: Viewer, from: String?, sink: any EventSink) throws -> EventHub.Start {
         let session = viewer.session
+        let credential: StreamCredential? =
+            viewer.link.map { .link($0) } ?? viewer.operatorSignIn.map { .operatorSignIn($0) }
         guard let (subscription, published) = hub.subscribe(
-            sessionId: session.id, role: viewer.role, participant: viewer.participant, link: viewer.link,
-            operatorSignIn: viewer.operatorSignIn, socket: socket)
+            sessionId: session.id, role: viewer.role, participant: viewer.participant, credential: credential, sink: sink)
         else {
             throw Problem(
                 .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",
@@ -136,33 +125,25 @@ struct EventsController: Sendable {
             throw Problem(.unauthorized, "this sign-in has ended; sign in again")
         }
         let sessionLast = session.read { _, last in last }
-        if let from, let position = EventID(from), position.epoch == hub.epoch, position.sequence <= sessionLast {
-            // Replay (from, published]; everything later arrives live on the queue.
-            // Recent events come already encoded from memory (shared by every reconnecting
-            // client); older positions are read from the ring and encoded for this client.
-            if let recent = hub.recentEvents(of: session.id, after: position.sequence, through: published, retention: retention) {
-                metrics.replays.increment()
-                let backlog = recent.filter { $0.audience.includes(viewer.role) }
-                return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
-            }
-            if let replay = log.events(of: session.id, after: position.sequence, through: published) {
-                metrics.replays.increment()
-                let backlog = replay.filter { $0.event.audience.includes(viewer.role) }.map(hub.encode)
-                return Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
-            }
+        if let from, let position = EventID(from), position.epoch == hub.wire.epoch, position.sequence <= sessionLast,
+            let backlog = hub.replay(
+                sessionId: session.id, role: viewer.role, after: position.sequence, through: published, log: log, retention: retention)
+        {
+            // Replay (from, published]; everything later arrives live.
+            return EventHub.Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
         }
         guard from != nil else {
             // No position: live events only (clients take `lastEventId` from the snapshot).
-            return Start(subscription: subscription, backlog: [], cursor: published)
+            return EventHub.Start(subscription: subscription, backlog: [], cursor: published)
         }
-        // The position cannot be served (malformed, from another ring, overwritten, expired, or
+        // The position cannot be served (malformed, from another log, overwritten, expired, or
         // ahead of the log): send the whole state instead, and continue live after it.
         let (view, last) = session.read { state, last in
             (state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last)), last)
         }
-        metrics.resets.increment()
-        let reset = hub.encodeReset(sessionId: session.id, view: view, through: last)
-        return Start(subscription: subscription, backlog: [reset], cursor: last)
+        hub.metrics.resets.increment()
+        let reset = hub.wire.encodeReset(sessionId: session.id, view: view, through: last)
+        return EventHub.Start(subscription: subscription, backlog: [reset], cursor: last)
     }
 
     // MARK: Server-Sent Events
@@ -174,21 +155,22 @@ struct EventsController: Sendable {
     func serverSentEvents(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let viewer = try authorize(request, ip: Limits.ip(context))
         if request.headers[.upgrade] != nil {
-            // The WebSocket router declined this upgrade for a reason `authorize` did not catch.
+            // The WebSocket handshake was not taken (bad version or key): say so.
             throw Problem(.badRequest, "WebSocket upgrade refused")
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init) ?? request.headers[HTTPField.Name("Last-Event-ID")!]
-        let start = try open(viewer, from: from)
+        let channel = context.channel
+        let sink = SSESink(eventLoop: channel.eventLoop, queueLimit: queueLimit, metrics: hub.metrics)
+        let start = try open(viewer, from: from, sink: sink)
         // A writer blocked on a client that stopped reading cannot notice the stream ending:
         // closing the connection unblocks it. A revoked link is cut at once; a slow client gets
         // the time a WebSocket gets to read up to its close (then resumes with Last-Event-ID).
-        let channel = context.channel
         let finished = Flag()
-        // When the connection closes (the client hung up and a write or read noticed), the
-        // stream ends at once, releasing its place under the per-participant cap.
         let subscription = start.subscription
+        // When the connection closes, the stream ends at once, releasing its place under the
+        // per-participant cap.
         channel.closeFuture.whenComplete { _ in subscription.end(.client) }
-        start.subscription.whenEnded { reason in
+        sink.whenEnded { reason in
             switch reason {
             case .revoked: channel.close(promise: nil)
             case .slowConsumer:
@@ -201,31 +183,15 @@ struct EventsController: Sendable {
         let hub = self.hub
         let logger = context.logger
         logger.info("stream opened", metadata: ["transport": "sse", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
-        let metrics = self.metrics
         let body = ResponseBody { writer in
-            let open = metrics.stream("sse", viewer.role)
+            let open = hub.metrics.streams(.sse, viewer.role)
             open.increment()
             defer {
                 open.decrement()
-                hub.unsubscribe(start.subscription)
+                hub.unsubscribe(subscription)
             }
-            var cursor = start.cursor
-            var opening = ByteBuffer(string: "retry: 1000\n\n")
-            for event in start.backlog { opening.writeImmutableBuffer(event.sse) }
-            try await writer.write(opening)
-            for await item in start.subscription.stream.cancelOnGracefulShutdown() {
-                start.subscription.consumed(item)
-                switch item {
-                case .event(let event):
-                    guard event.sequence > cursor else { continue }
-                    cursor = event.sequence
-                    try await writer.write(event.sse)
-                    metrics.delivered(event)
-                case .heartbeat:
-                    try await writer.write(ByteBuffer(string: ":\n\n"))
-                }
-            }
-            logger.info("stream closed", metadata: ["transport": "sse", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
+            try await sink.run(writer: &writer, backlog: start.backlog, cursor: start.cursor)
+            logger.info("stream closed", metadata: ["transport": "sse", "reason": "\(subscription.endReason?.rawValue ?? "client")"])
             try await writer.finish(nil)
             finished.set()
         }
@@ -237,96 +203,57 @@ struct EventsController: Sendable {
             ],
             body: body)
     }
+}
 
-    // MARK: WebSocket
+// MARK: WebSocket: the real-time module runs the socket; this decides who may watch
 
-    func addWebSocketRoutes(to router: Router<TallyRequestContext>) {
-        // Always accept the handshake: a browser cannot read the status of a refused one, but
-        // it can read a close code. Refusals close at once with 4000 + the HTTP status
-        // (4400, 4401, 4403, 4404) and the problem's detail as the reason.
-        router.ws("events") { inbound, outbound, context in
-            try await webSocket(
-                inbound: inbound, outbound: outbound, request: context.request, channel: context.requestContext.channel,
-                ip: Limits.ip(context.requestContext), logger: context.logger)
-        }
+extension EventsController: StreamGate {
+    /// DNS rebinding: a page on evil.example re-pointed at the box still says its own Host.
+    func refusesUpgrade(_ request: HTTPRequest, channel: any Channel) -> StreamRefusal? {
+        guard let authority = request.authority, !hosts.allows(authority) else { return nil }
+        let problem = HostAllowlist.refusal(authority)
+        return StreamRefusal(status: problem.status.code, reason: problem.detail)
     }
 
-    private func webSocket(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, channel: any Channel,
-        ip: String, logger: Logger
-    ) async throws {
-        let viewer: Viewer
-        let start: Start
-        let socket: SocketWriter
+    /// Always accepts the handshake: a browser cannot read the status of a refused one, but it
+    /// can read a close code. Refusals close at once with 4000 + the HTTP status (4400, 4401,
+    /// 4403, 4404, 4429) and the problem's detail as the reason.
+    func openStream(_ head: HTTPRequest, channel: any Channel, sink: any EventSink) async throws -> EventHub.Start {
+        let request = Request(head: head, body: .init(buffer: ByteBuffer()))
+        let client = ClientAddress(peer: channel.remoteAddress, headers: head.headerFields, trustedProxies: trustedProxies)
         do {
-            viewer = try authorize(request, ip: ip)
-            let from = request.uri.queryParameters["fromEventId"].map(String.init)
-            // Events are written onto the channel by the hub, from the event loop; this task only
-            // hands over the replay, reads (for pings and the close handshake) and waits for the end.
-            socket = try await SocketWriter.make(for: channel)
-            start = try open(viewer, from: from, socket: socket)
+            let viewer = try authorize(request, ip: client.address)
+            return try open(viewer, from: request.uri.queryParameters["fromEventId"].map(String.init), sink: sink)
         } catch let problem as Problem {
-            try await outbound.close(
-                .init(codeNumber: 4000 + problem.status.code), reason: String(problem.detail.utf8.prefix(120)) ?? "refused")
-            return
+            throw StreamRefusal(status: problem.status.code, reason: problem.detail)
         }
-        let metrics = self.metrics
-        let streams = metrics.stream("websocket", viewer.role)
-        streams.increment()
-        defer {
-            streams.decrement()
-            hub.unsubscribe(start.subscription)
-        }
-        logger.info("stream opened", metadata: ["transport": "websocket", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
-        let subscription = start.subscription
-        channel.eventLoop.execute {
-            let written = subscription.direct?.goLive(backlog: start.backlog, cursor: start.cursor) ?? 0
-            socket.flush()
-            metrics.deliveries.increment(by: written)
-        }
-        let period = TimeAmount.nanoseconds(milliseconds(pingInterval) * 1_000_000)
-        let pinger = channel.eventLoop.scheduleRepeatedTask(
-            initialDelay: .nanoseconds(Int64.random(in: 0..<max(period.nanoseconds, 1))), delay: period
-        ) { _ in
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), promise: nil)
-        }
-        defer { pinger.cancel() }
-        // A peer that vanished (phone out of range) never acknowledges the pings: the kernel
-        // drops the connection once sent data has gone unacknowledged this long.
-        let deadPeerMillis = Int(milliseconds(pingInterval) * 2 + 10_000)
-        try? await channel.setOption(ChannelOptions.socket(.init(IPPROTO_TCP), 18), value: .init(deadPeerMillis)).get()  // TCP_USER_TIMEOUT
-        // When the server ends the stream (slow consumer, shutdown), a short-lived task sends
-        // the close; while it runs normally this connection costs no task but this one.
-        subscription.whenEnded { reason in
-            guard reason != .client else { return }
-            Task {
-                switch reason {
-                case .slowConsumer:
-                    try? await outbound.close(
-                        .init(codeNumber: Int(Self.slowConsumerCloseCode)), reason: "too slow: reconnect with fromEventId")
-                    // The close frame sits behind what the client has not read yet. Give a
-                    // client that is slow (not gone) time to read up to it; then cut it off.
-                    try? await Task.sleep(for: .seconds(10))
-                    channel.close(promise: nil)
-                case .shutdown:
-                    try? await outbound.close(.goingAway, reason: "server shutting down")
-                case .revoked:
-                    try? await outbound.close(.init(codeNumber: 4401), reason: "this link was replaced; ask the presenter for the new one")
-                case .client:
-                    break
-                }
-            }
-        }
-        // Keep reading: pings, pongs and the close handshake are only processed while someone
-        // iterates `inbound`. The stream is receive-only: a client that sends a message is not
-        // speaking this protocol and is closed with 1008.
-        for try await frame in inbound {
-            logger.debug("closing a stream whose client sent a \(frame.opcode) message")
-            try await outbound.close(.policyViolation, reason: "this stream is receive-only: send nothing")
-            break
-        }
-        logger.info("stream closed", metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason.map { "\($0)" } ?? "client")"])
     }
+}
+
+/// What a stream was opened with, kept on its subscription: when that credential is withdrawn
+/// (a link rotated, an operator signed out) the streams resting on it end.
+enum StreamCredential: Sendable, Equatable {
+    case link(SessionLink)
+    case operatorSignIn(Credentials.Facts)
+}
+
+extension EventHub {
+    /// Ends every stream opened with an operator sign-in that `revoked` says has ended (logout,
+    /// password change, `tally reset-password`). Returns how many.
+    @discardableResult
+    func endOperatorStreams(_ revoked: (Credentials.Facts) -> Bool) -> Int {
+        end(.revoked) {
+            guard case .operatorSignIn(let facts) = $0.credential as? StreamCredential else { return false }
+            return revoked(facts)
+        }
+    }
+
+    /// Ends every stream of a session opened with `link` (it was rotated). Returns how many.
+    func revoke(sessionId: SessionID, link: SessionLink) -> Int {
+        end(.revoked, sessionId: sessionId) { ($0.credential as? StreamCredential) == .link(link) }
+    }
+
+    func eventId(_ sequence: UInt64) -> String { wire.eventId(sequence) }
 }
 
 /// A one-way flag shared between a handler and a callback.

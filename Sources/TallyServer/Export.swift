@@ -1,5 +1,6 @@
 import Foundation
 import TallyDomain
+import TallyRealtime
 
 /// Results of a session as files people take home: CSV (one row per option) or JSON (polls,
 /// counts and the ballots, each under a pseudonym — see `ParticipantPseudonyms`). Used by
@@ -81,7 +82,7 @@ public enum SessionExport {
             .map { ballot in
                 Document.Ballot(
                     participant: ballot.participant, optionIds: ballot.options,
-                    castAt: ballot.at.map { EventHub.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) })
+                    castAt: ballot.at.map { WireFormat.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) })
             }
     }
 }

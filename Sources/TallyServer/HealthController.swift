@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import TallyEventLog
+import TallyRealtime
 
 /// `/healthz` (the process answers) and `/readyz` (the log is writable; accepting commands),
 /// and the API contract at `/api/v1/openapi.yaml`.

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import Prometheus
 import TallyDomain
+import TallyRealtime
 
 /// The appliance's instruments, exposed at `GET /metrics` in Prometheus text format.
 ///
@@ -17,32 +18,21 @@ final class ServerMetrics: Sendable {
     let refusedConnections: CoreMetrics.Counter
     let headerTimeouts: CoreMetrics.Counter
     let oversizedHeads: CoreMetrics.Counter
-    /// Open event streams by transport and role.
-    private let streams: [String: Meter]
-    let eventsPublished: CoreMetrics.Counter
-    let deliveries: CoreMetrics.Counter
-    /// Events waiting in stream queues, across all streams.
-    let queued: Meter
-    let slowConsumers: CoreMetrics.Counter
-    let replays: CoreMetrics.Counter
-    let resets: CoreMetrics.Counter
+    /// Streams, deliveries, replays: the real-time module's own instruments, in this registry.
+    let realtime: RealtimeMetrics
     let votes: CoreMetrics.Counter
     /// HTTP responses by status class; 429s (rate limits, guess lockout) on their own too.
     private let responses: [CoreMetrics.Counter]
     let rateLimited: CoreMetrics.Counter
-    /// From an event's publication (durable, handed to fan-out) to its write on a socket.
-    let deliveryLatency: CoreMetrics.Timer
-    /// How long one event loop spends writing one batch to all its connections.
-    let fanoutBatch: CoreMetrics.Timer
 
     init() {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets["tally_fanout_batch_seconds"] = [
+        factory.durationHistogramBuckets[RealtimeMetrics.fanoutBatchLabel] = [
             .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
             .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
         ]
-        factory.durationHistogramBuckets["tally_delivery_latency_seconds"] = [
+        factory.durationHistogramBuckets[RealtimeMetrics.deliveryLatencyLabel] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .seconds(5),
@@ -52,25 +42,10 @@ final class ServerMetrics: Sendable {
         refusedConnections = Counter(label: "tally_connections_refused_total", factory: factory)
         headerTimeouts = Counter(label: "tally_connections_header_timeouts_total", factory: factory)
         oversizedHeads = Counter(label: "tally_connections_oversized_heads_total", factory: factory)
-        var streams: [String: Meter] = [:]
-        for transport in ["websocket", "sse"] {
-            for role in Role.allCases {
-                streams["\(transport)/\(role.rawValue)"] = Meter(
-                    label: "tally_streams_open", dimensions: [("transport", transport), ("role", role.rawValue)], factory: factory)
-            }
-        }
-        self.streams = streams
-        eventsPublished = Counter(label: "tally_events_published_total", factory: factory)
-        deliveries = Counter(label: "tally_deliveries_total", factory: factory)
-        queued = Meter(label: "tally_stream_queue_depth", factory: factory)
-        slowConsumers = Counter(label: "tally_slow_consumer_disconnects_total", factory: factory)
-        replays = Counter(label: "tally_stream_replays_total", factory: factory)
-        resets = Counter(label: "tally_stream_resets_total", factory: factory)
+        realtime = RealtimeMetrics(factory: factory)
         votes = Counter(label: "tally_votes_accepted_total", factory: factory)
         responses = (1...5).map { Counter(label: "tally_http_responses_total", dimensions: [("class", "\($0)xx")], factory: factory) }
         rateLimited = Counter(label: "tally_http_rate_limited_total", factory: factory)
-        deliveryLatency = Timer(label: "tally_delivery_latency_seconds", factory: factory)
-        fanoutBatch = Timer(label: "tally_fanout_batch_seconds", factory: factory)
     }
 
     func responded(_ status: Int) {
@@ -80,16 +55,6 @@ final class ServerMetrics: Sendable {
 
     func connectionOpened() { connections.increment() }
     func connectionClosed() { connections.decrement() }
-
-    func stream(_ transport: String, _ role: Role) -> Meter {
-        streams["\(transport)/\(role.rawValue)"]!
-    }
-
-    /// A delivery written to a socket: count it and time it from publication.
-    func delivered(_ event: EncodedEvent) {
-        deliveries.increment()
-        deliveryLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- event.publishedAt))
-    }
 
     /// Counts only, no secrets; still, a hall full of strangers need not watch the load: the
     /// operator, or anything on the appliance itself (a local scraper), may read them.

@@ -1,21 +1,18 @@
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 
-/// The request context for both the HTTP and the WebSocket router.
-public struct TallyRequestContext: RequestContext, WebSocketRequestContext {
+/// The request context of every HTTP route.
+public struct TallyRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
     /// Who the request is from for per-address rules (set by `ClientAddressMiddleware`; a
     /// trusted proxy may name the client). Local-only checks use its real peer.
     public var client: ClientAddress
-    /// The connection (for /events WebSockets, written directly by the hub).
+    /// The connection (an SSE stream closes it when the server ends the stream).
     public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
         self.remoteAddress = source.channel.remoteAddress
         self.client = ClientAddress(peer: source.channel.remoteAddress)
         self.channel = source.channel

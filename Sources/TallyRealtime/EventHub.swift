@@ -1,0 +1,241 @@
+import Dispatch
+import Foundation
+import NIOCore
+import Synchronization
+import TallyDomain
+import TallyEventLog
+
+/// One open stream as the hub knows it: whose it is, and where its events go.
+public final class Subscription: Sendable, Hashable {
+    public static func == (a: Subscription, b: Subscription) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    let id: Int
+    public let sessionId: SessionID
+    public let role: Role
+    /// The participant whose stream this is (for the per-participant cap).
+    public let participant: ParticipantID?
+    /// What the stream was opened with, opaque to the hub: the server ends streams by it when
+    /// that credential is withdrawn (`EventHub.end(where:)`).
+    public let credential: (any Sendable)?
+    public let sink: any EventSink
+    private let reason = Mutex<StreamEnd?>(nil)
+
+    init(id: Int, sessionId: SessionID, role: Role, participant: ParticipantID?, credential: (any Sendable)?, sink: any EventSink) {
+        self.id = id
+        self.sessionId = sessionId
+        self.role = role
+        self.participant = participant
+        self.credential = credential
+        self.sink = sink
+    }
+
+    /// Why the stream ended, if it has.
+    public var endReason: StreamEnd? { reason.withLock { $0 } }
+
+    /// Ends the stream; the first call decides why and tells the sink. True if this call did.
+    @discardableResult
+    public func end(_ why: StreamEnd) -> Bool {
+        let first = reason.withLock { reason in
+            guard reason == nil else { return false }
+            reason = why
+            return true
+        }
+        if first { sink.close(why) }
+        return first
+    }
+}
+
+/// Routes durable events to the open streams of their session, by role. It only routes:
+/// encoding is `WireFormat`'s, replay is `ReplayCache`'s, writing is each `EventSink`'s.
+///
+/// Batches arrive from the log's commit path and are encoded on the hub's own serial queue,
+/// so fan-out never delays the next group commit, and order is kept end to end.
+public final class EventHub: Sendable {
+    public let wire: WireFormat
+    public let metrics: RealtimeMetrics
+    public let replayCache: ReplayCache
+    private let state: Mutex<State>
+    private let queue = DispatchQueue(label: "tally.fanout")
+
+    private struct State {
+        var sessions: [SessionID: [Int: Subscription]] = [:]
+        /// Open streams per "session/participant".
+        var perParticipant: [String: Int] = [:]
+        var nextId = 0
+        /// Highest sequence handed to subscribers; everything up to it is durable.
+        var published: UInt64
+        var count = 0
+    }
+
+    /// One participant may hold this many streams at once (a phone has one; a few tabs are
+    /// fine; a script opening hundreds on one identity is not).
+    public static let streamsPerParticipant = 4
+
+    public init(epoch: String, publishedThrough: UInt64, metrics: RealtimeMetrics) {
+        self.wire = WireFormat(epoch: epoch)
+        self.metrics = metrics
+        self.replayCache = ReplayCache(firstLive: publishedThrough + 1)
+        self.state = Mutex(State(published: publishedThrough))
+    }
+
+    /// Registers a stream. Returns the sequence up to which events were already published: the
+    /// caller replays (from, that] itself; everything after it reaches the sink. Nil when
+    /// `participant` already holds `streamsPerParticipant` streams.
+    public func subscribe(
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, credential: (any Sendable)? = nil,
+        sink: any EventSink
+    ) -> (Subscription, publishedThrough: UInt64)? {
+        state.withLock { state in
+            if let participant {
+                let key = sessionId + "/" + participant
+                guard state.perParticipant[key, default: 0] < Self.streamsPerParticipant else { return nil }
+                state.perParticipant[key, default: 0] += 1
+            }
+            state.nextId += 1
+            let subscription = Subscription(
+                id: state.nextId, sessionId: sessionId, role: role, participant: participant, credential: credential, sink: sink)
+            state.sessions[sessionId, default: [:]][subscription.id] = subscription
+            state.count += 1
+            return (subscription, state.published)
+        }
+    }
+
+    /// Forgets a stream whose connection has gone (ending it first if nothing else did).
+    public func unsubscribe(_ subscription: Subscription) {
+        subscription.end(.client)
+        state.withLock { state in
+            if state.sessions[subscription.sessionId]?.removeValue(forKey: subscription.id) != nil {
+                state.count -= 1
+                if let participant = subscription.participant {
+                    let key = subscription.sessionId + "/" + participant
+                    state.perParticipant[key, default: 1] -= 1
+                    if state.perParticipant[key] == 0 { state.perParticipant[key] = nil }
+                }
+            }
+            if state.sessions[subscription.sessionId]?.isEmpty == true {
+                state.sessions[subscription.sessionId] = nil
+            }
+        }
+    }
+
+    /// Ends every stream (of `sessionId`, or of all sessions) that `matches` picks, with
+    /// `reason`. Returns how many were ended now.
+    @discardableResult
+    public func end(
+        _ reason: StreamEnd = .revoked, sessionId: SessionID? = nil, where matches: (Subscription) -> Bool = { _ in true }
+    ) -> Int {
+        let streams = state.withLock { state in
+            if let sessionId { return state.sessions[sessionId].map { Array($0.values) } ?? [] }
+            return state.sessions.values.flatMap(\.values)
+        }.filter(matches)
+        return streams.reduce(0) { $0 + ($1.end(reason) ? 1 : 0) }
+    }
+
+    public var connectionCount: Int { state.withLock { $0.count } }
+
+    /// Called by the event log, in order, once per durable batch (on its commit path: this
+    /// only hands the batch to the fan-out queue).
+    public func publish(_ batch: [LoggedEvent]) {
+        queue.async { self.route(batch) }
+    }
+
+    /// Waits until every batch handed to `publish` so far has been routed (tests, shutdown).
+    public func settle() {
+        queue.sync {}
+    }
+
+    private func route(_ batch: [LoggedEvent]) {
+        guard let last = batch.last else { return }
+        metrics.eventsPublished.increment(by: Int64(batch.count))
+        // Encode once per event; the buffers are shared by all receivers. Ballots go to nobody:
+        // no encoding is spent on them.
+        let encoded = batch.compactMap { $0.event.audience.isEmpty ? nil : ($0.sessionId, wire.encode($0)) }
+        // The cache first: a stream that subscribes once `published` has moved must find every
+        // event up to it there (or go to the log).
+        replayCache.record(encoded)
+        let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
+            state.published = last.sequence
+            return encoded.compactMap { sessionId, event in
+                guard let subscribers = state.sessions[sessionId] else { return nil }
+                return (event, subscribers.values.filter { event.audience.includes($0.role) })
+            }
+        }
+        // Grouped by event loop: one hop per loop per batch, every event handed to every sink
+        // there, each sink writing and flushing once.
+        var byLoop: [ObjectIdentifier: (any EventLoop, [Subscription: [EncodedEvent]])] = [:]
+        for (event, subscribers) in targets {
+            for subscriber in subscribers {
+                let loop = subscriber.sink.eventLoop
+                byLoop[ObjectIdentifier(loop), default: (loop, [:])].1[subscriber, default: []].append(event)
+            }
+        }
+        for (loop, work) in byLoop.values {
+            let metrics = self.metrics
+            loop.execute {
+                let start = DispatchTime.now().uptimeNanoseconds
+                var written = 0
+                for (subscriber, events) in work {
+                    let delivery = subscriber.sink.deliver(events)
+                    written += delivery.written
+                    if delivery.tooSlow { self.endSlow(subscriber) }
+                }
+                let end = DispatchTime.now().uptimeNanoseconds
+                metrics.fanoutBatch.recordNanoseconds(Int64(end &- start))
+                if let first = work.first?.value.first {
+                    metrics.delivered(written, oldestPublishedAt: first.publishedAt, now: end)
+                }
+            }
+        }
+    }
+
+    /// Ends a stream whose client is not keeping up (counted once, whoever noticed).
+    func endSlow(_ subscription: Subscription) {
+        if subscription.end(.slowConsumer) { metrics.slowConsumers.increment() }
+    }
+
+    /// The keeper's tick: SSE keep-alives, and the time bound on SSE streams (WebSocket streams
+    /// are pinged and bounded on their own event loop).
+    public func keepAlive(stallLimit: Duration = .seconds(30)) {
+        let all = state.withLock { $0.sessions.values.flatMap(\.values) }
+        for subscriber in all where subscriber.sink.keepAlive(stallLimit: stallLimit).tooSlow {
+            endSlow(subscriber)
+        }
+    }
+
+    /// Ends every stream (graceful shutdown).
+    public func endAll() {
+        end(.shutdown)
+    }
+
+    /// A stream's starting point: what to send first and the sequence it covers.
+    public struct Start: Sendable {
+        public let subscription: Subscription
+        public let backlog: [EncodedEvent]
+        public let cursor: UInt64
+        public init(subscription: Subscription, backlog: [EncodedEvent], cursor: UInt64) {
+            self.subscription = subscription
+            self.backlog = backlog
+            self.cursor = cursor
+        }
+    }
+
+    /// Replay for a stream subscribed at `published` that has seen up to `position`: the
+    /// session's events in (position, published] for `role`, from memory or else from `log`;
+    /// nil when they cannot all be served (the caller then sends `stream.reset`).
+    public func replay(
+        sessionId: SessionID, role: Role, after position: UInt64, through published: UInt64, log: any EventLog,
+        retention: TimeInterval
+    ) -> [EncodedEvent]? {
+        let notBefore = Date(timeIntervalSinceNow: -retention)
+        if let recent = replayCache.events(of: sessionId, after: position, through: published, notBefore: notBefore) {
+            metrics.replays.increment()
+            return recent.filter { $0.audience.includes(role) }
+        }
+        if let older = log.events(of: sessionId, after: position, through: published) {
+            metrics.replays.increment()
+            return older.filter { $0.event.audience.includes(role) }.map(wire.encode)
+        }
+        return nil
+    }
+}
