@@ -1,0 +1,226 @@
+import CoreMetrics
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Synchronization
+import TallyDomain
+@testable import TallyEventLog
+import Testing
+
+@testable import TallyRealtime
+
+/// A sink that records what the hub hands it: the hub's routing is what is under test here
+/// (the real sinks have their own tests below).
+final class RecordingSink: EventSink, @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private let lock = NSLock()
+    private var _received: [UInt64] = []
+    private var _closed: StreamEnd?
+    var slow = false
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    var received: [UInt64] { lock.withLock { _received } }
+    var closed: StreamEnd? { lock.withLock { _closed } }
+
+    func deliver(_ events: [EncodedEvent]) -> Delivery {
+        eventLoop.preconditionInEventLoop()
+        lock.withLock { _received += events.map(\.sequence) }
+        return Delivery(written: events.count, tooSlow: slow)
+    }
+    func keepAlive(stallLimit: Duration) -> Delivery { Delivery() }
+    func close(_ reason: StreamEnd) { lock.withLock { _closed = reason } }
+}
+
+private func logged(_ sequence: UInt64, _ session: SessionID, _ event: SessionEvent) -> LoggedEvent {
+    LoggedEvent(sequence: sequence, sessionId: session, timestamp: Date(), event: event)
+}
+
+/// Events with different audiences: the joining switch reaches everyone, a draft poll only the presenter.
+private let everyone = SessionEvent.joiningChanged(.init(joiningOpen: false))
+private let presenterOnly = SessionEvent.pollCreated(
+    .init(
+        poll: Poll(
+            id: "p1", question: "Lunch?", options: [.init(id: "a", label: "Yes"), .init(id: "b", label: "No")], kind: .single,
+            resultsVisibility: .live)))
+
+private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetricsHandler.instance) }
+
+@Suite struct HubRoutingTests {
+    @Test func eventsReachOnlyTheirSessionAndTheRolesInTheirAudience() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        let presenter = RecordingSink(eventLoop: loop)
+        let participant = RecordingSink(eventLoop: loop)
+        let otherRoom = RecordingSink(eventLoop: loop)
+        _ = try #require(hub.subscribe(sessionId: "s1", role: .presenter, sink: presenter))
+        _ = try #require(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: participant))
+        _ = try #require(hub.subscribe(sessionId: "s2", role: .presenter, sink: otherRoom))
+
+        hub.publish([logged(1, "s1", everyone), logged(2, "s1", presenterOnly), logged(3, "s2", everyone)])
+        hub.settle()
+        loop.run()
+
+        #expect(presenter.received == [1, 2])
+        #expect(participant.received == [1], "a draft poll never reaches a participant")
+        #expect(otherRoom.received == [3])
+    }
+
+    @Test func aParticipantMayHoldOnlyAFewStreams() {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        var held: [Subscription] = []
+        for _ in 0..<EventHub.streamsPerParticipant {
+            held.append(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop))!.0)
+        }
+        #expect(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop)) == nil)
+        hub.unsubscribe(held[0])
+        #expect(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop)) != nil)
+        #expect(hub.connectionCount == EventHub.streamsPerParticipant)
+    }
+
+    @Test func aSinkThatFallsBehindIsEndedAsASlowConsumerOnce() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        let slow = RecordingSink(eventLoop: loop)
+        slow.slow = true
+        let (subscription, _) = try #require(hub.subscribe(sessionId: "s1", role: .display, sink: slow))
+        hub.publish([logged(1, "s1", everyone)])
+        hub.publish([logged(2, "s1", everyone)])
+        hub.settle()
+        loop.run()
+        #expect(slow.closed == .slowConsumer)
+        #expect(subscription.endReason == .slowConsumer)
+    }
+
+    @Test func endingByCredentialTouchesOnlyTheStreamsOpenedWithIt() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        let rotated = RecordingSink(eventLoop: loop)
+        let kept = RecordingSink(eventLoop: loop)
+        _ = hub.subscribe(sessionId: "s1", role: .display, credential: "display-link", sink: rotated)
+        _ = hub.subscribe(sessionId: "s1", role: .presenter, credential: "operator", sink: kept)
+        let ended = hub.end(.revoked, sessionId: "s1") { ($0.credential as? String) == "display-link" }
+        #expect(ended == 1)
+        #expect(rotated.closed == .revoked)
+        #expect(kept.closed == nil)
+    }
+
+    @Test func aStreamSubscribedAfterABatchFindsItInTheReplayCache() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        hub.publish([logged(1, "s1", everyone), logged(2, "s1", presenterOnly), logged(3, "s1", everyone)])
+        hub.settle()
+        let (_, published) = try #require(hub.subscribe(sessionId: "s1", role: .display, sink: RecordingSink(eventLoop: loop)))
+        #expect(published == 3)
+        let replay = try #require(
+            hub.replay(sessionId: "s1", role: .display, after: 1, through: published, log: NoLog(), retention: 3600))
+        #expect(replay.map(\.sequence) == [3], "from memory, filtered by role exactly as live")
+    }
+}
+
+/// A log that holds nothing: a replay that reaches it could not be served from memory.
+private final class NoLog: EventLog {
+    var epoch: String { "ab" }
+    var durableSequence: UInt64 { 0 }
+    var failure: (any Error)? { nil }
+    func append(sessionId: SessionID, events: [SessionEvent]) throws -> [LoggedEvent] { [] }
+    func waitUntilDurable(_ sequence: UInt64) async throws {}
+    func onDurable(_ observer: @escaping @Sendable ([LoggedEvent]) -> Void) {}
+    func events(of sessionId: SessionID, after: UInt64, through: UInt64) -> [LoggedEvent]? { nil }
+    func reach() -> LogReach { LogReach(newestSequence: 0, retainedEvents: 0, limitedByCapacity: false) }
+}
+
+@Suite struct WireFormatTests {
+    @Test func anEventIsTheADREnvelopeInBothFramings() throws {
+        let wire = WireFormat(epoch: "ab12")
+        let event = wire.encode(logged(7, "s1", everyone))
+        let sse = String(buffer: event.sse)
+        #expect(sse.hasPrefix("id: ab12-7\nevent: session.joining\ndata: {"))
+        #expect(sse.hasSuffix("}\n\n"))
+        // The WebSocket frame: FIN + text, unmasked, then the same JSON as the SSE data line.
+        var frame = event.frame
+        #expect(frame.readInteger(as: UInt8.self) == 0x81)
+        var length = Int(frame.readInteger(as: UInt8.self) ?? 0)
+        if length == 126 { length = Int(frame.readInteger(as: UInt16.self) ?? 0) }
+        let json = frame.readString(length: length) ?? ""
+        #expect(frame.readableBytes == 0)
+        #expect(sse.contains(json))
+        let envelope = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(envelope["eventId"] as? String == "ab12-7")
+        #expect(envelope["sessionId"] as? String == "s1")
+        #expect(envelope["eventType"] as? String == "session.joining")
+    }
+
+    @Test func closeReasonsAreCutToAControlFrameOnACharacterBoundary() {
+        var frame = WireFormat.closeFrame(code: 4401, reason: String(repeating: "é", count: 100))
+        #expect(frame.readInteger(as: UInt8.self) == 0x88)
+        let length = Int(frame.readInteger(as: UInt8.self)!)
+        #expect(length <= 125)
+        #expect(frame.readInteger(as: UInt16.self) == 4401)
+        #expect(String(validating: frame.readBytes(length: length - 2)!, as: UTF8.self) != nil)
+    }
+
+    @Test func largeEventsUseTheExtendedLength() {
+        var frame = WireFormat.frame(opcode: 0x1, payload: [UInt8](repeating: 0x20, count: 70_000))
+        #expect(frame.readInteger(as: UInt8.self) == 0x81)
+        #expect(frame.readInteger(as: UInt8.self) == 127)
+        #expect(frame.readInteger(as: UInt64.self) == 70_000)
+    }
+}
+
+@Suite struct WebSocketStreamTests {
+    private func stream() throws -> (EmbeddedChannel, WebSocketStreamHandler) {
+        let handler = WebSocketStreamHandler(pingInterval: .seconds(30), unwritableLimit: 4, logger: .init(label: "test"))
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, handler)
+    }
+
+    private func written(_ channel: EmbeddedChannel) throws -> [ByteBuffer] {
+        var frames: [ByteBuffer] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { frames.append(buffer) }
+        return frames
+    }
+
+    @Test func eventsDeliveredBeforeTheBacklogIsWrittenFollowItWithoutGapOrDuplicate() throws {
+        let (channel, handler) = try stream()
+        let wire = WireFormat(epoch: "ab")
+        let events = (1...5).map { wire.encode(logged($0, "s1", everyone)) }
+        // Live events 4 and 5 arrive while the replay (1...4) is still being read.
+        _ = handler.deliver(Array(events[3...4]))
+        #expect(try written(channel).isEmpty, "held until the backlog is out")
+        _ = handler.goLive(backlog: Array(events[0...3]), cursor: 4)
+        let frames = try written(channel)
+        #expect(frames == [events[0].frame, events[1].frame, events[2].frame, events[3].frame, events[4].frame])
+        _ = handler.deliver([events[4]])
+        #expect(try written(channel).isEmpty, "the cursor has passed 5")
+    }
+
+    @Test func aClientPingIsAnsweredAndAMessageClosesTheStreamWith1008() throws {
+        let (channel, _) = try stream()
+        try channel.writeInbound(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "hi")))
+        var pong = try #require(try written(channel).first)
+        #expect(pong.readInteger(as: UInt8.self) == 0x8A)
+        #expect(pong.readInteger(as: UInt8.self) == 2)
+        #expect(pong.readString(length: 2) == "hi")
+
+        try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: "hello?")))
+        var close = try #require(try written(channel).first)
+        #expect(close.readInteger(as: UInt8.self) == 0x88)
+        _ = close.readInteger(as: UInt8.self)
+        #expect(close.readInteger(as: UInt16.self) == 1008)
+    }
+
+    @Test func afterTheCloseFrameNothingMoreIsWritten() throws {
+        let (channel, handler) = try stream()
+        _ = handler.goLive(backlog: [], cursor: 0)
+        handler.close(code: 1001, reason: "server shutting down", grace: .seconds(2))
+        _ = try written(channel)
+        let delivery = handler.deliver([WireFormat(epoch: "ab").encode(logged(1, "s1", everyone))])
+        #expect(delivery.written == 0)
+        #expect(try written(channel).isEmpty)
+    }
+}
