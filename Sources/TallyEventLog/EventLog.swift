@@ -80,8 +80,10 @@ public struct LogReach: Sendable, Equatable {
     public var newestSequence: UInt64
     /// Events retained (including expired ones not yet overwritten).
     public var retainedEvents: Int
-    /// True when the ring has overwritten events younger than the retention age.
+    /// True when the store has dropped events younger than the retention age for space.
     public var limitedByCapacity: Bool
+    /// The store's fixed size in bytes, when it has one (the ring file's).
+    public var capacityBytes: Int? = nil
 }
 
 /// The ordered, durable log every state change goes through.

@@ -18,6 +18,12 @@ extension RingFile: @unchecked Sendable {}
 public final class RingEventLog: EventLog {
     public struct Options: Sendable {
         public var capacity: Int = 1 << 30
+
+        /// Why `bytes` cannot be a ring's size, or nil: the one rule for settings and the ring.
+        public static func capacityProblem(_ bytes: Int) -> String? {
+            guard bytes < RingFile.minimumCapacity || bytes > RingFile.maximumCapacity || bytes % 4096 != 0 else { return nil }
+            return "must be a multiple of 4 KiB from \(formatBytes(RingFile.minimumCapacity)) to \(formatBytes(RingFile.maximumCapacity)), got \(bytes) bytes"
+        }
         public var durability: Durability = .fsync
         /// Events older than this are no longer served for replay.
         public var retention: TimeInterval = 24 * 3600
@@ -60,11 +66,8 @@ public final class RingEventLog: EventLog {
     /// Opens or creates the ring at `path`. A new ring starts its sequence after
     /// `projectedThrough`, so sequences keep increasing across a replaced ring.
     public init(path: String, options: Options, projectedThrough: UInt64, logger: Logger) throws {
-        guard options.capacity >= RingFile.minimumCapacity, options.capacity <= RingFile.maximumCapacity,
-            options.capacity % 4096 == 0
-        else {
-            throw RingFile.Failure.io(
-                "--ring-size must be a multiple of 4 KiB between \(formatBytes(RingFile.minimumCapacity)) and \(formatBytes(RingFile.maximumCapacity)), got \(options.capacity) bytes")
+        if let problem = Options.capacityProblem(options.capacity) {
+            throw RingFile.Failure.io("--ring-size \(problem)")
         }
         self.options = options
         self.logger = logger
@@ -315,7 +318,7 @@ public final class RingEventLog: EventLog {
                 oldestTimestamp: oldest.map { Date(timeIntervalSince1970: Double($0.timestampMs) / 1000) },
                 newestSequence: state.nextSequence - 1,
                 retainedEvents: file.slots.count,
-                limitedByCapacity: state.evictedYoungerThanRetention)
+                limitedByCapacity: state.evictedYoungerThanRetention, capacityBytes: capacity)
         }
     }
 }

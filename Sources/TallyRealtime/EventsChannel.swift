@@ -152,15 +152,11 @@ public struct EventsChannel: ServerChildChannel, HTTPChannelHandler {
     /// loop: replay may read the log), and the stream goes live or is refused with a close code.
     fileprivate func startStream(channel: any Channel, head: HTTPRequestHead, logger: Logger) throws {
         let handler = WebSocketStreamHandler(
-            pingInterval: .nanoseconds(Int64(configuration.pingInterval.components.seconds) * 1_000_000_000
-                + configuration.pingInterval.components.attoseconds / 1_000_000_000),
+            pingInterval: TimeAmount(configuration.pingInterval),
             unwritableLimit: configuration.unwritableLimit, logger: logger)
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.maxFrameSize)))
         try channel.pipeline.syncOperations.addHandler(handler)
-        let grace = configuration.slowConsumerGrace
-        let sink = WebSocketSink(
-            handler: handler, eventLoop: channel.eventLoop,
-            slowGrace: .nanoseconds(grace.components.seconds * 1_000_000_000 + grace.components.attoseconds / 1_000_000_000))
+        let sink = WebSocketSink(handler: handler, eventLoop: channel.eventLoop, slowGrace: TimeAmount(configuration.slowConsumerGrace))
         let request = try HTTPRequest(head, secure: false, splitCookie: false)
         let (gate, hub) = (self.gate, self.hub)
         Task {

@@ -54,7 +54,7 @@ struct StreamKeeper: Service {
     let hub: EventHub
     /// Operator sign-ins ended from outside (`tally reset-password`) end their streams here.
     let signIns: OperatorSignIns
-    let log: RingEventLog
+    let log: any EventLog
     let interval: Duration
     let retention: TimeInterval
     let logger: Logger
@@ -114,8 +114,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     } catch {
         throw StartupError("\(error)")
     }
-    let databasePath = dataDirectory.appendingPathComponent("tally.sqlite").path
-    let ringPath = dataDirectory.appendingPathComponent("events.ring").path
+    let databasePath = DataDirectory.databasePath(in: dataDirectory.path)
+    let ringPath = DataDirectory.ringPath(in: dataDirectory.path)
     let projection: SQLiteProjection
     let restored: [SQLiteProjection.RestoredSession]
     let projected: UInt64
@@ -236,7 +236,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let counter = ConnectionCounter(limits: connections, trustedProxies: configuration.trustedProxies)
     let channelConfiguration = EventsChannel.Configuration(
         http1: .init(
-            idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000),
+            idleTimeout: TimeAmount(connections.idleTimeout),
             httpDecoderConfiguration: .init(
                 maxHeaderFieldSize: connections.maxHeadBytes, maxHeaderListSize: connections.maxHeadBytes, maxHeaderFieldCount: 100)),
         // Pings leave each WebSocket from its own event loop, the first after a random part of
@@ -277,7 +277,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
                     inner: HTTP1Channel(
                         responder: responder,
                         configuration: .init(
-                            idleTimeout: .nanoseconds(milliseconds(connections.idleTimeout) * 1_000_000),
+                            idleTimeout: TimeAmount(connections.idleTimeout),
                             httpDecoderConfiguration: .init(
                                 maxHeaderFieldSize: connections.maxHeadBytes, maxHeaderListSize: connections.maxHeadBytes,
                                 maxHeaderFieldCount: 100))),

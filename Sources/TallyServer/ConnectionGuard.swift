@@ -125,7 +125,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
             address = ip
             metrics.connectionOpened()
             let timeout = counter.limits.headerTimeout
-            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(milliseconds(timeout)) * 1_000_000)) {
+            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 [self] in
                 guard !self.headComplete else { return }
                 self.metrics.headerTimeouts.increment()
@@ -152,7 +152,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
             // The answer is sent once the handshake completes; a client that never completes it
             // is cut off all the same.
             let timeout = counter.limits.headerTimeout
-            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(milliseconds(timeout)) * 1_000_000)) {
+            context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 context.close(promise: nil)
             }
         }

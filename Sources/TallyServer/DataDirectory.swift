@@ -10,6 +10,19 @@ import Foundation
 /// read it. Directory 0700, every file in it 0600, whatever umask the process was started with and
 /// whatever an older version left behind.
 public enum DataDirectory {
+    /// The database: sessions as of the last projected event, settings, the signing secret.
+    public static let databaseFile = "tally.sqlite"
+    /// The event ring: every state change, in order, for recovery and replay.
+    public static let ringFile = "events.ring"
+
+    public static func databasePath(in directory: String) -> String {
+        URL(fileURLWithPath: directory).appendingPathComponent(databaseFile).path
+    }
+
+    public static func ringPath(in directory: String) -> String {
+        URL(fileURLWithPath: directory).appendingPathComponent(ringFile).path
+    }
+
     public static let directoryMode: mode_t = 0o700
     public static let fileMode: mode_t = 0o600
 

@@ -8,7 +8,7 @@ import TallyRealtime
 struct HealthController: Sendable {
     let venue: Venue
     let hub: EventHub
-    let log: RingEventLog
+    let log: any EventLog
     let projection: SQLiteProjection
     let retention: TimeInterval
 
@@ -58,7 +58,7 @@ struct HealthController: Sendable {
                 epoch: log.epoch, lastEventId: hub.eventId(log.durableSequence),
                 sessions: venue.sessionCount, streams: hub.connectionCount,
                 ring: Ring(
-                    sizeBytes: log.capacity, retainedEvents: reach.retainedEvents,
+                    sizeBytes: reach.capacityBytes ?? 0, retainedEvents: reach.retainedEvents,
                     oldestEventId: reach.oldestSequence.map(hub.eventId),
                     oldestEventAgeSeconds: reach.oldestTimestamp.map { max(0, Int(Date().timeIntervalSince($0))) },
                     retentionSeconds: Int(retention), limitedByCapacity: reach.limitedByCapacity)),

@@ -11,7 +11,16 @@ import TallyEventLog
 /// Hashing (PBKDF2, 210,000 rounds, ~0.1 s of a core) never runs on an event loop: it runs on
 /// NIO's blocking pool, at most `maxHashing` at a time (half the cores); a request over that bound is refused
 /// with 503 at once rather than queued, so a burst of sign-ins cannot stall votes.
-final class OperatorPassword: Sendable {
+public final class OperatorPassword: Sendable {
+    /// The one rule for a new operator password (settings, the API, `tally reset-password`).
+    public static let lengths = (minimumCharacters: 8, maximumBytes: 256)
+
+    /// Why `password` cannot be the operator password, or nil.
+    public static func problem(with password: String) -> String? {
+        guard password.count < lengths.minimumCharacters || password.utf8.count > lengths.maximumBytes else { return nil }
+        return "must have \(lengths.minimumCharacters) to \(lengths.maximumBytes) characters"
+    }
+
     private let settings: any SettingsStore
     private let configured: PasswordHash?
     private let setupLock = Mutex(())

@@ -101,7 +101,7 @@ struct SystemdService: Service {
 }
 
 /// Health as the watchdog sees it: nil when healthy, else why not.
-func applianceHealth(log: RingEventLog, projection: SQLiteProjection, healthFile: String?) async -> String? {
+func applianceHealth(log: any EventLog, projection: SQLiteProjection, healthFile: String?) async -> String? {
     if let failure = log.failure { return "event log: \(failure)" }
     if !projection.isReadable() { return "database does not answer" }
     if let healthFile, FileManager.default.fileExists(atPath: healthFile) {

@@ -111,7 +111,7 @@ struct Settings {
         }
         if let (v, _) = value("data-dir") { config.dataDirectory = v }
         if let (v, _) = value("operator-password"), !v.isEmpty {
-            guard v.count >= 8 else { throw fail("operator-password", "must have at least 8 characters") }
+            if let problem = OperatorPassword.problem(with: v) { throw fail("operator-password", problem) }
             config.operatorPassword = v
         }
         if let (v, _) = value("public-url") {
@@ -140,9 +140,7 @@ struct Settings {
         }
         if let (v, _) = value("ring-size") {
             guard let bytes = parseSize(v) else { throw fail("ring-size", "must look like 1GiB, 256MiB or a number of bytes") }
-            guard bytes >= 1 << 20, bytes <= 1 << 36, bytes % 4096 == 0 else {
-                throw fail("ring-size", "must be a multiple of 4 KiB from 1 MiB to 64 GiB")
-            }
+            if let problem = RingEventLog.Options.capacityProblem(bytes) { throw fail("ring-size", problem) }
             config.ringSize = bytes
         }
         if let (v, _) = value("retention-hours") {

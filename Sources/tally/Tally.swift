@@ -161,7 +161,7 @@ struct ResetPassword: ParsableCommand {
 
     func run() throws {
         let directory = try dataDirectory(dataDir, config: config)
-        let path = URL(fileURLWithPath: directory).appendingPathComponent("tally.sqlite").path
+        let path = DataDirectory.databasePath(in: directory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
@@ -176,8 +176,8 @@ struct ResetPassword: ParsableCommand {
             guard first == second else { throw ValidationError("the two passwords differ; nothing changed") }
             password = first
         }
-        guard password.count >= 8, password.utf8.count <= 256 else {
-            throw ValidationError("the operator password must have 8 to 256 characters; nothing changed")
+        if let problem = OperatorPassword.problem(with: password) {
+            throw ValidationError("the operator password \(problem); nothing changed")
         }
         let projection = try SQLiteProjection(path: path)
         try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
@@ -206,7 +206,7 @@ struct Export: ParsableCommand {
     func run() throws {
         guard ["csv", "json"].contains(format) else { throw ValidationError("format must be csv or json; got \"\(format)\"") }
         let directory = try dataDirectory(dataDir, config: config)
-        let path = URL(fileURLWithPath: directory).appendingPathComponent("tally.sqlite").path
+        let path = DataDirectory.databasePath(in: directory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
