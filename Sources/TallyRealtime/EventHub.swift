@@ -203,8 +203,10 @@ public final class EventHub: Sendable {
         }
     }
 
-    /// Ends every stream (graceful shutdown).
+    /// Ends every stream (graceful shutdown), after what was already published has been handed
+    /// to the sinks: on each loop the last events are written before the close frame.
     public func endAll() {
+        settle()
         end(.shutdown)
     }
 

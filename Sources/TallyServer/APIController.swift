@@ -192,15 +192,15 @@ struct APIController: Sendable {
     func createSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
         try access.requireOperator(request)
         let body = try await decode(CreateSessionBody.self, request, context)
-        let (session, logged) = try venue.createSession(title: body.title)
-        try await durable(logged.sequence)
+        let (session, created) = try venue.createSession(title: body.title)
+        try await durable(created.last.sequence)
         let joinCode = session.read { state, _ in state.joinCode.value }
         let presenterToken = access.token(for: .presenter(session.id))
         context.logger.info("session created", metadata: ["session": "\(session.id)"])
         var response = json(
             SessionCreatedResponse(
                 sessionId: session.id, joinCode: joinCode, presenterToken: presenterToken,
-                displayToken: access.token(for: .display(session.id)), eventId: hub.eventId(logged.sequence)),
+                displayToken: access.token(for: .display(session.id)), eventId: hub.eventId(created.last.sequence)),
             status: .created)
         response.headers[.location] = "/api/v1/sessions/\(session.id)"
         response.headers.append(access.cookie(for: .presenter(session.id), token: presenterToken, maxAge: 7 * 24 * 3600))
@@ -265,7 +265,7 @@ struct APIController: Sendable {
         try access.requirePresenter(request, of: session.id)
         let logged = try await run(.endSession, on: session)
         context.logger.info("session ended", metadata: ["session": "\(session.id)"])
-        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+        return json(EventAck(eventId: hub.eventId(logged.last.sequence)))
     }
 
     struct JoiningBody: Decodable { let open: Bool }
@@ -278,7 +278,7 @@ struct APIController: Sendable {
         let body = try await decode(JoiningBody.self, request, context)
         let logged = try await run(.setJoining(open: body.open), on: session)
         context.logger.info(body.open ? "joining opened" : "joining closed", metadata: ["session": "\(session.id)"])
-        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+        return json(EventAck(eventId: hub.eventId(logged.last.sequence)))
     }
 
     struct RotateBody: Decodable { let link: SessionLink }
@@ -295,7 +295,7 @@ struct APIController: Sendable {
         context.logger.notice("\(body.link.rawValue) link rotated", metadata: ["session": "\(session.id)", "streams_closed": "\(ended)"])
         let grant: Grant = body.link == .presenter ? .presenter(session.id) : .display(session.id)
         let token = access.token(for: grant)
-        var response = json(RotatedResponse(link: body.link, token: token, eventId: hub.eventId(logged.last!.sequence)))
+        var response = json(RotatedResponse(link: body.link, token: token, eventId: hub.eventId(logged.last.sequence)))
         if body.link == .presenter, !access.grants(of: request).contains(.operator) {
             // The presenter who rotated keeps working in this browser.
             response.headers.append(access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
@@ -328,7 +328,7 @@ struct APIController: Sendable {
         let logged = try await run(command, on: session)
         let poll = session.read { state, _ in state.poll(pollId)! }
         var response = json(
-            PollCreatedResponse(pollId: pollId, eventId: hub.eventId(logged.last!.sequence), poll: poll), status: .created)
+            PollCreatedResponse(pollId: pollId, eventId: hub.eventId(logged.last.sequence), poll: poll), status: .created)
         response.headers[.location] = "/api/v1/sessions/\(session.id)/polls/\(pollId)"
         return response
     }
@@ -340,7 +340,7 @@ struct APIController: Sendable {
         try access.requirePresenter(request, of: session.id)
         let pollId = try self.pollId(context)
         let logged = try await run(command(pollId), on: session)
-        return json(EventAck(eventId: hub.eventId(logged.last!.sequence)))
+        return json(EventAck(eventId: hub.eventId(logged.last.sequence)))
     }
 
     // MARK: participants
@@ -417,12 +417,12 @@ struct APIController: Sendable {
         if let wait = limits.votesPerIP.take(Limits.ip(context)) { throw Limits.tooMany(wait, "too many votes from your network") }
         let pollId = try self.pollId(context)
         let body = try await decode(VoteBody.self, request, context)
-        let replaced = session.read { state, _ in state.ballot(of: participant, on: pollId) != nil }
-        let logged = try await run(.vote(participant: participant, poll: pollId, optionIds: body.optionIds), on: session)
+        let cast = try await run(.vote(participant: participant, poll: pollId, optionIds: body.optionIds), on: session)
         metrics.votes.increment()
+        // New or replaced as the session's writer decided it: of two racing first ballots, one is new.
         return json(
-            VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: replaced, eventId: hub.eventId(logged.last!.sequence)),
-            status: replaced ? .ok : .created)
+            VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: cast.replacedBallot, eventId: hub.eventId(cast.last.sequence)),
+            status: cast.replacedBallot ? .ok : .created)
     }
 
     /// The presenter's download of the results. In JSON, ballots carry a pseudonym per poll
@@ -454,10 +454,10 @@ struct APIController: Sendable {
 
     // MARK: helpers
 
-    private func run(_ command: SessionCommand, on session: LiveSession) async throws -> [LoggedEvent] {
-        let logged = try session.execute(command)
-        if let last = logged.last { try await durable(last.sequence) }
-        return logged
+    private func run(_ command: SessionCommand, on session: LiveSession) async throws -> Executed {
+        let executed = try session.execute(command)
+        try await durable(executed.last.sequence)
+        return executed
     }
 
     private func durable(_ sequence: UInt64) async throws {

@@ -18,6 +18,8 @@ public struct TallyApplication: Sendable {
     /// With TLS and `http-redirect-port`: the plain-HTTP listener that sends people to https.
     let redirect: Application<HTTPSRedirect>?
     let streams: StreamKeeper
+    /// Publishes `poll.results` after ballots; drains its pending results at shutdown.
+    let results: ResultsCoalescer
     let advertiser: AdvertiserService?
     let systemd: SystemdService
     let projectionWriter: ProjectionWriter
@@ -26,20 +28,28 @@ public struct TallyApplication: Sendable {
     /// "METHOD /path" of every HTTP route (checked against openapi.yaml by the tests).
     let routes: [String]
 
-    /// Runs until SIGTERM/SIGINT (or cancellation). Shutdown ends every open stream first, then
-    /// lets the server drain, within `configuration.shutdownGrace`.
+    /// Runs until SIGTERM/SIGINT (or cancellation). Shutdown publishes the results still
+    /// pending, then ends every open stream, then lets the server drain, within
+    /// `configuration.shutdownGrace`.
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
         typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
         // The https redirect listener starts and stops with the server it points at.
         let servers: [Entry] = [.init(service: application)] + (redirect.map { [Entry(service: $0)] } ?? [])
+        let beside: [Entry] =
+            [.init(service: systemd)]
+            // Withdrawn before the server stops, so nobody is sent to a box going away.
+            + (advertiser.map { [Entry(service: $0)] } ?? [])
+        // Services stop in the reverse order of this list.
+        let last: [Entry] = [
+            // Near the end, so early to hear about shutdown: streams end before the server
+            // waits for connections to finish.
+            .init(service: streams),
+            // Last, so first to stop: the results still pending are published and durable
+            // before the streams that carry them end.
+            .init(service: results),
+        ]
         var group = ServiceGroupConfiguration(
-            services: servers
-                + [.init(service: systemd)]
-                // Withdrawn before the server stops, so nobody is sent to a box going away.
-                + (advertiser.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
-                // Last in the group, so first to hear about shutdown: streams end before the
-                // server waits for connections to finish.
-                + [.init(service: streams)],
+            services: servers + beside + last,
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger)
         group.maximumGracefulShutdownDuration = configuration.shutdownGrace
@@ -295,6 +305,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         application: application,
         redirect: redirect,
         streams: StreamKeeper(hub: hub, signIns: access.signIns, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
+        results: venue.results,
         advertiser: advertiser,
         systemd: SystemdService(
             notifier: notifier, ready: listening, logger: logger,

@@ -10,57 +10,96 @@ enum CommandFailure: Error {
     case logUnavailable(any Error)
 }
 
+/// What a command did, as the session's single writer saw it.
+struct Executed: Sendable {
+    /// The logged events (not yet durable: await the last one's sequence before acknowledging).
+    let events: [LoggedEvent]
+    /// A vote that replaced the participant's earlier ballot on the poll (decided under the
+    /// writer's lock, so of two racing first ballots exactly one is new).
+    let replacedBallot: Bool
+
+    /// Every accepted command causes at least one event.
+    var last: LoggedEvent { events[events.count - 1] }
+}
+
 /// One session at run time: its state, and the single writer that changes it.
 ///
-/// Every command on a session runs `decide → append to the log → apply` inside one lock, so
-/// commands are totally ordered per session (the ADR's causal order) and the order of the log
-/// is the order of the state. The lock is held only for in-memory work; durability is awaited
-/// outside it, which lets concurrent commands share one commit.
+/// Every command on a session, its creation included, runs `decide → append to the log →
+/// apply` inside one lock (`commit`, the only place that does), so commands are totally
+/// ordered per session (the ADR's causal order) and the order of the log is the order of the
+/// state. The lock is held only for in-memory work; durability is awaited outside it, which
+/// lets concurrent commands share one commit.
 final class LiveSession: Sendable {
     let id: SessionID
     private let log: any EventLog
     private let limits: SessionLimits
+    private let results: ResultsCoalescer
     private let inner: Mutex<Inner>
-    /// Minimum time between two `poll.results` of one poll (coalescing bursts of votes).
-    private let resultsInterval: Duration
 
     private struct Inner {
-        var state: SessionState
+        /// Nil until `session.created` is applied.
+        var state: SessionState?
         /// Sequence of this session's latest event (0 before the first).
         var lastSequence: UInt64
-        var results: [PollID: ResultsSchedule] = [:]
     }
 
-    private struct ResultsSchedule {
-        var scheduled = false
-        var lastPublished: ContinuousClock.Instant?
+    /// A session that exists only once `create` (or replaying its `session.created`) succeeds.
+    init(id: SessionID, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer) {
+        self.id = id
+        self.log = log
+        self.limits = limits
+        self.results = results
+        self.inner = Mutex(Inner(state: nil, lastSequence: 0))
     }
 
-    init(state: SessionState, lastSequence: UInt64, log: any EventLog, limits: SessionLimits, resultsInterval: Duration) {
+    /// A session restored from the database projection.
+    init(state: SessionState, lastSequence: UInt64, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer) {
         self.id = state.id
         self.log = log
         self.limits = limits
-        self.resultsInterval = resultsInterval
+        self.results = results
         self.inner = Mutex(Inner(state: state, lastSequence: lastSequence))
     }
 
     /// Recovery: fold an event read back from the log.
     func replay(_ logged: LoggedEvent) {
         inner.withLock {
-            $0.state.apply(logged.event)
+            Self.fold(logged.event, into: &$0.state)
             $0.lastSequence = logged.sequence
         }
     }
 
-    /// Runs one command. Returns the logged events (not yet durable: await the last one's
-    /// sequence before acknowledging).
-    func execute(_ command: SessionCommand) throws(CommandFailure) -> [LoggedEvent] {
-        let result: Result<[LoggedEvent], CommandFailure> = inner.withLock { inner in
+    /// Creates the session: its first event, through the same writer as every later command.
+    func create(title: String, joinCode: JoinCode) throws(CommandFailure) -> Executed {
+        try commit { [id, limits] state throws(DomainError) in
+            guard state == nil else { throw .conflict("session \(id) exists already") }
+            return [.sessionCreated(try SessionState.create(id: id, title: title, joinCode: joinCode, limits: limits))]
+        }
+    }
+
+    /// Runs one command on the session.
+    func execute(_ command: SessionCommand) throws(CommandFailure) -> Executed {
+        try commit { [id, limits] state throws(DomainError) in
+            guard let state else { throw .notFound("no session \(id)") }
+            return try state.decide(command, limits: limits)
+        }
+    }
+
+    /// The one place a decision becomes history: decide, append to the log, apply — all under
+    /// the session's lock.
+    private func commit(
+        _ decide: (SessionState?) throws(DomainError) -> [SessionEvent]
+    ) throws(CommandFailure) -> Executed {
+        let result: Result<Executed, CommandFailure> = inner.withLock { inner in
             let events: [SessionEvent]
             do throws(DomainError) {
-                events = try inner.state.decide(command, limits: limits)
+                events = try decide(inner.state)
             } catch {
                 return .failure(.refused(error))
+            }
+            let replaced = events.contains { event in
+                guard case .ballotCast(let ballot) = event else { return false }
+                return inner.state?.ballot(of: ballot.participantId, on: ballot.pollId) != nil
             }
             let logged: [LoggedEvent]
             do {
@@ -68,50 +107,36 @@ final class LiveSession: Sendable {
             } catch {
                 return .failure(.logUnavailable(error))
             }
-            for entry in logged { inner.state.apply(entry.event) }
+            for entry in logged { Self.fold(entry.event, into: &inner.state) }
             if let last = logged.last { inner.lastSequence = last.sequence }
-            return .success(logged)
+            return .success(Executed(events: logged, replacedBallot: replaced))
         }
-        let logged = try result.get()
-        for entry in logged {
-            if case .ballotCast(let ballot) = entry.event { scheduleResults(for: ballot.pollId) }
+        let executed = try result.get()
+        for entry in executed.events {
+            if case .ballotCast(let ballot) = entry.event { results.ballotCast(on: ballot.pollId, in: self) }
         }
-        return logged
+        return executed
     }
+
+    /// `session.created` makes the state; every later event is applied to it.
+    private static func fold(_ event: SessionEvent, into state: inout SessionState?) {
+        if state != nil {
+            state!.apply(event)
+        } else if case .sessionCreated(let created) = event {
+            state = SessionState(created: created)
+        }
+    }
+
+    /// The session's join code; nil until it is created.
+    var joinCode: JoinCode? { inner.withLock { $0.state?.joinCode } }
 
     /// Reads the state under the lock (consistent with `lastSequence`).
     func read<T>(_ body: (SessionState, UInt64) -> T) -> T {
-        inner.withLock { body($0.state, $0.lastSequence) }
-    }
-
-    /// Coalesces a burst of ballots into `poll.results` at most every `resultsInterval` per
-    /// poll, and always at least one after the last ballot: a ballot arriving while a publish
-    /// is pending is included in it; one arriving after schedules the next.
-    private func scheduleResults(for pollId: PollID) {
-        let now = ContinuousClock.now
-        let delay: Duration? = inner.withLock { inner in
-            var schedule = inner.results[pollId] ?? ResultsSchedule()
-            guard !schedule.scheduled else { return nil }
-            schedule.scheduled = true
-            inner.results[pollId] = schedule
-            guard let last = schedule.lastPublished else { return .zero }
-            let due = last.advanced(by: resultsInterval)
-            return due > now ? now.duration(to: due) : .zero
-        }
-        guard let delay else { return }
-        Task {
-            if delay > .zero { try? await Task.sleep(for: delay) }
-            self.publishResults(for: pollId)
-        }
-    }
-
-    private func publishResults(for pollId: PollID) {
         inner.withLock { inner in
-            inner.results[pollId] = ResultsSchedule(scheduled: false, lastPublished: .now)
+            // The venue hands out only sessions that exist (see `Venue.add`).
+            guard let state = inner.state else { preconditionFailure("session \(id) read before it was created") }
+            return body(state, inner.lastSequence)
         }
-        // A failure here (log stopped) is already reported by the log; results are derived
-        // data and the next ballot schedules another publish.
-        _ = try? execute(.publishResults(pollId))
     }
 }
 
@@ -120,7 +145,8 @@ final class Venue: Sendable {
     let log: any EventLog
     let limits: SessionLimits
     let maxSessions: Int
-    private let resultsInterval: Duration
+    /// Publishes `poll.results` after ballots (a service of the application).
+    let results: ResultsCoalescer
     private let directory: Mutex<Directory>
     private let activeCount = Mutex<(count: Int, at: ContinuousClock.Instant?)>((0, nil))
 
@@ -135,7 +161,7 @@ final class Venue: Sendable {
         self.log = log
         self.limits = limits
         self.maxSessions = maxSessions
-        self.resultsInterval = resultsInterval
+        self.results = ResultsCoalescer(interval: resultsInterval, log: log)
         self.directory = Mutex(Directory())
     }
 
@@ -143,7 +169,10 @@ final class Venue: Sendable {
     func restore(_ sessions: [SQLiteProjection.RestoredSession]) {
         directory.withLock { directory in
             for restored in sessions {
-                add(restored.state, lastSequence: restored.lastSequence, to: &directory)
+                add(
+                    LiveSession(
+                        state: restored.state, lastSequence: restored.lastSequence, log: log, limits: limits, results: results),
+                    to: &directory)
             }
         }
     }
@@ -152,8 +181,10 @@ final class Venue: Sendable {
     func recover(from events: [LoggedEvent]) {
         directory.withLock { directory in
             for logged in events {
-                if case .sessionCreated(let created) = logged.event {
-                    add(SessionState(created: created), lastSequence: logged.sequence, to: &directory)
+                if case .sessionCreated = logged.event {
+                    let session = LiveSession(id: logged.sessionId, log: log, limits: limits, results: results)
+                    session.replay(logged)
+                    add(session, to: &directory)
                 } else if let session = directory.sessions[logged.sessionId] {
                     session.replay(logged)
                 }
@@ -161,10 +192,11 @@ final class Venue: Sendable {
         }
     }
 
-    /// Creates a session with a fresh id and join code.
-    func createSession(title: String) throws(CommandFailure) -> (LiveSession, LoggedEvent) {
+    /// Creates a session with a fresh id and join code. The directory lock is held throughout,
+    /// so the id and code stay unique and the session count within the limit.
+    func createSession(title: String) throws(CommandFailure) -> (LiveSession, Executed) {
         var rng = SystemRandomNumberGenerator()
-        let result: Result<(LiveSession, LoggedEvent), CommandFailure> = directory.withLock { directory in
+        let result: Result<(LiveSession, Executed), CommandFailure> = directory.withLock { directory in
             guard directory.sessions.count < maxSessions else {
                 return .failure(.refused(.limitReached("this appliance holds at most \(maxSessions) sessions")))
             }
@@ -172,33 +204,25 @@ final class Venue: Sendable {
             while directory.sessions[id] != nil { id = IdentifierAlphabet.make(length: 10, using: &rng) }
             var code = JoinCode.random(using: &rng)
             while directory.joinCodes[code] != nil { code = JoinCode.random(using: &rng) }
-            let created: SessionEvent.SessionCreated
-            do throws(DomainError) {
-                created = try SessionState.create(id: id, title: title, joinCode: code, limits: limits)
+            let session = LiveSession(id: id, log: log, limits: limits, results: results)
+            do throws(CommandFailure) {
+                let executed = try session.create(title: title, joinCode: code)
+                add(session, to: &directory)
+                return .success((session, executed))
             } catch {
-                return .failure(.refused(error))
+                return .failure(error)
             }
-            let logged: LoggedEvent
-            do {
-                logged = try log.append(sessionId: id, events: [.sessionCreated(created)])[0]
-            } catch {
-                return .failure(.logUnavailable(error))
-            }
-            let session = add(SessionState(created: created), lastSequence: logged.sequence, to: &directory)
-            return .success((session, logged))
         }
         return try result.get()
     }
 
-    /// Registers a session and its join code (caller holds the directory lock).
-    @discardableResult
-    private func add(_ state: SessionState, lastSequence: UInt64, to directory: inout Directory) -> LiveSession {
-        let session = LiveSession(
-            state: state, lastSequence: lastSequence, log: log, limits: limits, resultsInterval: resultsInterval)
-        directory.sessions[state.id] = session
-        directory.joinCodes[state.joinCode] = state.id
-        directory.order.append(state.id)
-        return session
+    /// Registers a created session and its join code (caller holds the directory lock).
+    private func add(_ session: LiveSession, to directory: inout Directory) {
+        // Only sessions that exist are ever handed out (`LiveSession.read` relies on it).
+        guard let joinCode = session.joinCode else { return }
+        directory.sessions[session.id] = session
+        directory.joinCodes[joinCode] = session.id
+        directory.order.append(session.id)
     }
 
     func session(_ id: SessionID) -> LiveSession? {

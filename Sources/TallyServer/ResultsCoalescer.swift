@@ -1,0 +1,125 @@
+import ServiceLifecycle
+import Synchronization
+import TallyDomain
+import TallyEventLog
+
+/// Turns bursts of ballots into `poll.results`: at most one per poll every `interval`, and
+/// always one after the last ballot (a ballot arriving while a publish is pending is counted
+/// in it; one arriving after schedules the next).
+///
+/// The timers are child tasks of `run()`, so they belong to the service group: nothing is left
+/// sleeping after shutdown. On graceful shutdown the pending results are published at once and
+/// made durable before `run()` returns, so displays get the final counts before streams end.
+/// Ballots that arrive while the service is not running (before start, after shutdown, or in
+/// tests that never start it) publish their results at once, uncoalesced.
+final class ResultsCoalescer: Service, Sendable {
+    private let interval: Duration
+    private let log: any EventLog
+    private let state = Mutex(State())
+    /// Publishes `run()` schedules; created once, consumed by the one `run()`.
+    private let due: AsyncStream<Due>
+    private let dueContinuation: AsyncStream<Due>.Continuation
+
+    private struct PollKey: Hashable {
+        let session: SessionID
+        let poll: PollID
+    }
+
+    private struct Schedule {
+        /// A publish is pending: the next ballot needs nothing more.
+        var pending = false
+        var lastPublished: ContinuousClock.Instant?
+    }
+
+    private struct State {
+        var running = false
+        var polls: [PollKey: Schedule] = [:]
+        /// Sequence of the latest results appended (what a drain waits for).
+        var lastAppended: UInt64 = 0
+    }
+
+    /// One pending publish: which poll, of which session, after how long.
+    private struct Due: Sendable {
+        let session: LiveSession
+        let poll: PollID
+        let delay: Duration
+    }
+
+    init(interval: Duration, log: any EventLog) {
+        self.interval = interval
+        self.log = log
+        (due, dueContinuation) = AsyncStream.makeStream(of: Due.self)
+    }
+
+    /// A ballot on `poll` was logged: make sure a publish of its counts follows.
+    func ballotCast(on poll: PollID, in session: LiveSession) {
+        let now = ContinuousClock.now
+        let key = PollKey(session: session.id, poll: poll)
+        enum Next { case nothing, publishNow, schedule(Duration) }
+        let next: Next = state.withLock { state in
+            guard state.running else { return .publishNow }
+            var schedule = state.polls[key] ?? Schedule()
+            guard !schedule.pending else { return .nothing }
+            schedule.pending = true
+            state.polls[key] = schedule
+            guard let last = schedule.lastPublished else { return .schedule(.zero) }
+            let due = last.advanced(by: interval)
+            return .schedule(due > now ? now.duration(to: due) : .zero)
+        }
+        switch next {
+        case .nothing: break
+        case .publishNow: publish(poll, in: session)
+        case .schedule(let delay):
+            if case .terminated = dueContinuation.yield(Due(session: session, poll: poll, delay: delay)) {
+                // run() has returned between the check and the yield: publish here instead.
+                publish(poll, in: session)
+            }
+        }
+    }
+
+    /// Between the start of `run()` and graceful shutdown: ballots are coalesced.
+    var isRunning: Bool { state.withLock { $0.running } }
+
+    func run() async {
+        state.withLock { $0.running = true }
+        await withDiscardingTaskGroup { group in
+            await withGracefulShutdownHandler {
+                // Ends once shutdown has finished the stream and every publish queued before
+                // it has its timer (or when the task is cancelled).
+                for await due in self.due {
+                    group.addTask {
+                        // Cancellation (shutdown) cuts the wait short; the results are published anyway.
+                        if due.delay > .zero { try? await Task.sleep(for: due.delay) }
+                        self.publish(due.poll, in: due.session)
+                    }
+                }
+            } onGracefulShutdown: {
+                // No new timers from here on: later ballots publish their own results.
+                self.state.withLock { $0.running = false }
+                self.dueContinuation.finish()
+            }
+            // Wake every timer still sleeping: pending results go out now.
+            group.cancelAll()
+        }
+        state.withLock { $0.running = false }
+        // Drained: wait until the last results are durable (and so broadcast) before the
+        // services that shut down after this one end the streams.
+        let sequence = state.withLock { $0.lastAppended }
+        if sequence > 0 { try? await log.waitUntilDurable(sequence) }
+    }
+
+    /// Appends the poll's current counts.
+    private func publish(_ poll: PollID, in session: LiveSession) {
+        let key = PollKey(session: session.id, poll: poll)
+        state.withLock { state in
+            state.polls[key] = Schedule(pending: false, lastPublished: .now)
+        }
+        do {
+            guard let sequence = try session.execute(.publishResults(poll)).events.last?.sequence else { return }
+            state.withLock { $0.lastAppended = max($0.lastAppended, sequence) }
+        } catch {
+            // Nothing to report: a stopped log reports itself, and results are derived data
+            // that the next ballot publishes again.
+        }
+    }
+}
