@@ -101,8 +101,9 @@ final class LoadRun: @unchecked Sendable {
         let perConnection = Double(rssAfter - rssJoined) / Double(max(up, 1)) / 1e3
         let withJoin = Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3
         print("connections up: \(up) of \(trackers.count)")
-        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB after %d joins, %.1f MB with %d idle WebSocket connections",
-                     Double(rssBefore) / 1e6, Double(rssJoined) / 1e6, server.isNchan ? 0 : trackers.count, Double(rssAfter) / 1e6, up))
+        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB after %@, %.1f MB with %d idle WebSocket connections",
+                     Double(rssBefore) / 1e6, Double(rssJoined) / 1e6, server.isNchan ? "(no joins on nchan)" : "\(trackers.count) joins",
+                     Double(rssAfter) / 1e6, up))
         print(String(format: "per idle WebSocket: %.1f KB (target ≤ 12 KB: %@); %.1f KB counting the participant's join", perConnection,
                      perConnection <= 12 ? "met" : "missed", withJoin))
         if server.isNchan {

@@ -18,29 +18,32 @@ struct TallyLoad: ParsableCommand {
         commandName: "tally-load",
         abstract: "Load generator for Tally's real-time delivery (and nginx + nchan as the reference peer).",
         discussion: """
-            Scenarios (loopback only; each starts its own server unless --port is given):
-              adr-normal     5 sessions × 400 WebSocket subscribers, 50 ev/s, fsync (ADR normal)
+            Scenarios (loopback only; each starts its own server unless --port):
+              adr-normal     5 sessions × 400 WebSockets, 50 ev/s, fsync
               adr-peak       5 × 400, 150 ev/s
               big-room       1 × 2000, 30 ev/s
-              idle           10,000 idle WebSockets: anonymous RSS per connection (target ≤ 12 KB)
-              storm          2,000 clients drop, miss 500 events, reconnect at once from their
-                             eventId (target: all caught up ≤ 1 s)
-              slow           one client stops reading while 400 others are measured
-              votes          server CPU per accepted durable vote vs. per bare GET /healthz in the
-                             same run (64 keep-alive connections; target ratio ≤ 1.5)
-              compare-nchan  adr-normal on nginx + nchan (2 workers, in-memory channels), then
-                             on Tally, same client; prints both rows side by side
-            --peer nchan runs adr-normal, adr-peak, big-room or idle against nginx + nchan instead
-            of Tally (install it first: Appliance/bench/nchan-peer.sh install).
+              idle           10,000 idle WebSockets: anonymous RSS per
+                             connection (target ≤ 12 KB)
+              storm          2,000 clients drop, miss 500 events, reconnect
+                             at once (target: all caught up ≤ 1 s)
+              slow           one client stops reading among 400 measured
+              votes          server CPU per durable vote vs. per bare
+                             GET /healthz, same run (target ratio ≤ 1.5)
+              compare-nchan  adr-normal on nginx + nchan (2 workers,
+                             in-memory), then on Tally; same client, one
+                             table
+            --peer nchan runs adr-normal, adr-peak, big-room or idle on
+            nginx + nchan instead (Appliance/bench/nchan-peer.sh install).
 
-            Everything the issue measures, before/after a change (release build first):
-              Appliance/bench/run.sh            (= compare-nchan, idle, storm, votes; log in /tmp)
-            Or one at a time:
-              swift build -c release --product tally-load && swift build -c release --product tally
+            Before/after a change, everything the issue measures:
+              Appliance/bench/run.sh
+            which is (after nchan-peer.sh install and a release build of
+            the tally-load and tally products):
               .build/release/tally-load compare-nchan
               .build/release/tally-load idle
               .build/release/tally-load storm
               .build/release/tally-load votes
+            See Appliance/bench/README.md.
             """)
 
     @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes or compare-nchan.")
