@@ -16,6 +16,8 @@ final class LoadRun: @unchecked Sendable {
     private var rooms: [Room] = []
     /// How late each publication left (µs after its scheduled time): the load box's own delay.
     let lateness = Mutex<[UInt32]>([])
+    /// The steady scenarios' result, for a side-by-side table.
+    private(set) var summary: Summary?
 
     final class Room: Sendable {
         let id: String
@@ -42,6 +44,17 @@ final class LoadRun: @unchecked Sendable {
     }
 
     func execute() throws {
+        if server.isNchan {
+            // Channels "room0"… exist once subscribed to; no sign-in, no join, no warm-up
+            // publication (indexes start at 1 as they do after Tally's publication 0).
+            rooms = (0..<plan.sessions).map { Room(id: "room\($0)", code: "", presenter: "") }
+            print("\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) channel(s), \(plan.rate) messages/s, \(duration) s")
+            switch plan.name {
+            case "idle": try idle()
+            default: try steady()
+            }
+            return
+        }
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
         let (status, body) = try http.request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
         guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
@@ -55,7 +68,7 @@ final class LoadRun: @unchecked Sendable {
             // Publication 0: from here on every publication closes the previous poll.
             try publish(http, rooms[index], index: 0, scheduled: now())
         }
-        print("scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) session(s), \(plan.rate) events/s, \(duration) s")
+        print("\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) session(s), \(plan.rate) events/s, \(duration) s")
         switch plan.name {
         case "idle": try idle()
         case "storm": try storm()
@@ -78,14 +91,26 @@ final class LoadRun: @unchecked Sendable {
 
     private func idle() throws {
         let rssBefore = server.rssBytes
-        let trackers = try subscribe(plan.subscribers, over: [0])
+        var rssJoined = rssBefore
+        // Participants join first (their state is the session's, not the connection's); the
+        // per-connection figure is the growth while the WebSockets open and sit idle.
+        let trackers = try subscribe(plan.subscribers, over: [0], beforeConnecting: { rssJoined = self.server.rssBytes })
         sleep(2)
         let rssAfter = server.rssBytes
         let up = try onLoop { trackers.filter(\.connected).count }
+        let perConnection = Double(rssAfter - rssJoined) / Double(max(up, 1)) / 1e3
+        let withJoin = Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3
         print("connections up: \(up) of \(trackers.count)")
-        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB with %d idle WebSocket connections: %.1f KB per connection",
-                     Double(rssBefore) / 1e6, Double(rssAfter) / 1e6, up, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3))
-        print("| idle (\(up) WebSocket) | \(up)/\(trackers.count) | — | — | — | \(String(format: "%.0f MB total, %.1f KB/connection", Double(rssAfter) / 1e6, Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3)) |")
+        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB after %@, %.1f MB with %d idle WebSocket connections",
+                     Double(rssBefore) / 1e6, Double(rssJoined) / 1e6, server.isNchan ? "(no joins on nchan)" : "\(trackers.count) joins",
+                     Double(rssAfter) / 1e6, up))
+        print(String(format: "per idle WebSocket: %.1f KB (target ≤ 12 KB: %@); %.1f KB counting the participant's join", perConnection,
+                     perConnection <= 12 ? "met" : "missed", withJoin))
+        if server.isNchan {
+            print(String(format: "nginx shared memory resident (summed over processes): %.1f MB", Double(server.rssShmemBytes) / 1e6))
+        }
+        print(String(format: "| idle, %@ | %d/%d up | %.0f MB anon RSS | %.1f KB per WebSocket (%.1f KB with its join) | target ≤ 12 KB: %@ |",
+                     server.name, up, trackers.count, Double(rssAfter) / 1e6, perConnection, withJoin, perConnection <= 12 ? "met" : "missed"))
     }
 
     private func storm() throws {
@@ -143,6 +168,8 @@ final class LoadRun: @unchecked Sendable {
         print(String(format: "bystanders (200, live 30 ev/s during the storm): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
                      pct(bystanderLatency, 0.5), pct(bystanderLatency, 0.99), Double(bystanderLatency.last ?? 0) / 1e3))
         print(String(format: "server CPU during the storm: %.2f s", cpu))
+        let allIn = caughtUp == crowd.count && stormSeconds <= 1.0
+        print("target (all 2,000 caught up ≤ 1 s): \(allIn ? "met" : "missed")")
         print(String(format: "| storm (2,000 × 500 missed) | %d/%d caught up | %d / %d / %d | catch-up p50 %.0f ms, p99 %.0f ms, max %.0f ms | bystanders p99 %.1f ms | %.2f s CPU |",
                      caughtUp, crowd.count, gaps, duplicates, outOfOrder, times.isEmpty ? 0 : ms(times, 0.5), times.isEmpty ? 0 : ms(times, 0.99),
                      Double(times.last ?? 0) / 1e6, pct(bystanderLatency, 0.99), cpu))
@@ -176,14 +203,43 @@ final class LoadRun: @unchecked Sendable {
     // MARK: building blocks
 
     private func path(room: Int, tracker: Tracker) -> String {
-        "/events?sessionId=\(rooms[room].id)&token=\(tracker.token ?? rooms[room].presenter)"
+        if server.isNchan { return "/sub?id=\(rooms[room].id)" }
+        return "/events?sessionId=\(rooms[room].id)&token=\(tracker.token ?? rooms[room].presenter)"
     }
 
 
     /// Joins `count` participants spread over `roomIndexes` (8 joins in flight, so group commit
     /// applies), then opens their WebSockets at the ramp rate and waits until all are up.
-    private func subscribe(_ count: Int, over roomIndexes: [Int], collector: Collector? = nil) throws -> [Tracker] {
+    private func subscribe(
+        _ count: Int, over roomIndexes: [Int], collector: Collector? = nil, beforeConnecting: () -> Void = {}
+    ) throws -> [Tracker] {
         let trackers = (0..<count).map { Tracker(session: roomIndexes[$0 % roomIndexes.count]) }
+        if !server.isNchan { try join(trackers) }
+        beforeConnecting()
+        let chosen = collector.map { Connector(group: loop, host: "127.0.0.1", port: server.port, collector: $0) } ?? connector
+        let connectStart = now()
+        let interval = 1.0 / ramp
+        for (i, tracker) in trackers.enumerated() {
+            let due = connectStart + UInt64(Double(i) * interval * 1e9)
+            let wait = Int64(due) - Int64(now())
+            if wait > 0 { usleep(UInt32(wait / 1000)) }
+            let path = self.path(room: tracker.session, tracker: tracker)
+            _ = try onLoop { chosen.connect(tracker, path: path) }
+        }
+        var up = 0
+        for _ in 0..<600 {
+            up = try onLoop { trackers.filter(\.connected).count }
+            if up == count { break }
+            usleep(50_000)
+        }
+        let failed = try onLoop { trackers.reduce(0) { $0 + $1.upgradeFailures } }
+        print(String(format: "connected %d/%d WebSockets in %.1f s (%d refused)", up, count, Double(now() - connectStart) / 1e9, failed))
+        return trackers
+    }
+
+    /// Joins a participant per tracker (8 joins in flight, so group commit applies).
+    private func join(_ trackers: [Tracker]) throws {
+        let count = trackers.count
         let joined = Mutex<[Int: String]>([:])
         let port = server.port
         let codes = trackers.map { rooms[$0.session].code }
@@ -210,29 +266,18 @@ final class LoadRun: @unchecked Sendable {
         let tokensByIndex = joined.withLock { $0 }
         for (i, tracker) in trackers.enumerated() { tracker.token = tokensByIndex[i] }
         print(String(format: "joined %d participants in %.1f s", count, Double(now() - joinStart) / 1e9))
-
-        let chosen = collector.map { Connector(group: loop, host: "127.0.0.1", port: server.port, collector: $0) } ?? connector
-        let connectStart = now()
-        let interval = 1.0 / ramp
-        for (i, tracker) in trackers.enumerated() {
-            let due = connectStart + UInt64(Double(i) * interval * 1e9)
-            let wait = Int64(due) - Int64(now())
-            if wait > 0 { usleep(UInt32(wait / 1000)) }
-            let path = self.path(room: tracker.session, tracker: tracker)
-            _ = try onLoop { chosen.connect(tracker, path: path) }
-        }
-        var up = 0
-        for _ in 0..<600 {
-            up = try onLoop { trackers.filter(\.connected).count }
-            if up == count { break }
-            usleep(50_000)
-        }
-        let failed = try onLoop { trackers.reduce(0) { $0 + $1.upgradeFailures } }
-        print(String(format: "connected %d/%d WebSockets in %.1f s (%d refused)", up, count, Double(now() - connectStart) / 1e9, failed))
-        return trackers
     }
 
     private func publish(_ http: BlockingHTTP, _ room: Room, index: Int, scheduled: UInt64) throws {
+        if server.isNchan {
+            // Two messages per publication, as Tally's poll.closed + poll.opened.
+            let (closed, opened) = NchanPeer.messages(channel: room.id, index: index, scheduled: scheduled)
+            for message in [closed, opened] {
+                let (status, response) = try http.request("POST", "/pub?id=\(room.id)", json: message)
+                guard (200..<300).contains(status) else { throw LoadError("nchan publication refused: \(status) \(String(decoding: response, as: UTF8.self))") }
+            }
+            return
+        }
         let body = #"{"question":"L\#(index):\#(scheduled)","options":["Yes","No"],"open":true}"#
         let (status, response) = try http.request("POST", "/api/v1/sessions/\(room.id)/polls", json: body, token: room.presenter)
         guard status == 201 else { throw LoadError("publication refused: \(status) \(String(decoding: response, as: UTF8.self))") }
@@ -318,8 +363,20 @@ final class LoadRun: @unchecked Sendable {
         print("stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
         print(String(format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
                      pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
-        print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing; %.0f MB with the ring's mapped pages)",
-                     cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssTotalBytes) / 1e6))
+        if server.isNchan {
+            print(String(format: "server (nginx master + workers): %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing); shared memory resident %.0f MB",
+                         cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssShmemBytes) / 1e6))
+        } else {
+            print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing; %.0f MB with the ring's mapped pages)",
+                         cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssTotalBytes) / 1e6))
+        }
+        summary = Summary(
+            server: server.name, scenario: "\(plan.name) (\(plan.sessions)×\(plan.subscribers / plan.sessions), \(Int(plan.rate)) ev/s)",
+            up: up, connections: trackers.count, delivered: delivered, expected: expected,
+            gaps: gaps, duplicates: duplicates, outOfOrder: outOfOrder,
+            p50: pct(latencies, 0.5), p95: pct(latencies, 0.95), p99: pct(latencies, 0.99), p999: pct(latencies, 0.999),
+            max: Double(latencies.last ?? 0) / 1e3, cpuSeconds: cpuSeconds, frames: framesDelivered, perDelivery: perDelivery,
+            rssAnon: rss, rssShmem: server.isNchan ? server.rssShmemBytes : nil, lateP99: pct(late, 0.99))
         print(String(format: "| %@ (%d×%d, %.0f ev/s) | %d/%d | %d/%d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.1f µs | %.0f MB |",
                      plan.name, plan.sessions, plan.subscribers / plan.sessions, plan.rate, up, trackers.count,
                      delivered, expected, gaps, duplicates, outOfOrder,
@@ -358,4 +415,40 @@ func pct(_ sorted: [UInt32], _ p: Double) -> Double {
 /// Percentile of sorted nanoseconds, in milliseconds.
 func ms(_ sorted: [UInt64], _ p: Double) -> Double {
     Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1e6
+}
+
+/// One steady run's figures, as a markdown row.
+struct Summary {
+    var server: String
+    var scenario: String
+    var up: Int
+    var connections: Int
+    var delivered: Int
+    var expected: Int
+    var gaps: Int
+    var duplicates: Int
+    var outOfOrder: Int
+    var p50: Double
+    var p95: Double
+    var p99: Double
+    var p999: Double
+    var max: Double
+    var cpuSeconds: Double
+    var frames: Int
+    var perDelivery: Double
+    var rssAnon: Int
+    var rssShmem: Int?
+    var lateP99: Double
+
+    static let header = """
+        | server | scenario | connections | stamped messages delivered / expected | gaps / dups / out-of-order | latency p50 / p95 / p99 / p99.9 / max (ms) | server CPU (s) / frames | CPU per delivery | RSS anon (shared mem) | publisher late p99 |
+        |---|---|---|---|---|---|---|---|---|---|
+        """
+
+    var markdownRow: String {
+        let memory = String(format: "%.0f MB", Double(rssAnon) / 1e6) + (rssShmem.map { String(format: " (+%.0f MB shm)", Double($0) / 1e6) } ?? "")
+        return String(format: "| %@ | %@ | %d/%d | %d / %d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.2f / %d | %.1f µs | %@ | %.1f ms |",
+                      server, scenario, up, connections, delivered, expected, gaps, duplicates, outOfOrder,
+                      p50, p95, p99, p999, max, cpuSeconds, frames, perDelivery, memory, lateP99)
+    }
 }

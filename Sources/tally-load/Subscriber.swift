@@ -125,7 +125,7 @@ final class SubscriberHandler: ChannelInboundHandler {
             let payload = buffer.getSlice(at: start + header, length: length)!
             buffer.moveReaderIndex(forwardBy: header + length)
             switch b0 & 0x0F {
-            case 0x1: text(payload)
+            case 0x1, 0x2: text(payload)  // nchan may send a message as a binary frame
             case 0x9: reply(context, opcode: 0xA, payload: payload)  // ping → pong
             case 0x8:
                 let code = payload.readableBytes >= 2 ? payload.getInteger(at: payload.readerIndex, as: UInt16.self)! : 1005

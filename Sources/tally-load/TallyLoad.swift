@@ -16,19 +16,40 @@ import NIOPosix
 struct TallyLoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally-load",
-        abstract: "Load generator for Tally's real-time delivery.",
+        abstract: "Load generator for Tally's real-time delivery (and nginx + nchan as the reference peer).",
         discussion: """
-            Scenarios: adr-normal (5×400 subscribers, 50 ev/s), adr-peak (5×400, 150 ev/s),
-            big-room (1×2000, 30 ev/s), idle (10,000 idle connections: memory per connection),
-            storm (2,000 clients drop, miss 500 events, reconnect at once), slow (one client
-            stops reading while 400 others are measured). Starts its own server unless --port is
-            given. Loopback only.
+            Scenarios (loopback only; each starts its own server unless --port):
+              adr-normal     5 sessions × 400 WebSockets, 50 ev/s, fsync
+              adr-peak       5 × 400, 150 ev/s
+              big-room       1 × 2000, 30 ev/s
+              idle           10,000 idle WebSockets: anonymous RSS per
+                             connection (target ≤ 12 KB)
+              storm          2,000 clients drop, miss 500 events, reconnect
+                             at once (target: all caught up ≤ 1 s)
+              slow           one client stops reading among 400 measured
+              votes          server CPU per durable vote vs. per bare
+                             GET /healthz, same run (target ratio ≤ 1.5)
+              compare-nchan  adr-normal on nginx + nchan (2 workers,
+                             in-memory), then on Tally; same client, one
+                             table
+            --peer nchan runs adr-normal, adr-peak, big-room or idle on
+            nginx + nchan instead (Appliance/bench/nchan-peer.sh install).
+
+            Before/after a change, everything the issue measures:
+              Appliance/bench/run.sh
+            which is (after nchan-peer.sh install and a release build of
+            the tally-load and tally products):
+              .build/release/tally-load compare-nchan
+              .build/release/tally-load idle
+              .build/release/tally-load storm
+              .build/release/tally-load votes
+            See Appliance/bench/README.md.
             """)
 
-    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm or slow.")
+    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes or compare-nchan.")
     var scenario: String
 
-    @Option(help: "Seconds of publishing.") var duration: Double = 20
+    @Option(help: "Seconds of publishing (votes: seconds of each phase is half of it).") var duration: Double = 20
     @Option(help: "Events per second in total (overrides the scenario).") var rate: Double?
     @Option(help: "Sessions (overrides the scenario).") var sessions: Int?
     @Option(help: "Subscribers in all (overrides the scenario).") var subscribers: Int?
@@ -38,20 +59,68 @@ struct TallyLoad: ParsableCommand {
     @Option(help: "The running server's pid, for CPU and memory.") var pid: Int32?
     @Option(help: "Operator password of a running server.") var password = "load-test-password"
     @Option(help: "fsync or os (for a server this starts).") var durability = "fsync"
+    @Option(help: "tally, or nchan (nginx + nchan started here, same scenario and client).") var peer = "tally"
+    @Option(help: "nginx binary for --peer nchan.") var nginx: String?
+    @Option(help: "nchan module (.so) for --peer nchan.") var nchanModule: String?
+    @Option(help: "nginx worker processes for --peer nchan.") var nginxWorkers = 2
+    @Option(help: "Keep-alive connections of the votes scenario.") var connections = 64
+    @Option(help: "Participants of the votes scenario.") var participants = 500
 
     func run() throws {
+        raiseFileLimit()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        if scenario == "compare-nchan" {
+            var plan = Plan.named("adr-normal")
+            apply(&plan)
+            var rows: [Summary] = []
+            for target in ["nchan", "tally"] {
+                let server = try startServer(target)
+                defer { server.stop() }
+                let run = LoadRun(plan: plan, server: server, group: group, ramp: ramp, duration: duration, password: password)
+                try run.execute()
+                if let summary = run.summary { rows.append(summary) }
+                print("")
+                // Let sockets in TIME_WAIT and the client's buffers settle between the two.
+                sleep(2)
+            }
+            print("## \(plan.name) (\(plan.sessions)×\(plan.subscribers / plan.sessions), \(Int(plan.rate)) ev/s, \(Int(duration)) s): nginx + nchan vs. Tally, same client")
+            print(Summary.header)
+            for row in rows { print(row.markdownRow) }
+            return
+        }
         var plan = Plan.named(scenario)
+        apply(&plan)
+        if peer == "nchan", !["adr-normal", "adr-peak", "big-room", "idle"].contains(plan.name) {
+            throw LoadError("--peer nchan runs adr-normal, adr-peak, big-room or idle")
+        }
+        let server = try startServer(peer)
+        defer { server.stop() }
+        if scenario == "votes" {
+            try VoteRun(server: server, group: group, password: password, connections: connections,
+                        participants: participants, seconds: duration / 2).execute()
+            return
+        }
+        let run = LoadRun(plan: plan, server: server, group: group, ramp: ramp, duration: duration, password: password)
+        try run.execute()
+        if let summary = run.summary {
+            print(Summary.header)
+            print(summary.markdownRow)
+        }
+    }
+
+    private func apply(_ plan: inout Plan) {
         if let rate { plan.rate = rate }
         if let sessions { plan.sessions = sessions }
         if let subscribers { plan.subscribers = subscribers }
-        raiseFileLimit()
-        let server = try ServerUnderTest.start(
-            binary: binary, port: port, pid: pid, password: password, durability: durability)
-        defer { server.stop() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        let run = LoadRun(plan: plan, server: server, group: group, ramp: ramp, duration: duration, password: password)
-        try run.execute()
+    }
+
+    private func startServer(_ kind: String) throws -> ServerUnderTest {
+        switch kind {
+        case "tally": return try ServerUnderTest.start(binary: binary, port: port, pid: pid, password: password, durability: durability)
+        case "nchan": return try NchanPeer.start(nginx: nginx, module: nchanModule, workers: nginxWorkers)
+        default: throw LoadError("--peer is tally or nchan")
+        }
     }
 }
 
@@ -70,8 +139,9 @@ struct Plan {
         case "idle": return Plan(name: name, sessions: 1, subscribers: 10_000, rate: 0)
         case "storm": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
         case "slow": return Plan(name: name, sessions: 1, subscribers: 400, rate: 30)
+        case "votes": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
         default:
-            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm or slow")
+            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes or compare-nchan")
             Foundation.exit(64)
         }
     }
@@ -84,24 +154,31 @@ func raiseFileLimit() {
     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
-/// The server process: started here (fresh data directory) or one already running.
+/// The server process: started here (fresh data directory) or one already running. For nginx
+/// + nchan, the master and its worker processes together.
 final class ServerUnderTest {
+    let name: String
     let port: Int
     let pid: Int32
+    let isNchan: Bool
     private let process: Process?
     private let dataDirectory: String?
+    private let includeChildren: Bool
 
-    private init(port: Int, pid: Int32, process: Process?, dataDirectory: String?) {
+    init(name: String, port: Int, pid: Int32, process: Process?, dataDirectory: String?, includeChildren: Bool = false) {
+        self.name = name
         self.port = port
         self.pid = pid
         self.process = process
         self.dataDirectory = dataDirectory
+        self.includeChildren = includeChildren
+        self.isNchan = includeChildren
     }
 
     static func start(binary: String?, port: Int?, pid: Int32?, password: String, durability: String) throws -> ServerUnderTest {
         if let port {
             guard let pid else { throw LoadError("--port needs --pid (the server's process id, for CPU and memory)") }
-            return ServerUnderTest(port: port, pid: pid, process: nil, dataDirectory: nil)
+            return ServerUnderTest(name: "tally", port: port, pid: pid, process: nil, dataDirectory: nil)
         }
         let executable = binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tally").path
         guard FileManager.default.isExecutableFile(atPath: executable) else {
@@ -122,7 +199,8 @@ final class ServerUnderTest {
         process.standardOutput = log
         process.standardError = FileHandle.standardError
         try process.run()
-        let server = ServerUnderTest(port: chosen, pid: process.processIdentifier, process: process, dataDirectory: directory)
+        let server = ServerUnderTest(
+            name: "tally (\(durability))", port: chosen, pid: process.processIdentifier, process: process, dataDirectory: directory)
         let client = BlockingHTTP(host: "127.0.0.1", port: chosen)
         for _ in 0..<300 {
             if let (status, _) = try? client.request("GET", "/readyz"), status == 200 { return server }
@@ -140,30 +218,41 @@ final class ServerUnderTest {
         if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
 
-    /// User + system CPU seconds so far, from /proc.
+    var childPids: [Int32] { includeChildren ? childProcesses(of: pid) : [] }
+    private var pids: [Int32] { [pid] + childPids }
+
+    /// User + system CPU seconds so far, from /proc (master and workers for nginx).
     var cpuSeconds: Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3, utime 14, stime 15 (1-based over the whole line).
-        let utime = Double(fields[11]) ?? 0
-        let stime = Double(fields[12]) ?? 0
-        return (utime + stime) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        pids.reduce(0) { total, pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return total }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // After the command: state is field 3, utime 14, stime 15 (1-based over the whole line).
+            let utime = Double(fields[11]) ?? 0
+            let stime = Double(fields[12]) ?? 0
+            return total + (utime + stime) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        }
     }
 
     /// Resident anonymous memory: the server's own heap and stacks. The event ring is a mapped
     /// file, so its pages are page cache (RssFile), shared and reclaimable; they are not counted.
+    /// For nginx: the sum over master and workers.
     var rssBytes: Int { status("RssAnon:") }
+    /// Resident shared memory (nchan keeps its channels and messages in nginx's shared memory
+    /// zone; summed over processes, so pages touched by several workers count more than once).
+    var rssShmemBytes: Int { status("RssShmem:") }
     /// Everything resident, including the mapped ring's pages.
     var rssTotalBytes: Int { status("VmRSS:") }
 
     private func status(_ field: String) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix(field) {
-            return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+        pids.reduce(0) { total, pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return total }
+            for line in status.split(separator: "\n") where line.hasPrefix(field) {
+                return total + (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+            }
+            return total
         }
-        return 0
     }
 }
 
