@@ -112,6 +112,14 @@ struct Access: Sendable {
         throw Self.denied(grants, "only participants who joined this session may vote")
     }
 
+    /// The participant the grants make the caller on `session`, if any.
+    static func participant(_ grants: [Grant], of session: SessionID) -> ParticipantID? {
+        for grant in grants {
+            if case .participant(session, let participant) = grant { return participant }
+        }
+        return nil
+    }
+
     /// The most capable role the grants give on `session`, if any.
     static func viewer(_ grants: [Grant], of session: SessionID) -> (Role, ParticipantID?)? {
         if grants.contains(where: { $0 == .operator || $0 == .presenter(session) }) { return (.presenter, nil) }
