@@ -162,7 +162,14 @@ let package = Package(
         ),
         .testTarget(name: "TallyDomainTests", dependencies: ["TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyEventLogTests", dependencies: ["TallyEventLog", "TallyDomain"], swiftSettings: swiftSettings),
-        .testTarget(name: "TallyServerTests", dependencies: ["TallyServer"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TallyServerTests",
+            dependencies: [
+                "TallyServer",
+                // In-process requests through the app's router (`app.test(.router)`).
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "TallyRealtimeTests",
             dependencies: [

@@ -97,19 +97,12 @@ struct Access: Sendable {
         guard grants.contains(.operator) else { throw Self.denied(grants, "only the operator may do this") }
     }
 
-    func requirePresenter(_ request: Request, of session: SessionID) throws {
-        let grants = grants(of: request)
-        guard grants.contains(where: { $0 == .operator || $0 == .presenter(session) }) else {
-            throw Self.denied(grants, "only this session's presenter may do this")
-        }
-    }
-
-    func requireParticipant(_ request: Request, of session: SessionID) throws -> ParticipantID {
-        let grants = grants(of: request)
+    /// The participant the grants make the caller on `session`, if any.
+    static func participant(_ grants: [Grant], of session: SessionID) -> ParticipantID? {
         for grant in grants {
             if case .participant(session, let participant) = grant { return participant }
         }
-        throw Self.denied(grants, "only participants who joined this session may vote")
+        return nil
     }
 
     /// The most capable role the grants give on `session`, if any.

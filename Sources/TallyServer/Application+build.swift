@@ -25,6 +25,8 @@ public struct TallyApplication: Sendable {
     let projectionWriter: ProjectionWriter
     let configuration: TallyConfiguration
     let logger: Logger
+    /// "METHOD /path" → the role each `/api/v1` route was mounted with (checked by the tests).
+    let routeRoles: [String: RouteRole]
     /// "METHOD /path" of every HTTP route (checked against openapi.yaml by the tests).
     let routes: [String]
 
@@ -191,35 +193,19 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     log.onDurable { batch in hub.publish(batch) }
     projectionWriter.start()
 
-    let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
-    // First: every later middleware and route sees who the request is from.
-    router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
-    if !configuration.trustedProxies.isEmpty {
-        logger.info("trusted proxies may name the client", metadata: ["trusted_proxies": "\(configuration.trustedProxies)"])
-    }
     let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)
-    router.add(middleware: RequestLogMiddleware(metrics: metrics))
-    router.add(middleware: SecurityHeadersMiddleware())
-    router.add(middleware: ProblemMiddleware())
-    router.add(middleware: HostAllowlistMiddleware(allowlist: hosts))
-    router.add(middleware: SameOriginMiddleware())
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port, scheme: certificate == nil ? "http" : "https")
     let limits = Limits(enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     // Whoever can see the box's screen or its log chooses the operator password; nobody else.
     let setupCode = password.isSet ? nil : SetupCode.random()
-    APIController(
-        venue: venue, hub: hub, metrics: metrics, access: access, password: password, log: log, publicURL: publicURL, projection: projection,
-        limits: limits, setupCode: setupCode
-    ).addRoutes(to: router)
-    PagesController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: router)
+    // Who may watch what on /events: the SSE route here, and the gate of the WebSocket upgrade.
     let events = EventsController(
         venue: venue, hub: hub, access: access, limits: limits, log: log, retention: configuration.retention,
         queueLimit: configuration.streamQueueLimit, hosts: hosts, trustedProxies: configuration.trustedProxies)
-    events.addRoutes(to: router)
-    HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention).addRoutes(to: router)
-    metrics.addRoutes(to: router, access: access)
-    WiFiController(wifi: configuration.wifi).addRoutes(to: router)
+    let (router, routeRoles) = buildRouter(
+        configuration: configuration, hosts: hosts, venue: venue, hub: hub, events: events, access: access, password: password,
+        log: log, projection: projection, publicURL: publicURL, limits: limits, setupCode: setupCode, metrics: metrics, logger: logger)
 
     if let setupCode {
         logger.notice(
@@ -313,6 +299,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             status: { "serving \(hub.connectionCount) connections, \(venue.sessionCount) sessions" }),
         projectionWriter: projectionWriter,
         configuration: configuration, logger: logger,
+        routeRoles: routeRoles,
         routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })
 }
 

@@ -12,10 +12,10 @@ struct HealthController: Sendable {
     let projection: SQLiteProjection
     let retention: TimeInterval
 
-    func addRoutes(to router: Router<TallyRequestContext>) {
+    func addRoutes(to router: Router<TallyRequestContext>, api: APIRoutes) {
         router.get("healthz") { _, _ in json(["status": "ok"]) }
         router.get("readyz", use: ready)
-        router.get("api/v1/openapi.yaml") { _, _ in
+        api.role(.anyone).get("openapi.yaml") { _, _ in
             guard let document = OpenAPIDocument.text else {
                 throw Problem(.notFound, "the API document is not installed next to the binary")
             }

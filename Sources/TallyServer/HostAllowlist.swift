@@ -101,24 +101,11 @@ struct NetworkInterface {
     }
 }
 
-/// Refuses requests whose `Host` does not name this box (see `HostAllowlist`). A request
-/// without `Host` (HTTP/1.0 tools) is let through: a browser always sends one.
 extension HostAllowlist {
     /// The answer to a request naming another host (the HTTP routes and the WebSocket upgrade alike).
     static func refusal(_ authority: String) -> Problem {
         Problem(
             .misdirectedRequest,
             "this appliance does not answer to \"\(hostPart(authority))\"; use its address, its .local name or public-url (or add the name to allowed-hosts)")
-    }
-}
-
-struct HostAllowlistMiddleware<Context: RequestContext>: RouterMiddleware {
-    let allowlist: HostAllowlist
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let authority = request.head.authority, !allowlist.allows(authority) {
-            throw HostAllowlist.refusal(authority)
-        }
-        return try await next(request, context)
     }
 }

@@ -8,6 +8,8 @@ public struct TallyRequestContext: RequestContext {
     /// Who the request is from for per-address rules (set by `ClientAddressMiddleware`; a
     /// trusted proxy may name the client). Local-only checks use its real peer.
     public var client: ClientAddress
+    /// Who is calling an `/api/v1` route, and as what (set by `RequireRole` before the handler).
+    var caller = Caller()
     /// The connection (an SSE stream closes it when the server ends the stream).
     public let channel: any Channel
 

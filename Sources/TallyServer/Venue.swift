@@ -31,7 +31,7 @@ struct Executed: Sendable {
 /// lets concurrent commands share one commit.
 final class LiveSession: Sendable {
     let id: SessionID
-    private let log: any EventLog
+    let log: any EventLog
     private let limits: SessionLimits
     private let results: ResultsCoalescer
     private let inner: Mutex<Inner>

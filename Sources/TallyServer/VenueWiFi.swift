@@ -82,15 +82,17 @@ struct WiFiController: Sendable {
         let qr: String
     }
 
-    func addRoutes(to router: Router<TallyRequestContext>) {
-        router.get("api/v1/wifi") { _, _ in
+    /// The room's Wi-Fi is on the room's screen anyway: open to anyone.
+    func addRoutes(to api: APIRoutes) {
+        let anyone = api.role(.anyone)
+        anyone.get("wifi") { _, _ in
             let wifi = try configured()
             return json(
                 Body(
                     ssid: wifi.ssid, security: wifi.passphrase == nil ? "nopass" : "WPA", passphrase: wifi.passphrase,
                     text: wifi.joinText, qr: "/api/v1/wifi.svg"))
         }
-        router.get("api/v1/wifi.svg") { _, _ in
+        anyone.get("wifi.svg") { _, _ in
             guard let svg = QRCode.svg(for: try configured().joinText) else {
                 throw Problem(.internalServerError, "could not draw the Wi-Fi QR code")
             }
