@@ -90,9 +90,11 @@ cmd_test() {
     apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     install_fuzzer
     export E2E_SCHEMATHESIS="$FUZZ_VENV/bin/st"
+    say "style: the code follows .swift-format (swift format lint --strict)"
+    swift format lint --strict --recursive Sources Tests Package.swift
     say "building the server and the unit tests"
     swift build --build-tests
-    say "unit tests (domain, event log, server)"
+    say "unit tests (domain, event log, real-time, server, discovery)"
     swift test --skip-build
     say "end-to-end tests against the real binary (and headless Chromium)"
     export E2E_TALLY_BINARY

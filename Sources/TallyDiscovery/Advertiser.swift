@@ -88,10 +88,12 @@ public final class Advertiser: @unchecked Sendable {
     private func makeClient() {
         guard let poll else { return }
         var error: Int32 = 0
-        let made = avahi_client_new(avahi_threaded_poll_get(poll), AVAHI_CLIENT_NO_FAIL, { client, state, userdata in
-            guard let userdata, let client else { return }
-            Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue().clientChanged(client, state)
-        }, opaque, &error)
+        let made = avahi_client_new(
+            avahi_threaded_poll_get(poll), AVAHI_CLIENT_NO_FAIL,
+            { client, state, userdata in
+                guard let userdata, let client else { return }
+                Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue().clientChanged(client, state)
+            }, opaque, &error)
         if made == nil {
             // No D-Bus or no daemon at all: say so once, keep trying quietly.
             if !warnedNoDaemon {
@@ -144,25 +146,31 @@ public final class Advertiser: @unchecked Sendable {
         var when = timeval()
         avahi_elapse_time(&when, 1000, 0)
         let api = avahi_threaded_poll_get(poll)
-        reconnect = api?.pointee.timeout_new(api, &when, { _, userdata in
-            guard let userdata else { return }
-            let advertiser = Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue()
-            if let timer = advertiser.reconnect, let poll = advertiser.poll {
-                avahi_threaded_poll_get(poll).pointee.timeout_free(timer)
-            }
-            advertiser.reconnect = nil
-            advertiser.makeClient()
-        }, opaque)
+        reconnect = api?.pointee.timeout_new(
+            api, &when,
+            { _, userdata in
+                guard let userdata else { return }
+                let advertiser = Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue()
+                if let timer = advertiser.reconnect, let poll = advertiser.poll {
+                    avahi_threaded_poll_get(poll).pointee.timeout_free(timer)
+                }
+                advertiser.reconnect = nil
+                advertiser.makeClient()
+            }, opaque)
     }
 
     private func register(_ client: OpaquePointer) {
         if group == nil {
-            group = avahi_entry_group_new(client, { group, state, userdata in
-                guard let userdata, let group else { return }
-                Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue().groupChanged(group, state)
-            }, opaque)
+            group = avahi_entry_group_new(
+                client,
+                { group, state, userdata in
+                    guard let userdata, let group else { return }
+                    Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue().groupChanged(group, state)
+                }, opaque)
             guard group != nil else {
-                logger.warning("mDNS: cannot create an entry group", metadata: ["error": "\(String(cString: avahi_strerror(avahi_client_errno(client))))"])
+                logger.warning(
+                    "mDNS: cannot create an entry group",
+                    metadata: ["error": "\(String(cString: avahi_strerror(avahi_client_errno(client))))"])
                 return
             }
         }
@@ -176,10 +184,12 @@ public final class Advertiser: @unchecked Sendable {
         }
         let port = UInt16(advertisement.port)
         var result = avahi_entry_group_add_service_strlst(
-            group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(0), advertisement.name, "_tally._tcp", nil, nil, port, txt)
+            group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(0), advertisement.name,
+            "_tally._tcp", nil, nil, port, txt)
         if result == 0 {
             result = avahi_entry_group_add_service_strlst(
-                group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(0), advertisement.name, "_http._tcp", nil, nil, port, http)
+                group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(0), advertisement.name,
+                "_http._tcp", nil, nil, port, http)
         }
         if result == AVAHI_ERR_COLLISION {
             rename(group)
@@ -208,7 +218,8 @@ public final class Advertiser: @unchecked Sendable {
             rename(group)
         case AVAHI_ENTRY_GROUP_FAILURE:
             let client = avahi_entry_group_get_client(group)
-            logger.warning("mDNS: advertisement failed", metadata: ["error": "\(String(cString: avahi_strerror(avahi_client_errno(client))))"])
+            logger.warning(
+                "mDNS: advertisement failed", metadata: ["error": "\(String(cString: avahi_strerror(avahi_client_errno(client))))"])
         default:
             break
         }
@@ -221,7 +232,9 @@ public final class Advertiser: @unchecked Sendable {
             let old = advertisement.name
             advertisement.name = String(cString: alternative)
             avahi_free(alternative)
-            logger.notice("mDNS: name already taken on this network; using an alternative", metadata: ["was": "\(old)", "now": "\(advertisement.name)"])
+            logger.notice(
+                "mDNS: name already taken on this network; using an alternative",
+                metadata: ["was": "\(old)", "now": "\(advertisement.name)"])
         }
         avahi_entry_group_reset(group)
         if let client = avahi_entry_group_get_client(group) { register(client) }

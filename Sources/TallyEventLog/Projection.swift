@@ -23,32 +23,34 @@ public final class SQLiteProjection: SettingsStore {
         pool = try DatabasePool(path: path, configuration: config)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE sessions (
-                    id TEXT PRIMARY KEY, title TEXT NOT NULL, join_code TEXT NOT NULL,
-                    ended INTEGER NOT NULL DEFAULT 0, created_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
-                CREATE TABLE polls (
-                    session_id TEXT NOT NULL, poll_id TEXT NOT NULL, position INTEGER NOT NULL,
-                    definition BLOB NOT NULL, state TEXT NOT NULL, revealed INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (session_id, poll_id));
-                CREATE TABLE participants (
-                    session_id TEXT NOT NULL, participant_id TEXT NOT NULL, position INTEGER NOT NULL,
-                    PRIMARY KEY (session_id, participant_id));
-                CREATE TABLE ballots (
-                    session_id TEXT NOT NULL, poll_id TEXT NOT NULL, participant_id TEXT NOT NULL,
-                    options BLOB NOT NULL, PRIMARY KEY (session_id, poll_id, participant_id));
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE sessions (
+                        id TEXT PRIMARY KEY, title TEXT NOT NULL, join_code TEXT NOT NULL,
+                        ended INTEGER NOT NULL DEFAULT 0, created_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+                    CREATE TABLE polls (
+                        session_id TEXT NOT NULL, poll_id TEXT NOT NULL, position INTEGER NOT NULL,
+                        definition BLOB NOT NULL, state TEXT NOT NULL, revealed INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (session_id, poll_id));
+                    CREATE TABLE participants (
+                        session_id TEXT NOT NULL, participant_id TEXT NOT NULL, position INTEGER NOT NULL,
+                        PRIMARY KEY (session_id, participant_id));
+                    CREATE TABLE ballots (
+                        session_id TEXT NOT NULL, poll_id TEXT NOT NULL, participant_id TEXT NOT NULL,
+                        options BLOB NOT NULL, PRIMARY KEY (session_id, poll_id, participant_id));
+                    """)
         }
         migrator.registerMigration("v2: ballot times") { db in
             try db.execute(sql: "ALTER TABLE ballots ADD COLUMN at_ms INTEGER NOT NULL DEFAULT 0")
         }
         migrator.registerMigration("v3: joining and link generations") { db in
-            try db.execute(sql: """
-                ALTER TABLE sessions ADD COLUMN joining_closed INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE sessions ADD COLUMN presenter_link INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE sessions ADD COLUMN display_link INTEGER NOT NULL DEFAULT 0;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE sessions ADD COLUMN joining_closed INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE sessions ADD COLUMN presenter_link INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE sessions ADD COLUMN display_link INTEGER NOT NULL DEFAULT 0;
+                    """)
         }
         try migrator.migrate(pool)
     }
@@ -57,7 +59,9 @@ public final class SQLiteProjection: SettingsStore {
     public func ballotTimes(session: String) throws -> [String: [String: Int64]] {
         try pool.read { db in
             var times: [String: [String: Int64]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT poll_id, participant_id, at_ms FROM ballots WHERE session_id = ?", arguments: [session]) {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT poll_id, participant_id, at_ms FROM ballots WHERE session_id = ?", arguments: [session])
+            {
                 times[row[0], default: [:]][row[1]] = row[2]
             }
             return times
@@ -75,7 +79,8 @@ public final class SQLiteProjection: SettingsStore {
         guard let last = batch.last else { return }
         let encoder = JSONEncoder()
         try pool.write { db in
-            let through = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'projected_through'").flatMap(UInt64.init) ?? 0
+            let through =
+                try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'projected_through'").flatMap(UInt64.init) ?? 0
             var lastOfSession: [String: UInt64] = [:]
             for logged in batch where logged.sequence > through {
                 let s = logged.sessionId
@@ -114,7 +119,9 @@ public final class SQLiteProjection: SettingsStore {
                     // The hot path (one per vote): a prepared statement, reused.
                     try db.cachedStatement(
                         sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)"
-                    ).execute(arguments: [s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000)])
+                    ).execute(arguments: [
+                        s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000),
+                    ])
                 }
                 lastOfSession[s] = logged.sequence
             }
@@ -143,7 +150,10 @@ public final class SQLiteProjection: SettingsStore {
         return try pool.read { db in
             var restored: [RestoredSession] = []
             let sessions = try Row.fetchAll(
-                db, sql: "SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link FROM sessions ORDER BY created_seq")
+                db,
+                sql:
+                    "SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link FROM sessions ORDER BY created_seq"
+            )
             for row in sessions {
                 let id: String = row[0]
                 guard let code = JoinCode(row[2] as String) else { continue }
@@ -172,8 +182,12 @@ public final class SQLiteProjection: SettingsStore {
                     count += 1
                     state.apply(.participantJoined(.init(participantId: participant, participantCount: count)))
                 }
-                for b in try Row.fetchAll(db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id]) {
-                    state.apply(.ballotCast(.init(pollId: b[0], participantId: b[1], optionIds: try decoder.decode([String].self, from: b[2] as Data))))
+                for b in try Row.fetchAll(
+                    db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id])
+                {
+                    state.apply(
+                        .ballotCast(
+                            .init(pollId: b[0], participantId: b[1], optionIds: try decoder.decode([String].self, from: b[2] as Data))))
                 }
                 if (row[5] as Int64) != 0 { state.apply(.joiningChanged(.init(joiningOpen: false))) }
                 for (link, column) in [(SessionLink.presenter, 6), (SessionLink.display, 7)] where (row[column] as Int64) != 0 {

@@ -22,7 +22,8 @@ public final class RingEventLog: EventLog {
         /// Why `bytes` cannot be a ring's size, or nil: the one rule for settings and the ring.
         public static func capacityProblem(_ bytes: Int) -> String? {
             guard bytes < RingFile.minimumCapacity || bytes > RingFile.maximumCapacity || bytes % 4096 != 0 else { return nil }
-            return "must be a multiple of 4 KiB from \(formatBytes(RingFile.minimumCapacity)) to \(formatBytes(RingFile.maximumCapacity)), got \(bytes) bytes"
+            return
+                "must be a multiple of 4 KiB from \(formatBytes(RingFile.minimumCapacity)) to \(formatBytes(RingFile.maximumCapacity)), got \(bytes) bytes"
         }
         public var durability: Durability = .fsync
         /// Events older than this are no longer served for replay.
@@ -118,7 +119,9 @@ public final class RingEventLog: EventLog {
     /// about them). Returns their sequence numbers.
     public func appendEncoded(sessionId: SessionID, type: String, payloads: [Data]) throws -> ClosedRange<UInt64> {
         var first: UInt64 = 0
-        _ = try appendEncoded(sessionId: sessionId, types: Array(repeating: type, count: payloads.count), payloads: payloads, events: nil, firstSequence: &first)
+        _ = try appendEncoded(
+            sessionId: sessionId, types: Array(repeating: type, count: payloads.count), payloads: payloads, events: nil,
+            firstSequence: &first)
         return first...(first + UInt64(payloads.count) - 1)
     }
 

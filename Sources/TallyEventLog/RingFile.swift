@@ -1,5 +1,6 @@
 import CCRC32C
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -132,7 +133,9 @@ final class RingFile {
             close(fd)
             unlink(temporary)
             if rc == ENOSPC {
-                throw Failure.io("not enough free disk space for a \(formatBytes(capacity)) event ring at \(path); free some space or choose a smaller --ring-size")
+                throw Failure.io(
+                    "not enough free disk space for a \(formatBytes(capacity)) event ring at \(path); free some space or choose a smaller --ring-size"
+                )
             }
             throw Failure.io("cannot allocate \(formatBytes(capacity)) for \(path): \(String(cString: strerror(rc)))")
         }
@@ -330,7 +333,9 @@ final class RingFile {
         var type = type
         sessionId.withUTF8 { session in
             type.withUTF8 { typeBytes in
-                append(sequence: sequence, timestampMs: timestampMs, session: UnsafeRawBufferPointer(session), typeBytes: UnsafeRawBufferPointer(typeBytes), payload: payload)
+                append(
+                    sequence: sequence, timestampMs: timestampMs, session: UnsafeRawBufferPointer(session),
+                    typeBytes: UnsafeRawBufferPointer(typeBytes), payload: payload)
             }
         }
     }

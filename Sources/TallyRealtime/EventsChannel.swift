@@ -154,7 +154,8 @@ public struct EventsChannel: ServerChildChannel, HTTPChannelHandler {
         let handler = WebSocketStreamHandler(
             pingInterval: TimeAmount(configuration.pingInterval),
             unwritableLimit: configuration.unwritableLimit, logger: logger)
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.maxFrameSize)))
+        try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.maxFrameSize)))
         try channel.pipeline.syncOperations.addHandler(handler)
         let sink = WebSocketSink(handler: handler, eventLoop: channel.eventLoop, slowGrace: TimeAmount(configuration.slowConsumerGrace))
         let request = try HTTPRequest(head, secure: false, splitCookie: false)
@@ -165,11 +166,15 @@ public struct EventsChannel: ServerChildChannel, HTTPChannelHandler {
                 let role = start.subscription.role
                 let open = hub.metrics.streams(.webSocket, role)
                 open.increment()
-                logger.info("stream opened", metadata: ["transport": "websocket", "role": "\(role.rawValue)", "session": "\(start.subscription.sessionId)"])
+                logger.info(
+                    "stream opened",
+                    metadata: ["transport": "websocket", "role": "\(role.rawValue)", "session": "\(start.subscription.sessionId)"])
                 sink.whenClosed {
                     open.decrement()
                     hub.unsubscribe(start.subscription)
-                    logger.info("stream closed", metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason?.rawValue ?? "client")"])
+                    logger.info(
+                        "stream closed",
+                        metadata: ["transport": "websocket", "reason": "\(start.subscription.endReason?.rawValue ?? "client")"])
                 }
                 channel.eventLoop.execute {
                     let oldest = start.backlog.first?.publishedAt ?? DispatchTime.now().uptimeNanoseconds

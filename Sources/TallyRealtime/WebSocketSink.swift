@@ -42,10 +42,10 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
         // Thousands of phones that connected together are not pinged in the same millisecond.
         schedulePing(after: .nanoseconds(Int64.random(in: 0..<max(pingInterval.nanoseconds, 1))))
         // A peer that vanished (phone out of range) never acknowledges the pings: the kernel
-        // drops the connection once sent data has gone unacknowledged this long.
+        // drops the connection once sent data has gone unacknowledged this long (TCP_USER_TIMEOUT).
         let deadPeerMillis = Int32(clamping: pingInterval.nanoseconds / 1_000_000 * 2 + 10_000)
-        _ = context.channel.setOption(
-            ChannelOptions.socket(SocketOptionLevel(NIOBSDSocket.OptionLevel.tcp.rawValue), 18), value: .init(deadPeerMillis))  // TCP_USER_TIMEOUT
+        let tcpUserTimeout = ChannelOptions.socket(SocketOptionLevel(NIOBSDSocket.OptionLevel.tcp.rawValue), 18)
+        _ = context.channel.setOption(tcpUserTimeout, value: .init(deadPeerMillis))
     }
 
     private func schedulePing(after delay: TimeAmount) {

@@ -84,7 +84,6 @@ struct Access: Sendable {
         }
     }
 
-
     /// 401 when the request carries no valid credential at all, 403 when it does but not this one.
     static func denied(_ grants: [Grant], _ what: String) -> Problem {
         grants.isEmpty
@@ -133,7 +132,6 @@ struct Access: Sendable {
                 + (secureCookies ? "; Secure" : ""))
     }
 }
-
 
 /// The key a join link (`/j/{code}?k=…`, the QR code) carries besides the code: 128 bits
 /// derived from the appliance secret, so a link join can be told from a typed guess and never

@@ -121,7 +121,11 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     DataDirectory.keepNewFilesPrivate()
     do {
         for change in try DataDirectory.makePrivate(dataDirectory.path, create: true) {
-            logger.notice("permissions tightened in the data directory", metadata: ["path": "\(change.path)", "was": "\(DataDirectory.octal(change.was))", "now": "\(DataDirectory.octal(change.now))"])
+            logger.notice(
+                "permissions tightened in the data directory",
+                metadata: [
+                    "path": "\(change.path)", "was": "\(DataDirectory.octal(change.was))", "now": "\(DataDirectory.octal(change.now))",
+                ])
         }
     } catch {
         throw StartupError("\(error)")
@@ -159,7 +163,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     // The projection holds every event up to `projected`; the ring holds what came after.
     let tail = try log.events(after: projected)
     if let first = tail.first, first.sequence > projected + 1 {
-        logger.critical("events missing between the database and the ring", metadata: ["from": "\(projected + 1)", "to": "\(first.sequence - 1)"])
+        logger.critical(
+            "events missing between the database and the ring", metadata: ["from": "\(projected + 1)", "to": "\(first.sequence - 1)"])
     }
     for gap in log.recoveryGaps {
         logger.error("corrupt records skipped in the event ring", metadata: ["sequences": "\(gap.lowerBound)...\(gap.upperBound)"])
@@ -195,7 +200,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
 
     let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port, scheme: certificate == nil ? "http" : "https")
-    let limits = Limits(enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
+    let limits = Limits(
+        enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     // Whoever can see the box's screen or its log chooses the operator password; nobody else.
     let setupCode = password.isSet ? nil : SetupCode.random()
@@ -219,9 +225,13 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         configuration.mdns
         ? AdvertiserService(ready: listening, logger: logger) { port in
             Advertisement(
-                name: configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
+                name: configuration.name
+                    ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
                 port: port,
-                txt: ["txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display", "version=\(TallyConfiguration.version)"]
+                txt: [
+                    "txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display",
+                    "version=\(TallyConfiguration.version)",
+                ]
                     // A kiosk must open the display over TLS when the port speaks only TLS.
                     + (certificate == nil ? [] : ["scheme=https"]))
         }
@@ -290,7 +300,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     return TallyApplication(
         application: application,
         redirect: redirect,
-        streams: StreamKeeper(hub: hub, signIns: access.signIns, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention, logger: logger),
+        streams: StreamKeeper(
+            hub: hub, signIns: access.signIns, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention,
+            logger: logger),
         results: venue.results,
         advertiser: advertiser,
         systemd: SystemdService(

@@ -157,7 +157,8 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
             }
         }
         let body = #"{"type":"about:blank","title":"\#(status.dropFirst(4))","status":\#(status.prefix(3)),"detail":"\#(detail)"}"#
-        var head = "HTTP/1.1 \(status)\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
+        var head =
+            "HTTP/1.1 \(status)\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
         if let retryAfter { head += "Retry-After: \(retryAfter)\r\n" }
         let buffer = context.channel.allocator.buffer(string: head + "\r\n" + body)
         context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -174,8 +175,9 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
                 if headBytes > counter.limits.maxHeadBytes {
                     deadline?.cancel()
                     metrics.oversizedHeads.increment()
-                    refuse(context, status: "431 Request Header Fields Too Large", retryAfter: nil,
-                           detail: "the request head is larger than \(counter.limits.maxHeadBytes / 1024) KiB")
+                    refuse(
+                        context, status: "431 Request Header Fields Too Large", retryAfter: nil,
+                        detail: "the request head is larger than \(counter.limits.maxHeadBytes / 1024) KiB")
                     return
                 }
                 if byte == pattern[matched] {

@@ -1,9 +1,10 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Foundation
 
 /// The data directory holds the token-signing secret and the operator password hash
 /// (`tally.sqlite`), and every ballot (`events.ring`): only the account the appliance runs as may

@@ -92,9 +92,11 @@ struct EventsController: Sendable {
         }
         // Which link the stream rests on: the operator's own sign-in outlives any rotation.
         let link: SessionLink? =
-            grants.contains(.operator) ? nil
-            : grants.contains(.presenter(session.id)) ? .presenter
-            : grants.contains(.display(session.id)) ? .display : nil
+            grants.contains(.operator)
+            ? nil
+            : grants.contains(.presenter(session.id))
+                ? .presenter
+                : grants.contains(.display(session.id)) ? .display : nil
         return Viewer(
             session: session, role: role, participant: role == .participant ? participant : nil, link: link,
             linkGeneration: link.map { venue.linkGeneration(session.id, $0) } ?? 0,
@@ -107,8 +109,9 @@ struct EventsController: Sendable {
         let session = viewer.session
         let credential: StreamCredential? =
             viewer.link.map { .link($0) } ?? viewer.operatorSignIn.map { .operatorSignIn($0) }
-        guard let (subscription, published) = hub.subscribe(
-            sessionId: session.id, role: viewer.role, participant: viewer.participant, credential: credential, sink: sink)
+        guard
+            let (subscription, published) = hub.subscribe(
+                sessionId: session.id, role: viewer.role, participant: viewer.participant, credential: credential, sink: sink)
         else {
             throw Problem(
                 .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",

@@ -7,7 +7,12 @@ import TallyRealtime
 /// `tally export` and the presenter's download.
 public enum SessionExport {
     public static func csv(_ state: SessionState) -> String {
-        var rows = [["session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes", "total_ballots"]]
+        var rows = [
+            [
+                "session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes",
+                "total_ballots",
+            ]
+        ]
         for (index, poll) in state.polls.enumerated() {
             let results = state.results(of: poll.id)
             for option in poll.options {
@@ -77,7 +82,8 @@ public enum SessionExport {
         let cast: [(participant: String, options: [OptionID], at: Int64?)] = (state.ballots[poll] ?? [:]).map { ballot in
             (pseudonyms.pseudonym(session: state.id, poll: poll, participant: ballot.key), ballot.value, times[ballot.key])
         }
-        return cast
+        return
+            cast
             .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
             .map { ballot in
                 Document.Ballot(

@@ -1,9 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import TallyDomain
 import TallyEventLog
-import NIOCore
 
 /// The presenter's download of a session's results.
 struct ExportController {

@@ -106,6 +106,7 @@ extension HostAllowlist {
     static func refusal(_ authority: String) -> Problem {
         Problem(
             .misdirectedRequest,
-            "this appliance does not answer to \"\(hostPart(authority))\"; use its address, its .local name or public-url (or add the name to allowed-hosts)")
+            "this appliance does not answer to \"\(hostPart(authority))\"; use its address, its .local name or public-url (or add the name to allowed-hosts)"
+        )
     }
 }

@@ -21,7 +21,10 @@ struct JoinController {
             .get("sessions/:sessionId/qr.svg", use: qr)
     }
 
-    struct JoinBody: Decodable { let joinCode: String; let joinKey: String? }
+    struct JoinBody: Decodable {
+        let joinCode: String
+        let joinKey: String?
+    }
     struct JoinResponse: Encodable {
         let sessionId: String
         let participantId: String
@@ -91,7 +94,10 @@ struct JoinController {
             body: .init(byteBuffer: ByteBuffer(string: svg)))
     }
 
-    struct Paired: Encodable { let sessionId: String; let displayToken: String }
+    struct Paired: Encodable {
+        let sessionId: String
+        let displayToken: String
+    }
 
     /// A screen typed the join code: give it the session's display credential.
     func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {

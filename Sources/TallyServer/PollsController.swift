@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import TallyDomain
-import TallyRealtime
 import TallyEventLog
+import TallyRealtime
 
 /// Polls: the presenter creates, opens, closes and reveals them; participants vote.
 struct PollsController {
@@ -28,7 +28,11 @@ struct PollsController {
         let open: Bool?
     }
 
-    struct PollCreatedResponse: Encodable { let pollId: String; let eventId: String; let poll: Poll }
+    struct PollCreatedResponse: Encodable {
+        let pollId: String
+        let eventId: String
+        let poll: Poll
+    }
 
     func createPoll(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let session = try context.caller.requireSession()
@@ -75,7 +79,8 @@ struct PollsController {
         metrics.votes.increment()
         // New or replaced as the session's writer decided it: of two racing first ballots, one is new.
         return json(
-            VoteResponse(pollId: pollId, optionIds: body.optionIds, replaced: cast.replacedBallot, eventId: hub.eventId(cast.last.sequence)),
+            VoteResponse(
+                pollId: pollId, optionIds: body.optionIds, replaced: cast.replacedBallot, eventId: hub.eventId(cast.last.sequence)),
             status: cast.replacedBallot ? .ok : .created)
     }
 }

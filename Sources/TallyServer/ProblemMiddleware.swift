@@ -5,8 +5,10 @@ import Hummingbird
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Paths phones and laptops fetch to detect a captive portal.
     static var captiveProbes: Set<String> {
-        ["/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html", "/connecttest.txt",
-         "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt"]
+        [
+            "/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html", "/connecttest.txt",
+            "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt",
+        ]
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -20,7 +22,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             // A phone checking for internet (a captive-portal probe) or anyone typing a wrong
             // address into a browser lands on the join page instead of an error.
             if error.status == .notFound, request.method == .get, !request.uri.path.hasPrefix("/api/"),
-                request.uri.path != "/events", request.headers[.accept]?.contains("text/html") == true
+                request.uri.path != "/events",
+                request.headers[.accept]?.contains("text/html") == true
                     || Self.captiveProbes.contains(request.uri.path)
             {
                 return Response(status: .found, headers: [.location: "/", .cacheControl: "no-store"])

@@ -32,10 +32,11 @@ public struct ParticipantPseudonyms: Sendable {
     /// 9 bytes of the MAC as 12 base64url characters: 72 bits, so two participants of a session
     /// never share one in practice, and short enough to read in a spreadsheet.
     public func pseudonym(session: SessionID, poll: PollID, participant: ParticipantID) -> String {
-        let message = switch scope {
-        case .perPoll: "export.poll.\(session).\(poll).\(participant)"
-        case .linked: "export.session.\(session).\(participant)"
-        }
+        let message =
+            switch scope {
+            case .perPoll: "export.poll.\(session).\(poll).\(participant)"
+            case .linked: "export.session.\(session).\(participant)"
+            }
         return credentials.digest(message, bytes: 9)
     }
 }

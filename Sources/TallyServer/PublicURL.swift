@@ -17,7 +17,9 @@ struct PublicURL: Sendable {
         if !name.isEmpty, name != "localhost", !name.hasPrefix("127."), name != "[::1]" {
             return "\(scheme)://\(host)"
         }
-        if let lan = Self.lanAddress() { return port == (scheme == "https" ? 443 : 80) ? "\(scheme)://\(lan)" : "\(scheme)://\(lan):\(port)" }
+        if let lan = Self.lanAddress() {
+            return port == (scheme == "https" ? 443 : 80) ? "\(scheme)://\(lan)" : "\(scheme)://\(lan):\(port)"
+        }
         return "\(scheme)://\(host.isEmpty ? "localhost:\(port)" : host)"
     }
 

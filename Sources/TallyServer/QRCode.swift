@@ -15,7 +15,10 @@ enum QRCode {
         for y in 0..<width {
             var x = 0
             while x < width {
-                guard modules[y * width + x] & 1 == 1 else { x += 1; continue }
+                guard modules[y * width + x] & 1 == 1 else {
+                    x += 1
+                    continue
+                }
                 var run = 1
                 while x + run < width, modules[y * width + x + run] & 1 == 1 { run += 1 }
                 path += "M\(x + quiet) \(y + quiet)h\(run)v1h-\(run)z"

@@ -30,7 +30,8 @@ final class RateLimiter: Sendable {
         return buckets.withLock { buckets in
             if buckets.count > 50_000 { buckets.removeAll(keepingCapacity: true) }  // bound memory under a flood
             var bucket = buckets[key] ?? (rule.burst, now)
-            let elapsed = Double(bucket.at.duration(to: now).components.seconds) + Double(bucket.at.duration(to: now).components.attoseconds) / 1e18
+            let elapsed =
+                Double(bucket.at.duration(to: now).components.seconds) + Double(bucket.at.duration(to: now).components.attoseconds) / 1e18
             bucket.tokens = min(rule.burst, bucket.tokens + elapsed * rule.rate)
             bucket.at = now
             defer { buckets[key] = bucket }
@@ -125,7 +126,8 @@ final class GuessLockout: Sendable {
 
     private func refill(_ state: inout State, activeSessions: Int, now: ContinuousClock.Instant) {
         if let at = state.globalAt {
-            state.globalTokens = min(Self.globalBurst, state.globalTokens + seconds(at.duration(to: now)) * Self.globalRate(activeSessions: activeSessions))
+            state.globalTokens = min(
+                Self.globalBurst, state.globalTokens + seconds(at.duration(to: now)) * Self.globalRate(activeSessions: activeSessions))
         }
         state.globalAt = now
     }

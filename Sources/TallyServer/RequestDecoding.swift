@@ -35,7 +35,13 @@ func jsonNestingDepth(_ bytes: some Sequence<UInt8>) -> Int {
     var inString = false, escaped = false
     for byte in bytes {
         if inString {
-            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            if escaped {
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                inString = false
+            }
             continue
         }
         switch byte {

@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import TallyDomain
-import TallyRealtime
 import TallyEventLog
+import TallyRealtime
 
 /// Sessions: the operator opens and lists them; a presenter runs one (joining, links, the end);
 /// everyone taking part reads its snapshot.
@@ -120,7 +120,11 @@ struct SessionsController {
     }
 
     struct RotateBody: Decodable { let link: SessionLink }
-    struct RotatedResponse: Encodable { let link: SessionLink; let token: String; let eventId: String }
+    struct RotatedResponse: Encodable {
+        let link: SessionLink
+        let token: String
+        let eventId: String
+    }
 
     /// Replaces the presenter or display link: the old token stops working at once and every
     /// stream opened with it ends (close code 4401).

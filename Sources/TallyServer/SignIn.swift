@@ -74,7 +74,9 @@ public final class OperatorPassword: Sendable {
             var current = running
             while true {
                 guard current < maxHashing else {
-                    throw Problem(.serviceUnavailable, "the appliance is busy checking other sign-ins; retry in a moment", headers: [.retryAfter: "1"])
+                    throw Problem(
+                        .serviceUnavailable, "the appliance is busy checking other sign-ins; retry in a moment", headers: [.retryAfter: "1"]
+                    )
                 }
                 let (done, seen) = hashing.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
                 if done { break }

@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import TallyDomain
-import TallyRealtime
 import TallyEventLog
+import TallyRealtime
 
 /// Signing in: the operator's password (first-run set-up, sign-in, change, sign-out) and what
 /// the presenter page needs to choose between them.
@@ -26,7 +26,10 @@ struct SignInController {
     }
 
     struct PasswordBody: Decodable { let password: String }
-    struct TokenResponse: Encodable { let token: String; let expiresIn: Int }
+    struct TokenResponse: Encodable {
+        let token: String
+        let expiresIn: Int
+    }
 
     func login(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let body = try await decode(PasswordBody.self, request, context)
@@ -46,7 +49,10 @@ struct SignInController {
         return signedIn(context, epoch: epoch)
     }
 
-    struct SetupBody: Decodable { let password: String; let setupCode: String? }
+    struct SetupBody: Decodable {
+        let password: String
+        let setupCode: String?
+    }
 
     func setup(_ request: Request, context: TallyRequestContext) async throws -> Response {
         // First-run set-up only from the local network: never from a routed, public address,
@@ -82,7 +88,10 @@ struct SignInController {
         return signedIn(context, epoch: epoch)
     }
 
-    struct AuthStatus: Encodable { let operatorPasswordSet: Bool; let signedInAsOperator: Bool }
+    struct AuthStatus: Encodable {
+        let operatorPasswordSet: Bool
+        let signedInAsOperator: Bool
+    }
 
     /// What the presenter page needs to choose between sign-in and set-up; nothing more (the
     /// set-up code itself is never revealed here).
@@ -130,7 +139,10 @@ struct SignInController {
         return response
     }
 
-    struct ChangePasswordBody: Decodable { let currentPassword: String; let newPassword: String }
+    struct ChangePasswordBody: Decodable {
+        let currentPassword: String
+        let newPassword: String
+    }
 
     /// A new operator password; every earlier operator sign-in (on any device) ends.
     func changePassword(_ request: Request, context: TallyRequestContext) async throws -> Response {

@@ -59,7 +59,8 @@ public struct TrustedProxies: Sendable, Equatable, CustomStringConvertible {
             let block = Block(network: address, bits: v6 ? prefix : 96 + prefix)
             let network = address.masked(to: block.bits)
             guard network == address else {
-                throw ParseError("\"\(item)\" has bits set after the first \(prefix): did you mean \(Block(network: network, bits: block.bits))?")
+                throw ParseError(
+                    "\"\(item)\" has bits set after the first \(prefix): did you mean \(Block(network: network, bits: block.bits))?")
             }
             blocks.append(block)
         }

@@ -87,8 +87,9 @@ struct HTTPSRedirect: HTTPResponder {
                 authority: request.head.authority, path: request.uri.path, query: request.uri.query, tlsPort: tlsPort.value,
                 publicURL: publicURL)
         else {
-            return Response(status: .badRequest, headers: [.contentType: "text/plain; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: "this address serves https only\n")))
+            return Response(
+                status: .badRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: "this address serves https only\n")))
         }
         // 308 keeps the method and body, so a form or an API call is not turned into a GET.
         return Response(status: .permanentRedirect, headers: [.location: location, .cacheControl: "no-store"])

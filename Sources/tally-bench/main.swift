@@ -83,7 +83,9 @@ func rate(_ n: Double) -> String {
     n >= 1e6 ? String(format: "%.2f M/s", n / 1e6) : String(format: "%.0f /s", n)
 }
 
-print("tally-bench: ring \(options.size >> 20) MiB in \(options.directory), \(ProcessInfo.processInfo.activeProcessorCount) cores, 500-byte events\n")
+print(
+    "tally-bench: ring \(options.size >> 20) MiB in \(options.directory), \(ProcessInfo.processInfo.activeProcessorCount) cores, 500-byte events\n"
+)
 
 // 1. Appends with --durability os: the copy into the mapping, no system call.
 do {
@@ -96,7 +98,9 @@ do {
         count += 1000
     }
     let seconds = elapsed(start)
-    report("appends, durability os, 1 writer", rate(Double(count) / seconds) + String(format: " (%.0f MB/s)", Double(count * 500) / seconds / 1e6))
+    report(
+        "appends, durability os, 1 writer",
+        rate(Double(count) / seconds) + String(format: " (%.0f MB/s)", Double(count * 500) / seconds / 1e6))
 }
 
 // 2. Acknowledged appends with --durability fsync: each writer waits for its event's msync;
@@ -164,7 +168,8 @@ do {
     let log = try openRing(name, .os)
     report(
         "recovery of a full \(options.size >> 20) MiB ring (\(log.reach().retainedEvents) events)",
-        String(format: "%.2f s", Double(log.recoveryDuration.components.seconds) + Double(log.recoveryDuration.components.attoseconds) / 1e18))
+        String(
+            format: "%.2f s", Double(log.recoveryDuration.components.seconds) + Double(log.recoveryDuration.components.attoseconds) / 1e18))
 }
 
 print("\n| measurement | result |\n|---|---|")

@@ -48,7 +48,9 @@ final class LoadRun: @unchecked Sendable {
             // Channels "room0"… exist once subscribed to; no sign-in, no join, no warm-up
             // publication (indexes start at 1 as they do after Tally's publication 0).
             rooms = (0..<plan.sessions).map { Room(id: "room\($0)", code: "", presenter: "") }
-            print("\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) channel(s), \(plan.rate) messages/s, \(duration) s")
+            print(
+                "\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) channel(s), \(plan.rate) messages/s, \(duration) s"
+            )
             switch plan.name {
             case "idle": try idle()
             default: try steady()
@@ -68,7 +70,9 @@ final class LoadRun: @unchecked Sendable {
             // Publication 0: from here on every publication closes the previous poll.
             try publish(http, rooms[index], index: 0, scheduled: now())
         }
-        print("\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) session(s), \(plan.rate) events/s, \(duration) s")
+        print(
+            "\(server.name): scenario \(plan.name): \(plan.subscribers) subscribers over \(plan.sessions) session(s), \(plan.rate) events/s, \(duration) s"
+        )
         switch plan.name {
         case "idle": try idle()
         case "storm": try storm()
@@ -101,16 +105,22 @@ final class LoadRun: @unchecked Sendable {
         let perConnection = Double(rssAfter - rssJoined) / Double(max(up, 1)) / 1e3
         let withJoin = Double(rssAfter - rssBefore) / Double(max(up, 1)) / 1e3
         print("connections up: \(up) of \(trackers.count)")
-        print(String(format: "server RSS (anonymous): %.1f MB before, %.1f MB after %@, %.1f MB with %d idle WebSocket connections",
-                     Double(rssBefore) / 1e6, Double(rssJoined) / 1e6, server.isNchan ? "(no joins on nchan)" : "\(trackers.count) joins",
-                     Double(rssAfter) / 1e6, up))
-        print(String(format: "per idle WebSocket: %.1f KB (target ≤ 12 KB: %@); %.1f KB counting the participant's join", perConnection,
-                     perConnection <= 12 ? "met" : "missed", withJoin))
+        print(
+            String(
+                format: "server RSS (anonymous): %.1f MB before, %.1f MB after %@, %.1f MB with %d idle WebSocket connections",
+                Double(rssBefore) / 1e6, Double(rssJoined) / 1e6, server.isNchan ? "(no joins on nchan)" : "\(trackers.count) joins",
+                Double(rssAfter) / 1e6, up))
+        print(
+            String(
+                format: "per idle WebSocket: %.1f KB (target ≤ 12 KB: %@); %.1f KB counting the participant's join", perConnection,
+                perConnection <= 12 ? "met" : "missed", withJoin))
         if server.isNchan {
             print(String(format: "nginx shared memory resident (summed over processes): %.1f MB", Double(server.rssShmemBytes) / 1e6))
         }
-        print(String(format: "| idle, %@ | %d/%d up | %.0f MB anon RSS | %.1f KB per WebSocket (%.1f KB with its join) | target ≤ 12 KB: %@ |",
-                     server.name, up, trackers.count, Double(rssAfter) / 1e6, perConnection, withJoin, perConnection <= 12 ? "met" : "missed"))
+        print(
+            String(
+                format: "| idle, %@ | %d/%d up | %.0f MB anon RSS | %.1f KB per WebSocket (%.1f KB with its join) | target ≤ 12 KB: %@ |",
+                server.name, up, trackers.count, Double(rssAfter) / 1e6, perConnection, withJoin, perConnection <= 12 ? "met" : "missed"))
     }
 
     private func storm() throws {
@@ -160,19 +170,30 @@ final class LoadRun: @unchecked Sendable {
         let times = try onLoop { crowd.compactMap(\.caughtUpAfter).sorted() }
         let (gaps, duplicates, outOfOrder) = try integrity(crowd)
         let bystanderLatency = try onLoop { bystanderCollector.latenciesMicros.sorted() }
-        print("reconnect storm: \(caughtUp)/\(crowd.count) caught up on 500 missed events; the last after \(String(format: "%.2f", stormSeconds)) s")
+        print(
+            "reconnect storm: \(caughtUp)/\(crowd.count) caught up on 500 missed events; the last after \(String(format: "%.2f", stormSeconds)) s"
+        )
         if !times.isEmpty {
-            print(String(format: "catch-up time per client: p50 %.0f ms, p99 %.0f ms, max %.0f ms", ms(times, 0.5), ms(times, 0.99), Double(times.last!) / 1e6))
+            print(
+                String(
+                    format: "catch-up time per client: p50 %.0f ms, p99 %.0f ms, max %.0f ms", ms(times, 0.5), ms(times, 0.99),
+                    Double(times.last!) / 1e6))
         }
         print("crowd after the storm: gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
-        print(String(format: "bystanders (200, live 30 ev/s during the storm): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-                     pct(bystanderLatency, 0.5), pct(bystanderLatency, 0.99), Double(bystanderLatency.last ?? 0) / 1e3))
+        print(
+            String(
+                format: "bystanders (200, live 30 ev/s during the storm): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                pct(bystanderLatency, 0.5), pct(bystanderLatency, 0.99), Double(bystanderLatency.last ?? 0) / 1e3))
         print(String(format: "server CPU during the storm: %.2f s", cpu))
         let allIn = caughtUp == crowd.count && stormSeconds <= 1.0
         print("target (all 2,000 caught up ≤ 1 s): \(allIn ? "met" : "missed")")
-        print(String(format: "| storm (2,000 × 500 missed) | %d/%d caught up | %d / %d / %d | catch-up p50 %.0f ms, p99 %.0f ms, max %.0f ms | bystanders p99 %.1f ms | %.2f s CPU |",
-                     caughtUp, crowd.count, gaps, duplicates, outOfOrder, times.isEmpty ? 0 : ms(times, 0.5), times.isEmpty ? 0 : ms(times, 0.99),
-                     Double(times.last ?? 0) / 1e6, pct(bystanderLatency, 0.99), cpu))
+        print(
+            String(
+                format:
+                    "| storm (2,000 × 500 missed) | %d/%d caught up | %d / %d / %d | catch-up p50 %.0f ms, p99 %.0f ms, max %.0f ms | bystanders p99 %.1f ms | %.2f s CPU |",
+                caughtUp, crowd.count, gaps, duplicates, outOfOrder, times.isEmpty ? 0 : ms(times, 0.5),
+                times.isEmpty ? 0 : ms(times, 0.99),
+                Double(times.last ?? 0) / 1e6, pct(bystanderLatency, 0.99), cpu))
     }
 
     private func slow() throws {
@@ -186,17 +207,23 @@ final class LoadRun: @unchecked Sendable {
         let alone = try onLoop { self.collector.latenciesMicros.sorted() }
         // One client that connects and never reads again.
         let stalled = Tracker(session: 0)
-        let stalledChannel = try onLoop { self.connector.connect(stalled, path: self.path(room: 0, tracker: stalled), stalled: true) }.wait()
+        let stalledChannel = try onLoop { self.connector.connect(stalled, path: self.path(room: 0, tracker: stalled), stalled: true) }
+            .wait()
         try onLoop { self.collector.reset() }
         try publishAll(rooms: [0], eventsPerSecond: plan.rate, seconds: half)
         try drain(trackers)
         let withStalled = try onLoop { self.collector.latenciesMicros.sorted() }
         let (gaps, duplicates, outOfOrder) = try integrity(trackers)
-        print(String(format: "others' latency alone: p50 %.1f ms, p99 %.1f ms; with a stalled client: p50 %.1f ms, p99 %.1f ms (+%.1f ms)",
-                     pct(alone, 0.5), pct(alone, 0.99), pct(withStalled, 0.5), pct(withStalled, 0.99), pct(withStalled, 0.99) - pct(alone, 0.99)))
+        print(
+            String(
+                format: "others' latency alone: p50 %.1f ms, p99 %.1f ms; with a stalled client: p50 %.1f ms, p99 %.1f ms (+%.1f ms)",
+                pct(alone, 0.5), pct(alone, 0.99), pct(withStalled, 0.5), pct(withStalled, 0.99), pct(withStalled, 0.99) - pct(alone, 0.99))
+        )
         print("others: gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
-        print(String(format: "| slow consumer (1 stalled + %d) | p99 %.1f → %.1f ms | %d / %d / %d |",
-                     trackers.count, pct(alone, 0.99), pct(withStalled, 0.99), gaps, duplicates, outOfOrder))
+        print(
+            String(
+                format: "| slow consumer (1 stalled + %d) | p99 %.1f → %.1f ms | %d / %d / %d |",
+                trackers.count, pct(alone, 0.99), pct(withStalled, 0.99), gaps, duplicates, outOfOrder))
         stalledChannel.close(promise: nil)
     }
 
@@ -206,7 +233,6 @@ final class LoadRun: @unchecked Sendable {
         if server.isNchan { return "/sub?id=\(rooms[room].id)" }
         return "/events?sessionId=\(rooms[room].id)&token=\(tracker.token ?? rooms[room].presenter)"
     }
-
 
     /// Joins `count` participants spread over `roomIndexes` (8 joins in flight, so group commit
     /// applies), then opens their WebSockets at the ramp rate and waits until all are up.
@@ -274,7 +300,9 @@ final class LoadRun: @unchecked Sendable {
             let (closed, opened) = NchanPeer.messages(channel: room.id, index: index, scheduled: scheduled)
             for message in [closed, opened] {
                 let (status, response) = try http.request("POST", "/pub?id=\(room.id)", json: message)
-                guard (200..<300).contains(status) else { throw LoadError("nchan publication refused: \(status) \(String(decoding: response, as: UTF8.self))") }
+                guard (200..<300).contains(status) else {
+                    throw LoadError("nchan publication refused: \(status) \(String(decoding: response, as: UTF8.self))")
+                }
             }
             return
         }
@@ -348,9 +376,11 @@ final class LoadRun: @unchecked Sendable {
     private func report(_ trackers: [Tracker], cpuSeconds: Double, framesDelivered: Int, rssBefore: Int) {
         let totals = rooms.map { $0.published.load(ordering: .relaxed) }
         let (up, failed, expected, delivered, closes) = try! onLoop {
-            (trackers.filter(\.connected).count, trackers.reduce(0) { $0 + $1.upgradeFailures },
-             trackers.reduce(0) { $0 + totals[$1.session] }, trackers.reduce(0) { $0 + $1.uniqueStamped },
-             trackers.flatMap(\.closeCodes))
+            (
+                trackers.filter(\.connected).count, trackers.reduce(0) { $0 + $1.upgradeFailures },
+                trackers.reduce(0) { $0 + totals[$1.session] }, trackers.reduce(0) { $0 + $1.uniqueStamped },
+                trackers.flatMap(\.closeCodes)
+            )
         }
         let (gaps, duplicates, outOfOrder) = try! integrity(trackers)
         let latencies = try! onLoop { self.collector.latenciesMicros.sorted() }
@@ -360,15 +390,27 @@ final class LoadRun: @unchecked Sendable {
         let late = lateness.withLock { $0.sorted() }
         print(String(format: "publications left late by (load box scheduling): p50 %.1f ms, p99 %.1f ms", pct(late, 0.5), pct(late, 0.99)))
         if let histogram = serverHistogram() { print("server, publication → socket write: \(histogram)") }
-        print("stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)")
-        print(String(format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
-                     pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
+        print(
+            "stamped events: expected \(expected), delivered \(delivered); gaps \(gaps), duplicates \(duplicates), out-of-order \(outOfOrder)"
+        )
+        print(
+            String(
+                format: "latency (scheduled → received): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
+                pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3))
         if server.isNchan {
-            print(String(format: "server (nginx master + workers): %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing); shared memory resident %.0f MB",
-                         cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssShmemBytes) / 1e6))
+            print(
+                String(
+                    format:
+                        "server (nginx master + workers): %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing); shared memory resident %.0f MB",
+                    cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssShmemBytes) / 1e6
+                ))
         } else {
-            print(String(format: "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing; %.0f MB with the ring's mapped pages)",
-                         cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssTotalBytes) / 1e6))
+            print(
+                String(
+                    format:
+                        "server: %.2f s CPU for %d frames delivered = %.1f µs per delivery; RSS (anonymous) %.0f MB (%.0f MB before publishing; %.0f MB with the ring's mapped pages)",
+                    cpuSeconds, framesDelivered, perDelivery, Double(rss) / 1e6, Double(rssBefore) / 1e6, Double(server.rssTotalBytes) / 1e6
+                ))
         }
         summary = Summary(
             server: server.name, scenario: "\(plan.name) (\(plan.sessions)×\(plan.subscribers / plan.sessions), \(Int(plan.rate)) ev/s)",
@@ -377,18 +419,23 @@ final class LoadRun: @unchecked Sendable {
             p50: pct(latencies, 0.5), p95: pct(latencies, 0.95), p99: pct(latencies, 0.99), p999: pct(latencies, 0.999),
             max: Double(latencies.last ?? 0) / 1e3, cpuSeconds: cpuSeconds, frames: framesDelivered, perDelivery: perDelivery,
             rssAnon: rss, rssShmem: server.isNchan ? server.rssShmemBytes : nil, lateP99: pct(late, 0.99))
-        print(String(format: "| %@ (%d×%d, %.0f ev/s) | %d/%d | %d/%d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.1f µs | %.0f MB |",
-                     plan.name, plan.sessions, plan.subscribers / plan.sessions, plan.rate, up, trackers.count,
-                     delivered, expected, gaps, duplicates, outOfOrder,
-                     pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3,
-                     perDelivery, Double(rss) / 1e6))
+        print(
+            String(
+                format: "| %@ (%d×%d, %.0f ev/s) | %d/%d | %d/%d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.1f µs | %.0f MB |",
+                plan.name, plan.sessions, plan.subscribers / plan.sessions, plan.rate, up, trackers.count,
+                delivered, expected, gaps, duplicates, outOfOrder,
+                pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3,
+                perDelivery, Double(rss) / 1e6))
     }
 
     /// p50/p99 of the server's own publication → socket-write histogram, from /metrics.
     private func serverHistogram() -> String? {
-        guard let (status, body) = try? BlockingHTTP(host: "127.0.0.1", port: server.port).request("GET", "/metrics"), status == 200 else { return nil }
+        guard let (status, body) = try? BlockingHTTP(host: "127.0.0.1", port: server.port).request("GET", "/metrics"), status == 200 else {
+            return nil
+        }
         var buckets: [(Double, Double)] = []
-        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where line.hasPrefix("tally_delivery_latency_seconds_bucket{le=\"") {
+        for line in String(decoding: body, as: UTF8.self).split(separator: "\n")
+        where line.hasPrefix("tally_delivery_latency_seconds_bucket{le=\"") {
             let parts = line.dropFirst("tally_delivery_latency_seconds_bucket{le=\"".count).split(separator: "\"")
             guard parts.count == 2, let count = Double(parts[1].dropFirst(2).trimmingCharacters(in: .whitespaces)) else { continue }
             buckets.append((parts[0] == "+Inf" ? .infinity : Double(parts[0]) ?? .infinity, count))
@@ -446,9 +493,11 @@ struct Summary {
         """
 
     var markdownRow: String {
-        let memory = String(format: "%.0f MB", Double(rssAnon) / 1e6) + (rssShmem.map { String(format: " (+%.0f MB shm)", Double($0) / 1e6) } ?? "")
-        return String(format: "| %@ | %@ | %d/%d | %d / %d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.2f / %d | %.1f µs | %@ | %.1f ms |",
-                      server, scenario, up, connections, delivered, expected, gaps, duplicates, outOfOrder,
-                      p50, p95, p99, p999, max, cpuSeconds, frames, perDelivery, memory, lateP99)
+        let memory =
+            String(format: "%.0f MB", Double(rssAnon) / 1e6) + (rssShmem.map { String(format: " (+%.0f MB shm)", Double($0) / 1e6) } ?? "")
+        return String(
+            format: "| %@ | %@ | %d/%d | %d / %d | %d / %d / %d | %.1f / %.1f / %.1f / %.1f / %.1f | %.2f / %d | %.1f µs | %@ | %.1f ms |",
+            server, scenario, up, connections, delivered, expected, gaps, duplicates, outOfOrder,
+            p50, p95, p99, p999, max, cpuSeconds, frames, perDelivery, memory, lateP99)
     }
 }

@@ -105,8 +105,10 @@ enum NchanPeer {
         let closedSequence = 2 * index - 1
         let openedSequence = 2 * index
         let timestamp = "2025-01-01T00:00:00.000+0000"
-        let closed = #"{"eventId":"nchan-\#(closedSequence)","eventType":"poll.closed","timestamp":"\#(timestamp)","sessionId":"\#(channel)","payload":{"pollId":"p-\#(channel)-\#(index - 1)"}}"#
-        let opened = #"{"eventId":"nchan-\#(openedSequence)","eventType":"poll.opened","timestamp":"\#(timestamp)","sessionId":"\#(channel)","payload":{"poll":{"id":"p-\#(channel)-\#(index)","question":"L\#(index):\#(scheduled)","options":[{"id":"o1","label":"Yes"},{"id":"o2","label":"No"}],"kind":"single","resultsVisibility":"live","state":"open","revealed":false}}}"#
+        let closed =
+            #"{"eventId":"nchan-\#(closedSequence)","eventType":"poll.closed","timestamp":"\#(timestamp)","sessionId":"\#(channel)","payload":{"pollId":"p-\#(channel)-\#(index - 1)"}}"#
+        let opened =
+            #"{"eventId":"nchan-\#(openedSequence)","eventType":"poll.opened","timestamp":"\#(timestamp)","sessionId":"\#(channel)","payload":{"poll":{"id":"p-\#(channel)-\#(index)","question":"L\#(index):\#(scheduled)","options":[{"id":"o1","label":"Yes"},{"id":"o2","label":"No"}],"kind":"single","resultsVisibility":"live","state":"open","revealed":false}}}"#
         return (closed, opened)
     }
 }

@@ -167,7 +167,10 @@ final class SubscriberHandler: ChannelInboundHandler {
                 }
                 var sequence: UInt64 = 0
                 i += 1
-                while i < idEnd { sequence = sequence * 10 + UInt64(bytes[i] &- 48); i += 1 }
+                while i < idEnd {
+                    sequence = sequence * 10 + UInt64(bytes[i] &- 48)
+                    i += 1
+                }
                 if sequence <= tracker.lastSequence {
                     if sequence == tracker.lastSequence { tracker.duplicates += 1 } else { tracker.outOfOrder += 1 }
                 }
@@ -177,10 +180,16 @@ final class SubscriberHandler: ChannelInboundHandler {
             if let start = search(bytes, Self.stampKey) {
                 var i = start
                 var index = 0
-                while bytes[i] != UInt8(ascii: ":") { index = index * 10 + Int(bytes[i] &- 48); i += 1 }
+                while bytes[i] != UInt8(ascii: ":") {
+                    index = index * 10 + Int(bytes[i] &- 48)
+                    i += 1
+                }
                 i += 1
                 var scheduled: UInt64 = 0
-                while bytes[i] != UInt8(ascii: "\"") { scheduled = scheduled * 10 + UInt64(bytes[i] &- 48); i += 1 }
+                while bytes[i] != UInt8(ascii: "\"") {
+                    scheduled = scheduled * 10 + UInt64(bytes[i] &- 48)
+                    i += 1
+                }
                 if index > tracker.lastIndex {
                     tracker.uniqueStamped += 1
                     tracker.lastIndex = index
@@ -209,7 +218,10 @@ func search(_ bytes: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Int? {
         if bytes[i] == first {
             var j = 1
             while j < n {
-                if bytes[i + j] != needle[j] { i += 1; continue outer }
+                if bytes[i + j] != needle[j] {
+                    i += 1
+                    continue outer
+                }
                 j += 1
             }
             return i + n

@@ -84,7 +84,9 @@ struct TallyLoad: ParsableCommand {
                 // Let sockets in TIME_WAIT and the client's buffers settle between the two.
                 sleep(2)
             }
-            print("## \(plan.name) (\(plan.sessions)×\(plan.subscribers / plan.sessions), \(Int(plan.rate)) ev/s, \(Int(duration)) s): nginx + nchan vs. Tally, same client")
+            print(
+                "## \(plan.name) (\(plan.sessions)×\(plan.subscribers / plan.sessions), \(Int(plan.rate)) ev/s, \(Int(duration)) s): nginx + nchan vs. Tally, same client"
+            )
             print(Summary.header)
             for row in rows { print(row.markdownRow) }
             return
@@ -97,8 +99,10 @@ struct TallyLoad: ParsableCommand {
         let server = try startServer(peer)
         defer { server.stop() }
         if scenario == "votes" {
-            try VoteRun(server: server, group: group, password: password, connections: connections,
-                        participants: participants, seconds: duration / 2).execute()
+            try VoteRun(
+                server: server, group: group, password: password, connections: connections,
+                participants: participants, seconds: duration / 2
+            ).execute()
             return
         }
         let run = LoadRun(plan: plan, server: server, group: group, ramp: ramp, duration: duration, password: password)
@@ -180,7 +184,8 @@ final class ServerUnderTest {
             guard let pid else { throw LoadError("--port needs --pid (the server's process id, for CPU and memory)") }
             return ServerUnderTest(name: "tally", port: port, pid: pid, process: nil, dataDirectory: nil)
         }
-        let executable = binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tally").path
+        let executable =
+            binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tally").path
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw LoadError("no tally binary at \(executable): build it (swift build -c release) or pass --binary")
         }

@@ -16,7 +16,9 @@ final class VoteRun: @unchecked Sendable {
     /// Where each connection's vote sequence stopped, so the next phase goes on flipping ballots.
     private var positions: [Int: Int] = [:]
 
-    init(server: ServerUnderTest, group: MultiThreadedEventLoopGroup, password: String, connections: Int, participants: Int, seconds: Double) {
+    init(
+        server: ServerUnderTest, group: MultiThreadedEventLoopGroup, password: String, connections: Int, participants: Int, seconds: Double
+    ) {
         self.server = server
         self.loop = group.next()
         self.password = password
@@ -54,7 +56,9 @@ final class VoteRun: @unchecked Sendable {
             guard joined == 201, let token = jsonString(body, "participantToken") else { throw LoadError("join failed (\(joined))") }
             tokens.append(token)
         }
-        print("\(server.name): votes vs. /healthz, \(connections) keep-alive connections, \(participants) participants, \(Int(seconds)) s per phase")
+        print(
+            "\(server.name): votes vs. /healthz, \(connections) keep-alive connections, \(participants) participants, \(Int(seconds)) s per phase"
+        )
 
         let host = "127.0.0.1:\(server.port)"
         let health = Array("GET /healthz HTTP/1.1\r\nHost: \(host)\r\n\r\n".utf8)
@@ -65,8 +69,9 @@ final class VoteRun: @unchecked Sendable {
             return ["o1", "o2"].flatMap { option in
                 mine.map { token in
                     let body = #"{"optionIds":["\#(option)"]}"#
-                    return Array(("POST \(votePath) HTTP/1.1\r\nHost: \(host)\r\nAuthorization: Bearer \(token)\r\n"
-                        + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8)
+                    return Array(
+                        ("POST \(votePath) HTTP/1.1\r\nHost: \(host)\r\nAuthorization: Bearer \(token)\r\n"
+                            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8)
                 }
             }
         }
@@ -79,15 +84,22 @@ final class VoteRun: @unchecked Sendable {
         let ratio = votes.perRequest / max(healthz.perRequest, 1e-9)
         for p in [healthz, votes] {
             let sorted = p.latencies.sorted()
-            print(String(format: "%@: %d answered (%d 2xx) in %.1f s = %.0f/s; latency p50 %.2f ms, p99 %.2f ms; server CPU %.2f s = %.1f µs per 2xx answer; other statuses %@",
-                         p.name, p.answered, p.ok, p.elapsed, p.rate, pct(sorted, 0.5), pct(sorted, 0.99), p.cpuSeconds, p.perRequest,
-                         p.other.isEmpty ? "none" : "\(p.other)"))
+            print(
+                String(
+                    format:
+                        "%@: %d answered (%d 2xx) in %.1f s = %.0f/s; latency p50 %.2f ms, p99 %.2f ms; server CPU %.2f s = %.1f µs per 2xx answer; other statuses %@",
+                    p.name, p.answered, p.ok, p.elapsed, p.rate, pct(sorted, 0.5), pct(sorted, 0.99), p.cpuSeconds, p.perRequest,
+                    p.other.isEmpty ? "none" : "\(p.other)"))
         }
-        print(String(format: "server CPU per accepted durable vote / per GET /healthz: %.1f / %.1f µs = %.2f (target ≤ 1.5: %@)",
-                     votes.perRequest, healthz.perRequest, ratio, ratio <= 1.5 ? "met" : "missed"))
+        print(
+            String(
+                format: "server CPU per accepted durable vote / per GET /healthz: %.1f / %.1f µs = %.2f (target ≤ 1.5: %@)",
+                votes.perRequest, healthz.perRequest, ratio, ratio <= 1.5 ? "met" : "missed"))
         let (_, view) = try http.request("GET", "/api/v1/sessions/\(sessionId)", token: operatorToken)
         let ballots = (try? JSONSerialization.jsonObject(with: Data(view)) as? [String: Any]).flatMap { object -> Int? in
-            guard let polls = object["polls"] as? [[String: Any]], let results = polls.first?["results"] as? [String: Any] else { return nil }
+            guard let polls = object["polls"] as? [[String: Any]], let results = polls.first?["results"] as? [String: Any] else {
+                return nil
+            }
             return results["totalBallots"] as? Int
         }
         print("ballots counted at the end: \(ballots.map(String.init) ?? "?") of \(participants)")
@@ -95,8 +107,10 @@ final class VoteRun: @unchecked Sendable {
         print("|---|---|---|---|---|")
         for p in [healthz, votes] {
             let sorted = p.latencies.sorted()
-            print(String(format: "| %@ | %.0f | %.2f / %.2f | %.1f µs | %d |", p.name, p.rate, pct(sorted, 0.5), pct(sorted, 0.99), p.perRequest,
-                         p.other.values.reduce(0, +)))
+            print(
+                String(
+                    format: "| %@ | %.0f | %.2f / %.2f | %.1f µs | %d |", p.name, p.rate, pct(sorted, 0.5), pct(sorted, 0.99), p.perRequest,
+                    p.other.values.reduce(0, +)))
         }
         print(String(format: "| ratio vote / healthz | | | **%.2f** (target ≤ 1.5: %@) | |", ratio, ratio <= 1.5 ? "met" : "missed"))
     }

@@ -32,7 +32,8 @@ struct Discover: ParsableCommand {
 
     func validate() throws {
         if let applianceID, !ApplianceID.isWellFormed(applianceID) {
-            throw ValidationError("--appliance-id must be an id as `tally discover` lists it (letters, digits, - or _), got \"\(applianceID)\"")
+            throw ValidationError(
+                "--appliance-id must be an id as `tally discover` lists it (letters, digits, - or _), got \"\(applianceID)\"")
         }
     }
 

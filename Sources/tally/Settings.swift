@@ -91,7 +91,9 @@ struct Settings {
             let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: "-")
             if ["config", "health-file"].contains(key) { continue }
             guard Self.keys[key] != nil else {
-                throw SettingsError("environment variable \(name): unknown setting (known: \(Self.keys.keys.sorted().map { "TALLY_" + $0.uppercased().replacingOccurrences(of: "-", with: "_") }.joined(separator: ", ")))")
+                throw SettingsError(
+                    "environment variable \(name): unknown setting (known: \(Self.keys.keys.sorted().map { "TALLY_" + $0.uppercased().replacingOccurrences(of: "-", with: "_") }.joined(separator: ", ")))"
+                )
             }
             set(key, value, from: SettingSource(description: "environment variable \(name)"))
         }
@@ -144,17 +146,23 @@ struct Settings {
             config.ringSize = bytes
         }
         if let (v, _) = value("retention-hours") {
-            guard let hours = Double(v), hours > 0, hours <= 24 * 365 else { throw fail("retention-hours", "must be a number of hours above 0") }
+            guard let hours = Double(v), hours > 0, hours <= 24 * 365 else {
+                throw fail("retention-hours", "must be a number of hours above 0")
+            }
             config.retention = hours * 3600
         }
         func count(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
             guard let (v, _) = value(key) else { return nil }
-            guard let n = Int(v), range.contains(n) else { throw fail(key, "must be a whole number from \(range.lowerBound) to \(range.upperBound)") }
+            guard let n = Int(v), range.contains(n) else {
+                throw fail(key, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
             return n
         }
         func seconds(_ key: String, _ range: ClosedRange<Double>) throws -> Duration? {
             guard let (v, _) = value(key) else { return nil }
-            guard let n = Double(v), range.contains(n) else { throw fail(key, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)") }
+            guard let n = Double(v), range.contains(n) else {
+                throw fail(key, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
+            }
             return .milliseconds(Int64(n * 1000))
         }
         if let n = try count("max-connections", 1...1_000_000) { config.connections.maxConnections = n }
@@ -189,11 +197,14 @@ struct Settings {
         if let (v, _) = value("tls-cert"), !v.isEmpty { config.tlsCertificate = v }
         if let (v, _) = value("tls-key"), !v.isEmpty { config.tlsKey = v }
         if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
-            throw fail(config.tlsCertificate == nil ? "tls-key" : "tls-cert", "tls-cert and tls-key go together: give both PEM files, or neither")
+            throw fail(
+                config.tlsCertificate == nil ? "tls-key" : "tls-cert", "tls-cert and tls-key go together: give both PEM files, or neither")
         }
         if let n = try count("http-redirect-port", 0...65535) {
             guard config.usesTLS else { throw fail("http-redirect-port", "redirects to https, so it needs tls-cert and tls-key") }
-            guard n != config.port || n == 0 else { throw fail("http-redirect-port", "must differ from port (\(config.port)), which serves https") }
+            guard n != config.port || n == 0 else {
+                throw fail("http-redirect-port", "must differ from port (\(config.port)), which serves https")
+            }
             config.httpRedirectPort = n
         }
         if let (v, _) = value("trusted-proxies") {
@@ -218,7 +229,9 @@ struct SettingsError: Error, CustomStringConvertible {
 
 /// "1GiB", "256MiB", "64KiB", "1G", "4096" → bytes.
 func parseSize(_ text: String) -> Int? {
-    let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+    let units: [(String, Int)] = [
+        ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1),
+    ]
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
         guard let n = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }

@@ -35,7 +35,8 @@ struct Serve: AsyncParsableCommand {
     var dataDir: String?
     @Option(name: .customLong("operator-password"), help: "Operator password. Without it: the stored one, or first-run set-up.")
     var operatorPassword: String?
-    @Option(name: .customLong("public-url"), help: "URL participants use to reach this box (join links, QR codes), e.g. http://tally.local.")
+    @Option(
+        name: .customLong("public-url"), help: "URL participants use to reach this box (join links, QR codes), e.g. http://tally.local.")
     var publicURL: String?
     @Option(help: "Name advertised over mDNS. Default \"Tally on <hostname>\".")
     var name: String?
@@ -59,17 +60,25 @@ struct Serve: AsyncParsableCommand {
     var headerTimeout: String?
     @Option(name: .customLong("idle-timeout"), help: "Seconds a keep-alive connection may sit idle. Default 60.")
     var idleTimeout: String?
-    @Option(name: .customLong("stream-queue-limit"), help: "Events a stream may fall behind before it is closed as a slow consumer (WebSocket 4008). Default 4096.")
+    @Option(
+        name: .customLong("stream-queue-limit"),
+        help: "Events a stream may fall behind before it is closed as a slow consumer (WebSocket 4008). Default 4096.")
     var streamQueueLimit: String?
-    @Option(name: .customLong("ping-interval"), help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
+    @Option(
+        name: .customLong("ping-interval"),
+        help: "Seconds between WebSocket pings; each connection's first comes at a random point within it. Default 30.")
     var pingInterval: String?
     @Option(help: "shared (default: many phones behind one NAT) or flat (one address per phone): sets per-address budgets.")
     var network: String?
     @Option(name: .customLong("joins-per-minute"), help: "In flat mode: new participants one address may create per minute. Default 3.")
     var joinsPerMinute: String?
-    @Option(name: .customLong("allowed-hosts"), help: "Extra host names this box answers to, comma-separated (its addresses, host name, .local name and public-url always work).")
+    @Option(
+        name: .customLong("allowed-hosts"),
+        help: "Extra host names this box answers to, comma-separated (its addresses, host name, .local name and public-url always work).")
     var allowedHosts: String?
-    @Option(name: .customLong("wifi-ssid"), help: "Wi-Fi network the room joins (the standalone access point): the display shows it as a QR code.")
+    @Option(
+        name: .customLong("wifi-ssid"),
+        help: "Wi-Fi network the room joins (the standalone access point): the display shows it as a QR code.")
     var wifiSSID: String?
     @Option(name: .customLong("wifi-passphrase"), help: "That network's WPA2 passphrase (as in hostapd.conf); none for an open network.")
     var wifiPassphrase: String?
@@ -79,7 +88,9 @@ struct Serve: AsyncParsableCommand {
     var tlsKey: String?
     @Option(name: .customLong("http-redirect-port"), help: "With TLS: also listen for plain HTTP here and redirect (308) to https.")
     var httpRedirectPort: String?
-    @Option(name: .customLong("trusted-proxies"), help: "Reverse proxies (CIDRs, e.g. 127.0.0.1,::1) whose X-Forwarded-For/Forwarded name the client. Default none.")
+    @Option(
+        name: .customLong("trusted-proxies"),
+        help: "Reverse proxies (CIDRs, e.g. 127.0.0.1,::1) whose X-Forwarded-For/Forwarded name the client. Default none.")
     var trustedProxies: String?
 
     func run() async throws {
@@ -182,7 +193,8 @@ struct ResetPassword: ParsableCommand {
         let projection = try SQLiteProjection(path: path)
         try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
         try revokeOperatorSignIns(in: projection)
-        print("Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
+        print(
+            "Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
     }
 }
 
@@ -200,7 +212,11 @@ struct Export: ParsableCommand {
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
-    @Flag(name: .customLong("link-participants"), help: "JSON: one pseudonym per participant for the whole session, so their ballots can be matched across polls (default: a different pseudonym in each poll).")
+    @Flag(
+        name: .customLong("link-participants"),
+        help:
+            "JSON: one pseudonym per participant for the whole session, so their ballots can be matched across polls (default: a different pseudonym in each poll)."
+    )
     var linkParticipants = false
 
     func run() throws {
@@ -215,14 +231,17 @@ struct Export: ParsableCommand {
         let projection = try SQLiteProjection(path: path)
         let sessions = try projection.load()
         guard let found = sessions.first(where: { $0.state.id == session || $0.state.joinCode.value == session.uppercased() }) else {
-            throw ValidationError("no session \"\(session)\" in \(directory); sessions: \(sessions.map { "\($0.state.id) (\($0.state.title))" }.joined(separator: ", "))")
+            throw ValidationError(
+                "no session \"\(session)\" in \(directory); sessions: \(sessions.map { "\($0.state.id) (\($0.state.title))" }.joined(separator: ", "))"
+            )
         }
         // The server's secret keys the pseudonyms, so this file names participants as the
         // presenter's download does.
         guard let secret = try storedApplianceSecret(projection) else {
             throw ValidationError("no signing secret in \(directory): start `tally serve` with it once")
         }
-        let data = format == "csv"
+        let data =
+            format == "csv"
             ? Data(SessionExport.csv(found.state).utf8)
             : SessionExport.json(
                 found.state, times: try projection.ballotTimes(session: found.state.id),

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TallyDiscovery
 
 /// A small, seedable generator, so a failing fuzz case can be replayed from its seed.
@@ -17,7 +18,10 @@ struct SplitMix64: RandomNumberGenerator {
 struct TXTRecordTests {
     @Test func theAppliancesOwnRecordsReadBack() {
         let txt = TXTRecord.parse(["txtvers=1", "id=k3x9q2m8p4w7z5b1", "api=/api/v1", "events=/events", "path=/display", "version=0.1.0"])
-        #expect(txt == ["txtvers": "1", "id": "k3x9q2m8p4w7z5b1", "api": "/api/v1", "events": "/events", "path": "/display", "version": "0.1.0"])
+        #expect(
+            txt == [
+                "txtvers": "1", "id": "k3x9q2m8p4w7z5b1", "api": "/api/v1", "events": "/events", "path": "/display", "version": "0.1.0",
+            ])
     }
 
     @Test func oddEntriesGiveSaneResults() {
@@ -57,7 +61,8 @@ struct TXTRecordTests {
         let alphabet: [UInt8] = Array("=Idi=d=pat h".utf8) + [0x00, 0x7F, 0x80, 0xC3, 0xA9, 0xFF, 0xE2, 0x82, 0xAC]
         for _ in 0..<2_000 {
             let entries: [[UInt8]] = (0..<Int.random(in: 0...8, using: &rng)).map { _ in
-                let length = Int.random(in: 0...10, using: &rng) == 0 ? Int.random(in: 250...300, using: &rng) : Int.random(in: 0...12, using: &rng)
+                let length =
+                    Int.random(in: 0...10, using: &rng) == 0 ? Int.random(in: 250...300, using: &rng) : Int.random(in: 0...12, using: &rng)
                 return (0..<length).map { _ in
                     Bool.random(using: &rng) ? alphabet.randomElement(using: &rng)! : UInt8.random(in: 0...255, using: &rng)
                 }
@@ -139,7 +144,8 @@ struct RosterTests {
         #expect(noID.id == nil && badID.id == nil)
         #expect(Roster([noID, badID, hall]).choose(pinnedTo: nil) == .found(hall))
         #expect(ApplianceID.isWellFormed("k3x9q2m8p4w7z5b1") && ApplianceID.isWellFormed("A-b_9"))
-        #expect(!ApplianceID.isWellFormed("") && !ApplianceID.isWellFormed(String(repeating: "a", count: 65)) && !ApplianceID.isWellFormed("é"))
+        #expect(
+            !ApplianceID.isWellFormed("") && !ApplianceID.isWellFormed(String(repeating: "a", count: 65)) && !ApplianceID.isWellFormed("é"))
     }
 
     @Test func theAdvertisedPathCannotMoveTheURLToAnotherHost() {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TallyDiscovery
 
 @Suite("Display URL scheme")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TallyDomain
 
 /// A deterministic generator so join codes and ids in tests are reproducible.
@@ -37,7 +38,10 @@ struct Room {
         _ id: PollID = "p1", options: [String] = ["Yes", "No"], kind: PollKind = .single,
         visibility: ResultsVisibility = .live, open: Bool = true
     ) throws {
-        try run(.createPoll(.init(pollId: id, question: "Ship it?", options: options, kind: kind, resultsVisibility: visibility, openImmediately: open)))
+        try run(
+            .createPoll(
+                .init(pollId: id, question: "Ship it?", options: options, kind: kind, resultsVisibility: visibility, openImmediately: open))
+        )
     }
 
     func counts(_ poll: PollID) -> [Int] { state.results(of: poll)!.counts.map(\.count) }
@@ -77,10 +81,14 @@ struct PollTests {
 
     @Test func quickPollIsCreatedOpen() throws {
         var room = try Room()
-        let events = try room.run(.createPoll(.init(pollId: "p1", question: "Now?", options: ["a", "b"], kind: .single, openImmediately: true)))
+        let events = try room.run(
+            .createPoll(.init(pollId: "p1", question: "Now?", options: ["a", "b"], kind: .single, openImmediately: true)))
         #expect(events.map(\.type) == ["poll.created", "poll.opened"])
         #expect(room.state.openPollId == "p1")
-        guard case .pollOpened(let opened) = events[1] else { Issue.record("expected poll.opened"); return }
+        guard case .pollOpened(let opened) = events[1] else {
+            Issue.record("expected poll.opened")
+            return
+        }
         #expect(opened.poll.options.map(\.label) == ["a", "b"], "poll.opened carries the whole poll")
         #expect(events[1].audience == .everyone)
     }
@@ -114,7 +122,8 @@ struct PollTests {
             try room.run(.createPoll(.init(pollId: "p1", question: "Q", options: ["a", "a"], kind: .single)))
         }
         #expect(throws: DomainError.invalid("question is longer than 500 characters")) {
-            try room.run(.createPoll(.init(pollId: "p1", question: String(repeating: "q", count: 501), options: ["a", "b"], kind: .single)))
+            try room.run(
+                .createPoll(.init(pollId: "p1", question: String(repeating: "q", count: 501), options: ["a", "b"], kind: .single)))
         }
     }
 
@@ -145,7 +154,8 @@ struct PollTests {
         var limits = SessionLimits()
         limits.maxPollsPerSession = 2
         for id in ["a", "b"] {
-            let events = try room.state.decide(.createPoll(.init(pollId: id, question: "Q", options: ["x", "y"], kind: .single)), limits: limits)
+            let events = try room.state.decide(
+                .createPoll(.init(pollId: id, question: "Q", options: ["x", "y"], kind: .single)), limits: limits)
             events.forEach { room.state.apply($0) }
         }
         #expect(throws: DomainError.limitReached("a session holds at most 2 polls")) {
@@ -349,7 +359,10 @@ struct SessionLifecycleTests {
         try room.run(.vote(participant: "cy", poll: "p2", optionIds: ["o2"]))
         try room.run(.endSession)
 
-        guard case .sessionCreated(let created) = room.events[0] else { Issue.record("first event"); return }
+        guard case .sessionCreated(let created) = room.events[0] else {
+            Issue.record("first event")
+            return
+        }
         var rebuilt = SessionState(created: created)
         for event in room.events.dropFirst() { rebuilt.apply(event) }
         #expect(rebuilt == room.state)

@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import TallyDomain
 import Testing
+
 @testable import TallyEventLog
 
 final class TestClock: Sendable {
@@ -33,7 +34,9 @@ struct RingFixture {
         let clock = self.clock
         options.now = { clock.now }
         // By default pretend everything is projected, so the ring may overwrite freely.
-        return try RingEventLog(path: path, options: options, projectedThrough: projectedThrough == UInt64.max / 2 ? 0 : projectedThrough, logger: Logger(label: "test"))
+        return try RingEventLog(
+            path: path, options: options, projectedThrough: projectedThrough == UInt64.max / 2 ? 0 : projectedThrough,
+            logger: Logger(label: "test"))
     }
 }
 

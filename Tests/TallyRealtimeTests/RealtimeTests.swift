@@ -5,9 +5,9 @@ import NIOEmbedded
 import NIOWebSocket
 import Synchronization
 import TallyDomain
-@testable import TallyEventLog
 import Testing
 
+@testable import TallyEventLog
 @testable import TallyRealtime
 
 /// A sink that records what the hub hands it: the hub's routing is what is under test here

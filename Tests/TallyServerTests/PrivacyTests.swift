@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TallyDomain
+import Testing
+
 @testable import TallyServer
 
 /// A session where participant "alice" votes in two polls and "bob" in the first.
@@ -65,8 +66,10 @@ struct ExportPseudonymTests {
     @Test func onlyTheAppliancesSecretProducesThePseudonyms() throws {
         let state = try twoPollsOneVoter()
         let ours = try participants(SessionExport.json(state, pseudonyms: credentials.pseudonyms(.perPoll)))
-        let again = try participants(SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 7, count: 32)).pseudonyms(.perPoll)))
-        let other = try participants(SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 8, count: 32)).pseudonyms(.perPoll)))
+        let again = try participants(
+            SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 7, count: 32)).pseudonyms(.perPoll)))
+        let other = try participants(
+            SessionExport.json(state, pseudonyms: Credentials(secret: Array(repeating: 8, count: 32)).pseudonyms(.perPoll)))
         #expect(ours.byPoll == again.byPoll, "the server and `tally export` agree")
         #expect(Set(ours.byPoll.values.joined()).isDisjoint(with: Set(other.byPoll.values.joined())))
     }
@@ -90,7 +93,9 @@ struct DataDirectoryTests {
         }
 
         let changes = try DataDirectory.makePrivate(data, create: false)
-        func mode(_ path: String) throws -> Int { try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) }
+        func mode(_ path: String) throws -> Int {
+            try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        }
         #expect(try mode(data) == 0o700)
         #expect(try mode(data + "/tally.sqlite") == 0o600)
         #expect(try mode(data + "/events.ring") == 0o600)

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import Testing
+
 @testable import TallyServer
 
 /// The app that ships, on a fresh data directory, with a known operator password.
@@ -34,7 +35,8 @@ struct RouterCaller {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let token { headers[.authorization] = "Bearer \(token)" }
         return try await client.execute(
-            uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) } ?? (method == .post ? ByteBuffer(string: "{}") : nil))
+            uri: path, method: method, headers: headers,
+            body: body.map { ByteBuffer(string: $0) } ?? (method == .post ? ByteBuffer(string: "{}") : nil))
     }
 
     func json(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil) async throws -> [String: Any] {
@@ -125,7 +127,9 @@ struct RouteRoleTests {
                 let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
                     for _ in 0..<8 {
                         group.addTask {
-                            try await api.call(.post, "/api/v1/sessions/\(sessionId)/polls/\(pollId)/votes", token: token, body: #"{"optionIds":["o1"]}"#).status
+                            try await api.call(
+                                .post, "/api/v1/sessions/\(sessionId)/polls/\(pollId)/votes", token: token, body: #"{"optionIds":["o1"]}"#
+                            ).status
                         }
                     }
                     return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TallyDomain
 import Testing
+
 @testable import TallyServer
 
 @Suite("Credentials")
@@ -77,7 +78,10 @@ struct ContractTests {
         configuration.dataDirectory = dir.path
         configuration.port = 0
         let app = try buildApplication(configuration, logger: Logger(label: "test"))
-        let routed = Set(app.routes.filter { !$0.hasPrefix("HEAD ") }.map { $0.replacingOccurrences(of: #"\{(\w+)\}"#, with: "{}", options: .regularExpression) }
+        let routed = Set(
+            app.routes.filter { !$0.hasPrefix("HEAD ") }.map {
+                $0.replacingOccurrences(of: #"\{(\w+)\}"#, with: "{}", options: .regularExpression)
+            }
             .map { $0.replacingOccurrences(of: #":\w+"#, with: "{}", options: .regularExpression) })
 
         let document = try #require(OpenAPIDocument.text)
@@ -87,11 +91,14 @@ struct ContractTests {
             if line.hasPrefix("  /"), line.hasSuffix(":") {
                 currentPath = String(line.dropFirst(2).dropLast())
             } else if let path = currentPath, let method = ["get", "post"].first(where: { line.hasPrefix("    \($0): {") }) {
-                documented.insert("\(method.uppercased()) \(path.replacingOccurrences(of: #"\{\w+\}"#, with: "{}", options: .regularExpression))")
+                documented.insert(
+                    "\(method.uppercased()) \(path.replacingOccurrences(of: #"\{\w+\}"#, with: "{}", options: .regularExpression))")
             } else if !line.hasPrefix("  ") {
                 currentPath = nil
-            } else if let path = currentPath, let method = ["get", "post", "put", "delete", "patch"].first(where: { line == "    \($0):" }) {
-                documented.insert("\(method.uppercased()) \(path.replacingOccurrences(of: #"\{\w+\}"#, with: "{}", options: .regularExpression))")
+            } else if let path = currentPath, let method = ["get", "post", "put", "delete", "patch"].first(where: { line == "    \($0):" })
+            {
+                documented.insert(
+                    "\(method.uppercased()) \(path.replacingOccurrences(of: #"\{\w+\}"#, with: "{}", options: .regularExpression))")
             }
         }
         #expect(documented.count >= 15)

@@ -2,6 +2,7 @@ import Foundation
 import TallyDomain
 import TallyEventLog
 import Testing
+
 @testable import TallyServer
 
 /// Settings in memory, for the revocation rules.
@@ -118,15 +119,18 @@ struct HostAllowlistTests {
     let hosts = HostAllowlist(publicURL: "https://polls.example.org:8443/", extra: ["Venue.Example"], hostName: "tally-box")
 
     @Test func theBoxsOwnNamesAreAllowed() {
-        for host in ["localhost", "localhost:8080", "tally-box", "tally-box.local", "TALLY-BOX.local.", "polls.example.org",
-            "polls.example.org:8443", "venue.example", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080", "::1"]
-        {
+        for host in [
+            "localhost", "localhost:8080", "tally-box", "tally-box.local", "TALLY-BOX.local.", "polls.example.org",
+            "polls.example.org:8443", "venue.example", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080", "::1",
+        ] {
             #expect(hosts.allows(host), "\(host)")
         }
     }
 
     @Test func foreignNamesAreNot() {
-        for host in ["evil.example", "tally-box.evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "", "[::2]:80", "8.8.8.8"] {
+        for host in [
+            "evil.example", "tally-box.evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "", "[::2]:80", "8.8.8.8",
+        ] {
             #expect(!hosts.allows(host), "\(host)")
         }
     }

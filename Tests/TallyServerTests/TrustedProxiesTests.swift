@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TallyServer
 
 @Suite("Trusted proxies")
@@ -43,9 +44,10 @@ struct TrustedProxiesTests {
 
     @Test func matchesAddressesInsideTheBlocksOnly() throws {
         let proxies = try TrustedProxies(parsing: "10.1.0.0/16, 172.16.0.0/12, 2001:db8:1::/48, 192.168.1.7")
-        for inside in ["10.1.0.0", "10.1.255.255", "172.16.0.1", "172.31.255.255", "2001:db8:1::1", "2001:db8:1:ffff::9", "192.168.1.7",
-            "::ffff:10.1.2.3"]
-        {
+        for inside in [
+            "10.1.0.0", "10.1.255.255", "172.16.0.1", "172.31.255.255", "2001:db8:1::1", "2001:db8:1:ffff::9", "192.168.1.7",
+            "::ffff:10.1.2.3",
+        ] {
             #expect(proxies.contains(inside), "\(inside)")
         }
         for outside in ["10.2.0.0", "10.0.255.255", "172.32.0.0", "172.15.255.255", "2001:db8:2::1", "192.168.1.8", "garbage", "", "::1"] {
@@ -90,8 +92,10 @@ struct TrustedProxiesTests {
     @Test func forwardedForIsReadAsRFC7239Says() {
         #expect(proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: ["for=192.0.2.60;proto=http;by=203.0.113.43"]) == "192.0.2.60")
         #expect(
-            proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: [#"for=6.6.6.6, For="[2001:db8:cafe::17]:4711""#]) == "2001:db8:cafe::17")
-        #expect(proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: ["for=6.6.6.6", "for=192.0.2.60, for=10.0.0.1"]) == "192.0.2.60")
+            proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: [#"for=6.6.6.6, For="[2001:db8:cafe::17]:4711""#])
+                == "2001:db8:cafe::17")
+        #expect(
+            proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: ["for=6.6.6.6", "for=192.0.2.60, for=10.0.0.1"]) == "192.0.2.60")
         // Obfuscated or missing `for`: nobody we can vouch for beyond the proxy.
         #expect(proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: ["for=_hidden"]) == "127.0.0.1")
         #expect(proxy.client(peer: "127.0.0.1", forwardedFor: [], forwarded: ["for=6.6.6.6, proto=https"]) == "127.0.0.1")
@@ -106,13 +110,17 @@ struct TrustedProxiesTests {
 @Suite("HTTPS redirect")
 struct HTTPSRedirectTests {
     @Test func keepsHostPathAndQueryAndNamesTheTLSPort() {
-        #expect(HTTPSRedirect.location(authority: "tally.local:8080", path: "/j/K7QX2M", query: "a=1&b=2", tlsPort: 8443, publicURL: nil)
-            == "https://tally.local:8443/j/K7QX2M?a=1&b=2")
-        #expect(HTTPSRedirect.location(authority: "192.168.4.1", path: "/", query: nil, tlsPort: 443, publicURL: nil) == "https://192.168.4.1/")
-        #expect(HTTPSRedirect.location(authority: "[fd00::1]:80", path: "/display", query: "", tlsPort: 443, publicURL: nil)
-            == "https://[fd00::1]/display")
-        #expect(HTTPSRedirect.location(authority: "x", path: "/s/abc", query: nil, tlsPort: 8443, publicURL: "https://tally.example.org/")
-            == "https://tally.example.org/s/abc")
+        #expect(
+            HTTPSRedirect.location(authority: "tally.local:8080", path: "/j/K7QX2M", query: "a=1&b=2", tlsPort: 8443, publicURL: nil)
+                == "https://tally.local:8443/j/K7QX2M?a=1&b=2")
+        #expect(
+            HTTPSRedirect.location(authority: "192.168.4.1", path: "/", query: nil, tlsPort: 443, publicURL: nil) == "https://192.168.4.1/")
+        #expect(
+            HTTPSRedirect.location(authority: "[fd00::1]:80", path: "/display", query: "", tlsPort: 443, publicURL: nil)
+                == "https://[fd00::1]/display")
+        #expect(
+            HTTPSRedirect.location(authority: "x", path: "/s/abc", query: nil, tlsPort: 8443, publicURL: "https://tally.example.org/")
+                == "https://tally.example.org/s/abc")
     }
 
     @Test func refusesHostsThatAreNotHosts() {

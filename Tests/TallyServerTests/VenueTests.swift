@@ -4,6 +4,7 @@ import ServiceLifecycle
 import TallyDomain
 import TallyEventLog
 import Testing
+
 @testable import TallyServer
 
 /// A venue on a real event ring in a temporary directory.
@@ -26,7 +27,8 @@ struct TestVenue {
     /// A session with one open poll ("p1": o1, o2) and one joined participant ("ada").
     func sessionWithOpenPoll() throws -> LiveSession {
         let (session, _) = try venue.createSession(title: "All hands")
-        _ = try session.execute(.createPoll(.init(pollId: "p1", question: "Ship it?", options: ["Yes", "No"], kind: .single, openImmediately: true)))
+        _ = try session.execute(
+            .createPoll(.init(pollId: "p1", question: "Ship it?", options: ["Yes", "No"], kind: .single, openImmediately: true)))
         _ = try session.execute(.join("ada"))
         return session
     }

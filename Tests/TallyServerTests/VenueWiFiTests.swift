@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TallyServer
 
 @Suite("Venue Wi-Fi")
@@ -25,7 +26,9 @@ struct VenueWiFiTests {
         #expect(throws: VenueWiFi.Invalid.self) { try VenueWiFi(ssid: "Tally", passphrase: "short") }
         #expect(throws: VenueWiFi.Invalid.self) { try VenueWiFi(ssid: "Tally", passphrase: String(repeating: "x", count: 64)) }
         #expect(throws: VenueWiFi.Invalid.self) { try VenueWiFi(ssid: "Tally", passphrase: "pässwörd-long") }
-        #expect(throws: Never.self) { try VenueWiFi(ssid: String(repeating: "é", count: 16), passphrase: String(repeating: "x", count: 63)) }
+        #expect(throws: Never.self) {
+            try VenueWiFi(ssid: String(repeating: "é", count: 16), passphrase: String(repeating: "x", count: 63))
+        }
         #expect(throws: Never.self) { try VenueWiFi(ssid: "Tally", passphrase: String(repeating: "aF09", count: 16)) }
         do throws(VenueWiFi.Invalid) {
             _ = try VenueWiFi(ssid: "Tally", passphrase: "short")
