@@ -13,16 +13,22 @@ public final class Subscription: Sendable, Hashable {
     let id: Int
     public let sessionId: SessionID
     public let role: Role
-    /// The participant whose stream this is (for the per-participant cap).
+    /// The participant whose stream this is.
     public let participant: ParticipantID?
+    /// The cap this stream counts against, if any.
+    let capKey: String?
     /// What the stream was opened with, opaque to the hub: the server ends streams by it when
     /// that credential is withdrawn (`EventHub.end(where:)`).
     public let credential: (any Sendable)?
     public let sink: any EventSink
     private let reason = Mutex<StreamEnd?>(nil)
 
-    init(id: Int, sessionId: SessionID, role: Role, participant: ParticipantID?, credential: (any Sendable)?, sink: any EventSink) {
+    init(
+        id: Int, sessionId: SessionID, role: Role, participant: ParticipantID?, capKey: String?, credential: (any Sendable)?,
+        sink: any EventSink
+    ) {
         self.id = id
+        self.capKey = capKey
         self.sessionId = sessionId
         self.role = role
         self.participant = participant
@@ -60,8 +66,10 @@ public final class EventHub: Sendable {
 
     private struct State {
         var sessions: [SessionID: [Int: Subscription]] = [:]
-        /// Open streams per "session/participant".
-        var perParticipant: [String: Int] = [:]
+        /// Open streams per cap key ("session/participant", or a caller-chosen group).
+        var perKey: [String: Int] = [:]
+        /// Shutting down: no new streams.
+        var closed = false
         var nextId = 0
         /// Highest sequence handed to subscribers; everything up to it is durable.
         var published: UInt64
@@ -79,38 +87,53 @@ public final class EventHub: Sendable {
         self.state = Mutex(State(published: publishedThrough))
     }
 
+    /// Why a stream was not registered.
+    public enum Refusal: Error, Sendable {
+        /// The participant (or the cap's group) already holds `limit` streams.
+        case tooManyStreams(limit: Int)
+        /// The server is shutting down.
+        case closing
+    }
+
     /// Registers a stream. Returns the sequence up to which events were already published: the
-    /// caller replays (from, that] itself; everything after it reaches the sink. Nil when
-    /// `participant` already holds `streamsPerParticipant` streams.
+    /// caller replays (from, that] itself; everything after it reaches the sink. A participant
+    /// may hold `streamsPerParticipant` streams; `group` caps other streams together (e.g. the
+    /// displays one address opened with a join code).
     public func subscribe(
-        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, credential: (any Sendable)? = nil,
-        sink: any EventSink
-    ) -> (Subscription, publishedThrough: UInt64)? {
-        state.withLock { state in
-            if let participant {
-                let key = sessionId + "/" + participant
-                guard state.perParticipant[key, default: 0] < Self.streamsPerParticipant else { return nil }
-                state.perParticipant[key, default: 0] += 1
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, group: (key: String, limit: Int)? = nil,
+        credential: (any Sendable)? = nil, sink: any EventSink
+    ) throws(Refusal) -> (Subscription, publishedThrough: UInt64) {
+        let cap = participant.map { (key: sessionId + "/" + $0, limit: Self.streamsPerParticipant) } ?? group
+        let result: Result<(Subscription, UInt64), Refusal> = state.withLock { state in
+            guard !state.closed else { return .failure(.closing) }
+            if let cap {
+                guard state.perKey[cap.key, default: 0] < cap.limit else { return .failure(.tooManyStreams(limit: cap.limit)) }
+                state.perKey[cap.key, default: 0] += 1
             }
             state.nextId += 1
             let subscription = Subscription(
-                id: state.nextId, sessionId: sessionId, role: role, participant: participant, credential: credential, sink: sink)
+                id: state.nextId, sessionId: sessionId, role: role, participant: participant, capKey: cap?.key,
+                credential: credential, sink: sink)
             state.sessions[sessionId, default: [:]][subscription.id] = subscription
             state.count += 1
-            return (subscription, state.published)
+            return .success((subscription, state.published))
+        }
+        switch result {
+        case .success(let registered): return registered
+        case .failure(let refusal): throw refusal
         }
     }
 
-    /// Forgets a stream whose connection has gone (ending it first if nothing else did).
+    /// Forgets a stream whose connection has gone (ending it first if nothing else did). Safe to
+    /// call more than once.
     public func unsubscribe(_ subscription: Subscription) {
         subscription.end(.client)
         state.withLock { state in
             if state.sessions[subscription.sessionId]?.removeValue(forKey: subscription.id) != nil {
                 state.count -= 1
-                if let participant = subscription.participant {
-                    let key = subscription.sessionId + "/" + participant
-                    state.perParticipant[key, default: 1] -= 1
-                    if state.perParticipant[key] == 0 { state.perParticipant[key] = nil }
+                if let key = subscription.capKey {
+                    state.perKey[key, default: 1] -= 1
+                    if state.perKey[key] == 0 { state.perKey[key] = nil }
                 }
             }
             if state.sessions[subscription.sessionId]?.isEmpty == true {
@@ -206,6 +229,7 @@ public final class EventHub: Sendable {
     /// Ends every stream (graceful shutdown), after what was already published has been handed
     /// to the sinks: on each loop the last events are written before the close frame.
     public func endAll() {
+        state.withLock { $0.closed = true }
         settle()
         end(.shutdown)
     }

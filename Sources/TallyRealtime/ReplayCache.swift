@@ -21,6 +21,9 @@ public final class ReplayCache: Sendable {
     private struct State {
         var recent: [SessionID: RecentEvents] = [:]
         var clock: UInt64 = 0
+        /// Some session has been evicted: a session seen from now on may have been one of them,
+        /// so its cache is complete only from its next event.
+        var evicted = false
     }
 
     public init(firstLive: UInt64, capacity: Int = defaultCapacity, sessions: Int = defaultSessions) {
@@ -39,8 +42,10 @@ public final class ReplayCache: Sendable {
                     let quietest = state.recent.min(by: { $0.value.touched < $1.value.touched })?.key
                 {
                     state.recent[quietest] = nil  // its replays fall back to the log
+                    state.evicted = true
                 }
-                state.recent[sessionId, default: RecentEvents(completeFrom: firstLive)].append(event, capacity: capacity)
+                let completeFrom = state.evicted ? event.sequence : firstLive
+                state.recent[sessionId, default: RecentEvents(completeFrom: completeFrom)].append(event, capacity: capacity)
                 state.recent[sessionId]!.touched = state.clock
             }
         }

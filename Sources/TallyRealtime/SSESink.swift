@@ -81,8 +81,12 @@ public final class SSESink: EventSink {
             defer { ended.action = nil }
             return ended.action
         }
-        continuation.finish()
-        action?(reason)
+        // On the loop the hub delivers on: events it has already handed to this loop (the last
+        // results at shutdown) are queued before the end, not dropped.
+        eventLoop.execute { [continuation] in
+            continuation.finish()
+            action?(reason)
+        }
     }
 
     private enum Enqueued { case queued, full, ended }
@@ -105,6 +109,8 @@ public final class SSESink: EventSink {
     /// when the server ended the stream or the client went away (a write throws).
     public func run(writer: inout some ResponseBodyWriter, backlog: [EncodedEvent], cursor start: UInt64) async throws {
         defer {
+            // Nothing more is queued once the writer has gone: what is left no longer counts.
+            continuation.finish()
             let left = pending.exchange(0, ordering: .relaxed)
             if left > 0 { metrics.queued.decrement(by: Double(left)) }
         }

@@ -30,6 +30,8 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
     private var closing = false
     /// Set when the hub or the client ended the stream; the channel closes after the handshake.
     private var onClosed: (() -> Void)?
+    /// Closes the connection if the client does not finish the close handshake in time.
+    private var closeTimer: Scheduled<Void>?
 
     init(pingInterval: TimeAmount, unwritableLimit: Int, logger: Logger) {
         self.pingInterval = pingInterval
@@ -65,6 +67,7 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelInactive(context: ChannelHandlerContext) {
         pinger?.cancel()
+        closeTimer?.cancel()
         onClosed?()
         onClosed = nil
         context.fireChannelInactive()
@@ -97,8 +100,10 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
     /// Writes the events past the cursor and flushes once; before `goLive`, holds them.
     func deliver(_ events: [EncodedEvent]) -> Delivery {
         guard live else {
+            // The gate is still working out the replay; a stream that falls this far behind
+            // before it has started is a slow consumer like any other.
             held += events
-            return Delivery()
+            return Delivery(tooSlow: held.count > unwritableLimit)
         }
         guard let context, !closing, !stopped else { return Delivery() }
         var delivery = Delivery()
@@ -127,7 +132,7 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
         closing = true
         pinger?.cancel()
         write(WireFormat.closeFrame(code: code, reason: reason), flush: true)
-        context.eventLoop.assumeIsolated().scheduleTask(in: grace) { [channel = context.channel] in
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: grace) { [channel = context.channel] in
             channel.close(promise: nil)
         }
     }
@@ -147,22 +152,40 @@ final class WebSocketStreamHandler: ChannelInboundHandler, RemovableChannelHandl
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .ping:
-            guard !closing, frame.fin else { return }
+            // A client that sends pings but does not read its pongs would have them pile up
+            // in memory: while the socket is full, pings go unanswered (RFC 6455 allows it).
+            guard !closing, frame.fin, context.channel.isWritable else { return }
             write(WireFormat.pongFrame(echoing: frame.unmaskedData), flush: true)
         case .pong:
             break
         case .connectionClose:
             // The client's half of the handshake (or its answer to ours): echo and hang up.
-            if !closing {
-                closing = true
-                var data = frame.unmaskedData
-                let code = data.readInteger(as: UInt16.self) ?? 1000
-                write(WireFormat.closeFrame(code: code, reason: ""), flush: true)
+            guard !closing else {
+                context.close(promise: nil)  // the answer to our close
+                return
             }
-            context.close(promise: nil)
+            closing = true
+            pinger?.cancel()
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self) ?? 1000
+            // Hang up once the echo is out, or after a moment if the client does not read it.
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(WireFormat.closeFrame(code: code, reason: ""))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         default:
             logger.debug("closing a stream whose client sent a \(frame.opcode) message")
             close(code: 1008, reason: "this stream is receive-only: send nothing", grace: .seconds(5))
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server is stopping and asks every connection to wind down.
+        if event is ChannelShouldQuiesceEvent {
+            close(code: StreamEnd.shutdown.closeCode.code, reason: StreamEnd.shutdown.closeCode.reason, grace: .seconds(2))
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 

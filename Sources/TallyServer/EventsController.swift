@@ -38,7 +38,16 @@ struct EventsController: Sendable {
         var linkGeneration = 0
         /// The operator sign-in that opened it: revoking that sign-in ends the stream.
         var operatorSignIn: Credentials.Facts? = nil
+        /// A display that follows with the join code: the address it came from (such streams
+        /// are capped per address, as a participant's are per participant).
+        var joinCodeFrom: String? = nil
     }
+
+    /// Displays one address may follow with a join code at once (a few big screens, not a script).
+    static let joinCodeStreamsPerAddress = 16
+    /// A replay longer than this is sent as one `stream.reset` instead: a client far behind
+    /// gets the state, not hours of events held in memory for it.
+    static let maxReplay = 2 * ReplayCache.defaultCapacity
 
     /// Who is asking, and for which session. Throws a precise 4xx problem.
     func authorize(_ request: Request, ip: String) throws -> Viewer {
@@ -58,8 +67,12 @@ struct EventsController: Sendable {
         }
         let token = query["token"].map(String.init)
         // Cross-site WebSocket hijacking: a page elsewhere could open this socket with the
-        // visitor's cookies (WebSocket has no CORS). Only our own pages may ride on cookies.
-        if token == nil, let origin = request.headers[.origin], !SameOrigin.matches(origin: origin, request: request) {
+        // visitor's cookies (WebSocket has no CORS). Only our own pages may ride on cookies, and
+        // a token in the query (even a made-up one) does not lift the rule while cookies come too.
+        let ridesOnCookies = request.headers[values: .cookie].contains { $0.contains("tally_") }
+        if token == nil || ridesOnCookies, let origin = request.headers[.origin],
+            !SameOrigin.matches(origin: origin, request: request)
+        {
             throw Problem(.forbidden, "cross-site stream refused: \(origin) is not this appliance")
         }
         // A display may also follow a session with only its join code (typed on the screen);
@@ -73,7 +86,7 @@ struct EventsController: Sendable {
             guard session.read({ state, _ in state.lifecycle == .active }) else {
                 throw Problem(.gone, "this session has ended; ask for the new join code")
             }
-            return Viewer(session: session, role: .display, participant: nil)
+            return Viewer(session: session, role: .display, participant: nil, joinCodeFrom: ip)
         }
         let grants = access.grants(of: request, queryToken: token)
         guard let (best, participant) = Access.viewer(grants, of: session.id) else {
@@ -109,13 +122,21 @@ struct EventsController: Sendable {
         let session = viewer.session
         let credential: StreamCredential? =
             viewer.link.map { .link($0) } ?? viewer.operatorSignIn.map { .operatorSignIn($0) }
-        guard
-            let (subscription, published) = hub.subscribe(
-                sessionId: session.id, role: viewer.role, participant: viewer.participant, credential: credential, sink: sink)
-        else {
+        let (subscription, published): (Subscription, UInt64)
+        do {
+            (subscription, published) = try hub.subscribe(
+                sessionId: session.id, role: viewer.role, participant: viewer.participant,
+                group: viewer.joinCodeFrom.map { (key: "join-code@" + $0, limit: Self.joinCodeStreamsPerAddress) },
+                credential: credential, sink: sink)
+        } catch .tooManyStreams(let limit) {
             throw Problem(
-                .tooManyRequests, "this participant already has \(EventHub.streamsPerParticipant) open streams; close one first",
+                .tooManyRequests,
+                viewer.participant == nil
+                    ? "your address already follows \(limit) streams with a join code; close one first"
+                    : "this participant already has \(limit) open streams; close one first",
                 headers: [.retryAfter: "5"])
+        } catch .closing {
+            throw Problem(.serviceUnavailable, "the appliance is shutting down; reconnect in a moment", headers: [.retryAfter: "5"])
         }
         // A rotation or sign-out between `authorize` and here found no subscription to end:
         // look again now that this one is registered.
@@ -130,7 +151,8 @@ struct EventsController: Sendable {
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.wire.epoch, position.sequence <= sessionLast,
             let backlog = hub.replay(
-                sessionId: session.id, role: viewer.role, after: position.sequence, through: published, log: log, retention: retention)
+                sessionId: session.id, role: viewer.role, after: position.sequence, through: published, log: log, retention: retention),
+            backlog.count <= Self.maxReplay
         {
             // Replay (from, published]; everything later arrives live.
             return EventHub.Start(subscription: subscription, backlog: backlog, cursor: max(position.sequence, published))
@@ -162,6 +184,11 @@ struct EventsController: Sendable {
             throw Problem(.badRequest, "WebSocket upgrade refused")
         }
         let from = request.uri.queryParameters["fromEventId"].map(String.init) ?? request.headers[HTTPField.Name("Last-Event-ID")!]
+        let sseHeaders: HTTPFields = [
+            .contentType: "text/event-stream", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no",
+        ]
+        // HEAD (Hummingbird derives it from this GET route) checks access and subscribes nobody.
+        if request.method == .head { return Response(status: .ok, headers: sseHeaders) }
         let channel = context.channel
         let sink = SSESink(eventLoop: channel.eventLoop, queueLimit: queueLimit, metrics: hub.metrics)
         let start = try open(viewer, from: from, sink: sink)
@@ -172,7 +199,9 @@ struct EventsController: Sendable {
         let subscription = start.subscription
         // When the connection closes, the stream ends at once, releasing its place under the
         // per-participant cap.
-        channel.closeFuture.whenComplete { _ in subscription.end(.client) }
+        let hub = self.hub
+        // (Also when the client left before the body ever ran: the subscription goes either way.)
+        channel.closeFuture.whenComplete { _ in hub.unsubscribe(subscription) }
         sink.whenEnded { reason in
             switch reason {
             case .revoked: channel.close(promise: nil)
@@ -183,7 +212,6 @@ struct EventsController: Sendable {
             case .shutdown, .client: break
             }
         }
-        let hub = self.hub
         let logger = context.logger
         logger.info("stream opened", metadata: ["transport": "sse", "role": "\(viewer.role.rawValue)", "session": "\(viewer.session.id)"])
         let body = ResponseBody { writer in
@@ -198,13 +226,7 @@ struct EventsController: Sendable {
             try await writer.finish(nil)
             finished.set()
         }
-        return Response(
-            status: .ok,
-            headers: [
-                .contentType: "text/event-stream", .cacheControl: "no-store",
-                HTTPField.Name("X-Accel-Buffering")!: "no",
-            ],
-            body: body)
+        return Response(status: .ok, headers: sseHeaders, body: body)
     }
 }
 

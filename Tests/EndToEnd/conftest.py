@@ -228,7 +228,8 @@ class SSEStream:
         fields = {}
         try:
             while True:
-                line = self.response.fp.readline()
+                fp = self.response.fp  # None once close() has released the connection
+                line = fp.readline() if fp is not None else b""
                 if not line:
                     break
                 line = line.decode().rstrip("\n")

@@ -526,3 +526,33 @@ def metric(server, name):
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return line.rsplit(" ", 1)[1]
     return ""
+
+
+def test_probing_the_stream_with_head_holds_no_place(server):
+    """HEAD /events answers like the stream would (access checked) but subscribes nobody: a
+    phone that probes it, or hangs up before the stream starts, does not use up its four places."""
+    s = server.new_session()
+    sid, token = s["sessionId"], server.join(s["joinCode"])["participantToken"]
+    for _ in range(6):
+        status, _, response = server.request("HEAD", f"/events?sessionId={sid}&token={token}")
+        assert status == 200 and (response.getheader("Content-Type") or "").startswith("text/event-stream")
+    assert server.request("HEAD", f"/events?sessionId={sid}&token=pa.forged.AAAA")[0] == 401
+    streams = [SSEStream(server.port, f"/events?sessionId={sid}&token={token}") for _ in range(4)]
+    assert [x.status for x in streams] == [200] * 4, "all four places are still free"
+    for stream in streams:
+        stream.close()
+
+
+def test_a_display_on_the_join_code_is_capped_per_address(server):
+    """Every participant knows the join code; following the session as a display with it is capped
+    per address like a participant's streams, so one phone cannot open thousands."""
+    s = server.new_session()
+    sid, code = s["sessionId"], s["joinCode"]
+    streams = [SSEStream(server.port, f"/events?sessionId={sid}&actorType=display&token={code}") for _ in range(16)]
+    assert [x.status for x in streams] == [200] * 16
+    refused = SSEStream(server.port, f"/events?sessionId={sid}&actorType=display&token={code}")
+    assert refused.status == 429 and "join code" in refused.body["detail"]
+    for stream in streams:
+        stream.close()
+    # A display link is not counted against the join-code cap.
+    assert SSEStream(server.port, f"/events?sessionId={sid}&token={s['displayToken']}").status == 200

@@ -54,9 +54,9 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         let presenter = RecordingSink(eventLoop: loop)
         let participant = RecordingSink(eventLoop: loop)
         let otherRoom = RecordingSink(eventLoop: loop)
-        _ = try #require(hub.subscribe(sessionId: "s1", role: .presenter, sink: presenter))
-        _ = try #require(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: participant))
-        _ = try #require(hub.subscribe(sessionId: "s2", role: .presenter, sink: otherRoom))
+        _ = try #require(try hub.subscribe(sessionId: "s1", role: .presenter, sink: presenter))
+        _ = try #require(try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: participant))
+        _ = try #require(try hub.subscribe(sessionId: "s2", role: .presenter, sink: otherRoom))
 
         hub.publish([logged(1, "s1", everyone), logged(2, "s1", presenterOnly), logged(3, "s2", everyone)])
         hub.settle()
@@ -67,17 +67,29 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         #expect(otherRoom.received == [3])
     }
 
-    @Test func aParticipantMayHoldOnlyAFewStreams() {
+    @Test func aParticipantMayHoldOnlyAFewStreams() throws {
         let loop = EmbeddedEventLoop()
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         var held: [Subscription] = []
         for _ in 0..<EventHub.streamsPerParticipant {
-            held.append(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop))!.0)
+            held.append(try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop)).0)
         }
-        #expect(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop)) == nil)
+        #expect(throws: EventHub.Refusal.self) {
+            try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop))
+        }
         hub.unsubscribe(held[0])
-        #expect(hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop)) != nil)
+        hub.unsubscribe(held[0])  // twice: the connection closed and the writer ended
+        _ = try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: RecordingSink(eventLoop: loop))
         #expect(hub.connectionCount == EventHub.streamsPerParticipant)
+        // Another cap, for streams that have no participant (displays on a join code, per address).
+        for _ in 0..<2 {
+            _ = try hub.subscribe(
+                sessionId: "s1", role: .display, group: (key: "join-code@10.0.0.7", limit: 2), sink: RecordingSink(eventLoop: loop))
+        }
+        #expect(throws: EventHub.Refusal.self) {
+            try hub.subscribe(
+                sessionId: "s1", role: .display, group: (key: "join-code@10.0.0.7", limit: 2), sink: RecordingSink(eventLoop: loop))
+        }
     }
 
     @Test func aSinkThatFallsBehindIsEndedAsASlowConsumerOnce() throws {
@@ -85,7 +97,7 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         let slow = RecordingSink(eventLoop: loop)
         slow.slow = true
-        let (subscription, _) = try #require(hub.subscribe(sessionId: "s1", role: .display, sink: slow))
+        let (subscription, _) = try hub.subscribe(sessionId: "s1", role: .display, sink: slow)
         hub.publish([logged(1, "s1", everyone)])
         hub.publish([logged(2, "s1", everyone)])
         hub.settle()
@@ -99,8 +111,8 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         let rotated = RecordingSink(eventLoop: loop)
         let kept = RecordingSink(eventLoop: loop)
-        _ = hub.subscribe(sessionId: "s1", role: .display, credential: "display-link", sink: rotated)
-        _ = hub.subscribe(sessionId: "s1", role: .presenter, credential: "operator", sink: kept)
+        _ = try hub.subscribe(sessionId: "s1", role: .display, credential: "display-link", sink: rotated)
+        _ = try hub.subscribe(sessionId: "s1", role: .presenter, credential: "operator", sink: kept)
         let ended = hub.end(.revoked, sessionId: "s1") { ($0.credential as? String) == "display-link" }
         #expect(ended == 1)
         #expect(rotated.closed == .revoked)
@@ -112,7 +124,7 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         hub.publish([logged(1, "s1", everyone), logged(2, "s1", presenterOnly), logged(3, "s1", everyone)])
         hub.settle()
-        let (_, published) = try #require(hub.subscribe(sessionId: "s1", role: .display, sink: RecordingSink(eventLoop: loop)))
+        let (_, published) = try hub.subscribe(sessionId: "s1", role: .display, sink: RecordingSink(eventLoop: loop))
         #expect(published == 3)
         let replay = try #require(
             hub.replay(sessionId: "s1", role: .display, after: 1, through: published, log: NoLog(), retention: 3600))
@@ -130,6 +142,30 @@ private final class NoLog: EventLog {
     func onDurable(_ observer: @escaping @Sendable ([LoggedEvent]) -> Void) {}
     func events(of sessionId: SessionID, after: UInt64, through: UInt64) -> [LoggedEvent]? { nil }
     func reach() -> LogReach { LogReach(newestSequence: 0, retainedEvents: 0, limitedByCapacity: false) }
+}
+
+@Suite struct HubShutdownTests {
+    @Test func onceShuttingDownNoStreamIsOpenedAndTheOpenOnesEnd() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        let open = RecordingSink(eventLoop: loop)
+        _ = try hub.subscribe(sessionId: "s1", role: .display, sink: open)
+        hub.endAll()
+        #expect(open.closed == .shutdown)
+        #expect(throws: EventHub.Refusal.self) {
+            try hub.subscribe(sessionId: "s1", role: .display, sink: RecordingSink(eventLoop: loop))
+        }
+    }
+
+    @Test func aSessionSeenAgainAfterAnEvictionIsReplayedFromTheLogNotPartlyFromMemory() {
+        let cache = ReplayCache(firstLive: 1, capacity: 8, sessions: 1)
+        let wire = WireFormat(epoch: "ab")
+        cache.record([("s1", wire.encode(logged(1, "s1", everyone))), ("s1", wire.encode(logged(2, "s1", everyone)))])
+        cache.record([("s2", wire.encode(logged(3, "s2", everyone)))])  // evicts s1
+        cache.record([("s1", wire.encode(logged(4, "s1", everyone)))])  // evicts s2; s1 is back without 2
+        #expect(cache.events(of: "s1", after: 1, through: 4, notBefore: .distantPast) == nil, "2 is not here: go to the log")
+        #expect(cache.events(of: "s1", after: 3, through: 4, notBefore: .distantPast)?.map(\.sequence) == [4])
+    }
 }
 
 @Suite struct WireFormatTests {
@@ -212,6 +248,13 @@ private final class NoLog: EventLog {
         #expect(close.readInteger(as: UInt8.self) == 0x88)
         _ = close.readInteger(as: UInt8.self)
         #expect(close.readInteger(as: UInt16.self) == 1008)
+    }
+
+    @Test func pingsGoUnansweredWhileTheSocketIsFull() throws {
+        let (channel, _) = try stream()
+        channel.isWritable = false
+        for _ in 0..<100 { try channel.writeInbound(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "x"))) }
+        #expect(try written(channel).isEmpty, "no pongs pile up for a client that does not read")
     }
 
     @Test func afterTheCloseFrameNothingMoreIsWritten() throws {
