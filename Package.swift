@@ -135,6 +135,7 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyEventLog",
                 "TallyDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -161,19 +162,28 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TallyDomainTests", dependencies: ["TallyDomain"], swiftSettings: swiftSettings),
-        .testTarget(name: "TallyEventLogTests", dependencies: ["TallyEventLog", "TallyDomain"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TallyEventLogTests",
+            dependencies: ["TallyEventLog", "TallyDomain", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "TallyServerTests",
             dependencies: [
-                "TallyServer",
+                "TallyServer", "TallyDomain", "TallyEventLog",
                 // In-process requests through the app's router (`app.test(.router)`).
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TallyRealtimeTests",
             dependencies: [
                 "TallyRealtime", "TallyDomain", "TallyEventLog",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
