@@ -31,18 +31,15 @@ public struct StreamRefusal: Error, Sendable {
 
     /// As an RFC 9457 problem, for a refusal answered over HTTP.
     var problemJSON: [UInt8] {
-        let problem: [String: any Sendable & Encodable] = [
-            "type": "about:blank", "title": HTTPResponseStatus(statusCode: status).reasonPhrase, "status": status, "detail": reason,
-        ]
-        let body = problem.mapValues { AnyEncodable($0) }
-        return Array((try? WireFormat.encoder.encode(body)) ?? Data("{}".utf8))
+        struct Problem: Encodable {
+            let type = "about:blank"
+            let title: String
+            let status: Int
+            let detail: String
+        }
+        let problem = Problem(title: HTTPResponseStatus(statusCode: status).reasonPhrase, status: status, detail: reason)
+        return Array((try? WireFormat.json.encode(problem)) ?? Data("{}".utf8))
     }
-}
-
-private struct AnyEncodable: Encodable {
-    let value: any Encodable
-    init(_ value: any Encodable) { self.value = value }
-    func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
 }
 
 /// Every connection's HTTP/1.1 pipeline, with `/events` WebSockets taken over by this module

@@ -36,9 +36,6 @@ public final class SSESink: EventSink {
         (stream, continuation) = AsyncStream.makeStream(of: Item.self, bufferingPolicy: .bufferingOldest(queueLimit))
     }
 
-    /// Why the server ended the stream, if it did.
-    public var endReason: StreamEnd? { ended.withLock { $0.reason } }
-
     /// What to do when the server ends the stream: a writer blocked on a client that stopped
     /// reading cannot notice, so the connection itself is closed from here. Runs at once if
     /// the stream has already ended.

@@ -48,7 +48,7 @@ public struct WireFormat: Sendable {
         let envelope = Envelope(
             eventId: id, eventType: type, timestamp: Self.formatTimestamp(timestamp), sessionId: sessionId, payload: payload)
         // Encoding our own value types cannot fail; an empty object keeps the stream alive if it ever did.
-        let json = (try? Self.encoder.encode(envelope)) ?? Data("{}".utf8)
+        let json = (try? Self.json.encode(envelope)) ?? Data("{}".utf8)
         var sse = ByteBuffer()
         sse.reserveCapacity(json.count + id.utf8.count + type.utf8.count + 24)
         sse.writeString("id: \(id)\nevent: \(type)\ndata: ")
@@ -64,12 +64,14 @@ public struct WireFormat: Sendable {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
-    /// Sorted keys: stable, diffable output in logs, tests and browser tools.
-    static var encoder: JSONEncoder {
+    /// The appliance's one JSON style (events and API responses alike): sorted keys, stable
+    /// and diffable in logs, tests and browser tools. One shared instance: `encode` is
+    /// thread-safe, and making an encoder per event would be work on the fan-out path.
+    public static let json: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
-    }
+    }()
 
     // MARK: Server-Sent Events
 

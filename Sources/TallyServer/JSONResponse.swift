@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import TallyRealtime
 
 /// A JSON response.
 func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
@@ -12,12 +13,8 @@ func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Respons
 }
 
 extension JSONEncoder {
-    /// Sorted keys: stable, diffable output in logs, tests and browser tools.
-    static var tally: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }
+    /// The same JSON style as the event stream's (one shared encoder, not one per response).
+    static var tally: JSONEncoder { WireFormat.json }
 }
 
 /// The answer to a command that only changes state: the id of its (last) event, so a client
