@@ -15,16 +15,12 @@ struct PollTally: Sendable, Equatable {
     private var rankSums: [OptionID: Int] = [:]
     /// Word clouds: per key, how many ballots hold it and how it was spelled.
     private var words: [String: WordTally] = [:]
-    private var blockedWords: Set<String> = []
     private(set) var hiddenWords: Set<String> = []
     /// Open polls: every answer by id, and by number (numbers only grow; a replaced answer
     /// leaves a gap). Walking the numbers gives newest-first and oldest-first without ever
     /// keeping a sorted list, which a restart would otherwise rebuild one insert at a time.
     private var answers: [AnswerID: (answer: Ballot.Answer, author: ParticipantID)] = [:]
     private var answerNumbers: [Int: AnswerID] = [:]
-    /// The number of every answer ever given, replaced ones included, so a page cursor naming
-    /// an answer that was since replaced still knows where it stood.
-    private var numberOfAnswer: [AnswerID: Int] = [:]
     private(set) var hiddenAnswers: Set<AnswerID> = []
     private(set) var approvedAnswers: Set<AnswerID> = []
     /// The number the next answer gets (one more than any seen).
@@ -33,6 +29,9 @@ struct PollTally: Sendable, Equatable {
     struct WordTally: Sendable, Equatable {
         var count = 0
         var spellings: [String: Int] = [:]
+        /// Ballots holding it that the blocklist matched. Counted rather than flagged, so the
+        /// state depends only on the ballots held now (a restart rebuilds it exactly).
+        var blocked = 0
 
         /// The most used spelling; of equally used ones, the first in code-point order, so every
         /// replay shows the same.
@@ -78,15 +77,14 @@ struct PollTally: Sendable, Equatable {
                 tally.count += sign
                 tally.spellings[word.text, default: 0] += sign
                 if tally.spellings[word.text] == 0 { tally.spellings[word.text] = nil }
+                if word.isBlocked { tally.blocked += sign }
                 words[word.key] = tally.count > 0 ? tally : nil
-                if word.isBlocked { blockedWords.insert(word.key) }
             }
         case .answers(let list):
             if sign > 0 {
                 for answer in list {
                     answers[answer.answerId] = (answer, participant)
                     answerNumbers[answer.number] = answer.answerId
-                    numberOfAnswer[answer.answerId] = answer.number
                     nextAnswerNumber = max(nextAnswerNumber, answer.number + 1)
                 }
             } else {
@@ -118,8 +116,8 @@ struct PollTally: Sendable, Equatable {
         !hiddenAnswers.contains(answer.answerId) && !answer.isBlocked && (!poll.premoderated || approvedAnswers.contains(answer.answerId))
     }
 
-    func wordIsShown(_ key: String) -> Bool {
-        !hiddenWords.contains(key) && !blockedWords.contains(key)
+    func wordIsShown(_ key: String, _ tally: WordTally) -> Bool {
+        !hiddenWords.contains(key) && tally.blocked == 0
     }
 
     /// `complete`: every word and answer, not cut to `ResultsBudget` (for exports, never the wire).
@@ -146,49 +144,56 @@ struct PollTally: Sendable, Equatable {
                 .sorted { $0.1.points != $1.1.points ? $0.1.points > $1.1.points : $0.0 < $1.0 }
                 .map(\.1)
         case .wordcloud:
-            r.words = wordResults(for: viewer, complete: complete)
-            r.distinctWords = words.keys.reduce(0) { $0 + (viewer == .presenter || wordIsShown($1) ? 1 : 0) }
+            (r.words, r.distinctWords) = wordResults(for: viewer, complete: complete)
         case .open:
             (r.answers, r.totalAnswers) = answerResults(of: poll, for: viewer, complete: complete)
         }
         return r
     }
 
-    private func wordResults(for viewer: ResultsViewer, complete: Bool) -> [PollResults.WordCount] {
-        let ranked = words.filter { viewer == .presenter || wordIsShown($0.key) }
-            .sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }
+    /// The most frequent words the viewer may see (ties: code-point order of the key), cut to
+    /// the budget, and how many distinct words the viewer may see. One pass over the words with
+    /// a 100-entry heap, not a sort of them all: this runs under the session's lock every 50 ms
+    /// while a room is writing.
+    private func wordResults(for viewer: ResultsViewer, complete: Bool) -> ([PollResults.WordCount], Int) {
+        // "Better" = more ballots, then the smaller key.
+        func better(_ a: (key: String, value: WordTally), _ b: (key: String, value: WordTally)) -> Bool {
+            a.value.count != b.value.count ? a.value.count > b.value.count : a.key < b.key
+        }
+        var distinct = 0
+        var top = TopK(limit: complete ? Int.max : ResultsBudget.maxWords, better: better)
+        for word in words where viewer == .presenter || wordIsShown(word.key, word.value) {
+            distinct += 1
+            top.offer(word)
+        }
         var list: [PollResults.WordCount] = []
         var spent = 0
-        for (key, tally) in ranked.prefix(complete ? .max : ResultsBudget.maxWords) {
+        for (key, tally) in top.sorted() {
             let text = tally.display
             spent += WrittenText.jsonBytes(text) + ResultsBudget.wordOverhead
             guard complete || spent <= ResultsBudget.entryBytes else { break }
             var entry = PollResults.WordCount(text: text, count: tally.count)
             if viewer == .presenter {
                 if hiddenWords.contains(key) { entry.hidden = true }
-                if blockedWords.contains(key) { entry.blocked = true }
+                if tally.blocked > 0 { entry.blocked = true }
             }
             list.append(entry)
         }
-        return list
+        return (list, distinct)
     }
 
     private func answerResults(of poll: Poll, for viewer: ResultsViewer, complete: Bool) -> ([PollResults.AnswerEntry], Int) {
+        let total = viewer == .presenter ? answers.count : answers.values.reduce(0) { $0 + (answerIsShown($1.answer, in: poll) ? 1 : 0) }
         var list: [PollResults.AnswerEntry] = []
         var spent = 0
-        var total = 0
-        var full = false
-        for number in stride(from: nextAnswerNumber - 1, through: 1, by: -1) {
-            guard let id = answerNumbers[number], let answer = answers[id]?.answer else { continue }
-            let shown = answerIsShown(answer, in: poll)
-            guard viewer == .presenter || shown else { continue }
-            total += 1
-            guard !full else { continue }
+        // Newest first, until the list is full (replaced answers leave gaps in the numbers).
+        var number = nextAnswerNumber - 1
+        while number >= 1, list.count < total {
+            defer { number -= 1 }
+            guard let id = answerNumbers[number], let answer = answers[id]?.answer, viewer == .presenter || answerIsShown(answer, in: poll)
+            else { continue }
             spent += WrittenText.jsonBytes(answer.text) + ResultsBudget.answerOverhead
-            guard complete || (list.count < ResultsBudget.maxAnswers && spent <= ResultsBudget.entryBytes) else {
-                full = true
-                continue
-            }
+            guard complete || (list.count < ResultsBudget.maxAnswers && spent <= ResultsBudget.entryBytes) else { break }
             list.append(entry(answer, of: poll, for: viewer))
         }
         return (list, total)
@@ -205,13 +210,13 @@ struct PollTally: Sendable, Equatable {
     }
 
     /// Answers oldest first, after `after` (exclusive), as `viewer` may see them; nil when
-    /// `after` names no answer this poll ever had.
+    /// `after` names no answer the poll holds (it may have been replaced since).
     func answerPage(of poll: Poll, for viewer: ResultsViewer, after: AnswerID?, limit: Int) -> (
         [PollResults.AnswerEntry], next: AnswerID?
     )? {
         var number = 1
         if let after {
-            guard let known = numberOfAnswer[after] else { return nil }
+            guard let known = answers[after]?.answer.number else { return nil }
             number = known + 1
         }
         var page: [PollResults.AnswerEntry] = []
@@ -247,5 +252,57 @@ struct PollTally: Sendable, Equatable {
         }
         let median = n % 2 == 1 ? Double(nth(n / 2)) : Double(nth(n / 2 - 1) + nth(n / 2)) / 2
         return (rounded(Double(sum) / Double(n)), median)
+    }
+}
+
+/// The `limit` best elements of a sequence offered one by one, in a heap whose root is the
+/// worst kept: O(n log limit) for n offers, and O(limit) memory.
+struct TopK<Element> {
+    let limit: Int
+    let better: (Element, Element) -> Bool
+    private var heap: [Element] = []
+
+    init(limit: Int, better: @escaping (Element, Element) -> Bool) {
+        self.limit = limit
+        self.better = better
+    }
+
+    mutating func offer(_ element: Element) {
+        guard limit > 0 else { return }
+        if heap.count < limit {
+            heap.append(element)
+            siftUp(heap.count - 1)
+        } else if better(element, heap[0]) {
+            heap[0] = element
+            siftDown(0)
+        }
+    }
+
+    /// Best first.
+    func sorted() -> [Element] { heap.sorted(by: better) }
+
+    // A min-heap by "better": a parent is never better than its children.
+    private mutating func siftUp(_ index: Int) {
+        var child = index
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard better(heap[parent], heap[child]) else { return }
+            heap.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    private mutating func siftDown(_ index: Int) {
+        var parent = index
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var worst = parent
+            if left < heap.count, better(heap[worst], heap[left]) { worst = left }
+            if right < heap.count, better(heap[worst], heap[right]) { worst = right }
+            guard worst != parent else { return }
+            heap.swapAt(parent, worst)
+            parent = worst
+        }
     }
 }

@@ -163,7 +163,18 @@ public struct SessionState: Sendable, Equatable {
                 throw .conflict(poll.state == .draft ? "poll \(pollId) is not open yet" : "poll \(pollId) is closed")
             }
             let ballot = try self.ballot(from: input, by: participant, on: poll, limits: limits)
-            return [.ballotCast(.init(pollId: pollId, participantId: participant, ballot: ballot))]
+            var events: [SessionEvent] = [.ballotCast(.init(pollId: pollId, participantId: participant, ballot: ballot))]
+            // An answer the presenter hid stays hidden when its writer replaces it: the new one
+            // is hidden in the same commit.
+            if case .answers(let now) = ballot, let newest = now.last, let tally = tallies[pollId],
+                case .answers(let before) = tally.ballot(of: participant)
+            {
+                let kept = Set(now.map(\.answerId))
+                if before.contains(where: { !kept.contains($0.answerId) && tally.hiddenAnswers.contains($0.answerId) }) {
+                    events.append(.pollModerated(.init(pollId: pollId, entry: .answer, target: newest.answerId, action: .hide)))
+                }
+            }
+            return events
 
         case .moderate(let pollId, let action):
             let poll = try existingPoll(pollId)
@@ -331,6 +342,7 @@ public struct SessionState: Sendable, Equatable {
             for (index, entry) in raw.enumerated() {
                 let text = try Self.written(entry, what: "word \(index + 1)", max: limits.maxWordLength)
                 let key = WrittenText.key(text)
+                guard !key.isEmpty else { throw .invalid("word \(index + 1) has nothing to show (only marks or invisible characters)") }
                 // Two spellings of one word in one ballot count once.
                 guard !words.contains(where: { $0.key == key }) else { continue }
                 words.append(.init(text: text, key: key, blocked: limits.blocklist.matches(text)))
@@ -376,6 +388,8 @@ public struct SessionState: Sendable, Equatable {
     /// bytes so one "character" piled with combining marks cannot fill a screen), no control
     /// characters.
     private static func written(_ raw: String, what: String, max: Int) throws(DomainError) -> String {
+        // Cheap first: no tidying of kilobytes under the session's lock.
+        guard raw.utf8.count <= 16 * max else { throw .invalid("\(what) is longer than \(max) characters") }
         let text = WrittenText.tidy(raw)
         guard !text.isEmpty else { throw .invalid("\(what) is empty") }
         guard text.count <= max else { throw .invalid("\(what) is longer than \(max) characters") }

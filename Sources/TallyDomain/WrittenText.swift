@@ -3,16 +3,35 @@ import Foundation
 /// Text the room writes (words for a cloud, open answers): how it is cleaned, counted and
 /// checked against the blocklist.
 public enum WrittenText {
-    /// Trimmed, with every run of inner whitespace made one space: what is stored and shown.
+    /// Trimmed, with every run of inner whitespace made one space, and without invisible
+    /// characters (zero-width spaces, soft hyphens, bidi overrides …) that would make two
+    /// words look alike on screen but count apart — except the joiner and the variation
+    /// selectors that emoji sequences need. What is stored and shown.
     public static func tidy(_ raw: String) -> String {
-        raw.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        var visible = String.UnicodeScalarView()
+        for scalar in raw.unicodeScalars where !scalar.properties.isDefaultIgnorableCodePoint || emojiGlue.contains(scalar.value) {
+            visible.append(scalar)
+        }
+        return String(visible).split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }
 
-    /// The key a word is counted under: Unicode NFKC, tidied, case-folded (so "Café", "CAFÉ"
-    /// and "ｃａｆé" are one word, and "Straße" is "strasse").
+    /// ZERO WIDTH JOINER and the text/emoji presentation selectors.
+    private static let emojiGlue: Set<UInt32> = [0x200D, 0xFE0E, 0xFE0F]
+
+    /// The key a word is counted (and blocklisted) under: Unicode NFKC, tidied, case-folded,
+    /// with no invisible characters at all (so "Café", "CAFÉ", "ｃａｆé" are one word, "Straße"
+    /// is "strasse", and "id\u{200D}iot" is "idiot").
     public static func key(_ raw: String) -> String {
         let compatible = tidy(raw.precomposedStringWithCompatibilityMapping)
-        return compatible.folding(options: [.caseInsensitive], locale: nil).precomposedStringWithCompatibilityMapping
+        let folded = compatible.folding(options: [.caseInsensitive], locale: nil).precomposedStringWithCompatibilityMapping
+        var bare = String.UnicodeScalarView()
+        for scalar in folded.unicodeScalars where !scalar.properties.isDefaultIgnorableCodePoint { bare.append(scalar) }
+        return tidy(String(bare))
+    }
+
+    /// The key's runs of letters and digits (what the blocklist compares), joined by spaces.
+    static func words(ofKey key: String) -> [String] {
+        key.split { !$0.isLetter && !$0.isNumber && $0 != "'" }.map(String.init)
     }
 
     /// Control characters (other than whitespace, which `tidy` removes) have no place in a word or
@@ -29,7 +48,7 @@ public enum WrittenText {
             switch scalar.value {
             case 0x22, 0x5C, 0x2F: n += 2
             case 0..<0x20: n += 6
-            default: n += String(scalar).utf8.count
+            default: n += UTF8.width(scalar)
             }
         }
         return n
@@ -44,11 +63,14 @@ public struct Blocklist: Sendable, Equatable {
 
     public init() {}
 
-    /// One entry per line; blank lines and lines starting with `#` are ignored.
+    /// One entry per line; blank lines and lines starting with `#` are ignored. An entry is kept
+    /// as its words ("a-hole" as "a hole"), the way `matches` reads the text.
     public init(lines: some Sequence<Substring>) {
         for line in lines {
-            let key = WrittenText.key(String(line))
-            if !key.isEmpty, !key.hasPrefix("#") { keys.insert(key) }
+            let trimmed = WrittenText.tidy(String(line))
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+            let entry = WrittenText.words(ofKey: WrittenText.key(trimmed)).joined(separator: " ")
+            if !entry.isEmpty { keys.insert(entry) }
         }
     }
 
@@ -57,9 +79,7 @@ public struct Blocklist: Sendable, Equatable {
     /// True when the text, or any run of its words, is on the list: "you idiot" matches "idiot".
     public func matches(_ text: String) -> Bool {
         guard !keys.isEmpty else { return false }
-        let key = WrittenText.key(text)
-        if keys.contains(key) { return true }
-        let words = key.split { !$0.isLetter && !$0.isNumber && $0 != "'" }.map(String.init)
+        let words = WrittenText.words(ofKey: WrittenText.key(text))
         for start in words.indices {
             var phrase = ""
             for end in start..<min(words.count, start + 4) {

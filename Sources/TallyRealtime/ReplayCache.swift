@@ -6,13 +6,17 @@ import TallyDomain
 /// briefly (the reconnect storm after a Wi-Fi blip) is served from these shared buffers instead
 /// of decoding and re-encoding ring records per client.
 ///
-/// Bounded: `capacity` events for each of at most `sessions` sessions (the most recently
-/// active); ≈ 0.5–1 KB an event, ≤ ~100 MB in all. What is not here is read from the log.
+/// Bounded: at most `capacity` events and `maxBytes` bytes (both framings counted) for each of
+/// at most `sessions` sessions (the most recently active): ≤ 128 MiB in all, and far less in
+/// practice (a choice poll's events are a few hundred bytes; a word cloud's results up to 16 KiB).
+/// What is not here is read from the log.
 public final class ReplayCache: Sendable {
     public static let defaultCapacity = 2048
     public static let defaultSessions = 64
+    public static let defaultMaxBytes = 2 << 20
 
     private let capacity: Int
+    private let maxBytes: Int
     private let sessions: Int
     /// The first sequence published by this process: older events are only in the log.
     private let firstLive: UInt64
@@ -26,11 +30,12 @@ public final class ReplayCache: Sendable {
         var evicted = false
     }
 
-    public init(firstLive: UInt64, capacity: Int = defaultCapacity, sessions: Int = defaultSessions) {
-        precondition(capacity > 0 && sessions > 0)
+    public init(firstLive: UInt64, capacity: Int = defaultCapacity, sessions: Int = defaultSessions, maxBytes: Int = defaultMaxBytes) {
+        precondition(capacity > 0 && sessions > 0 && maxBytes > 0)
         self.firstLive = firstLive
         self.capacity = capacity
         self.sessions = sessions
+        self.maxBytes = maxBytes
     }
 
     /// Keeps a durable batch (called in sequence order by the hub, once per batch).
@@ -45,7 +50,8 @@ public final class ReplayCache: Sendable {
                     state.evicted = true
                 }
                 let completeFrom = state.evicted ? event.sequence : firstLive
-                state.recent[sessionId, default: RecentEvents(completeFrom: completeFrom)].append(event, capacity: capacity)
+                state.recent[sessionId, default: RecentEvents(completeFrom: completeFrom)].append(
+                    event, capacity: capacity, maxBytes: maxBytes)
                 state.recent[sessionId]!.touched = state.clock
             }
         }
@@ -57,35 +63,41 @@ public final class ReplayCache: Sendable {
         state.withLock { $0.recent[sessionId]?.range(after: after, through: through, notBefore: notBefore) }
     }
 
-    /// A session's last `capacity` events (those with an audience), and from which sequence on
-    /// the session's events are complete here.
+    /// A session's last events (those with an audience), within `capacity` and `maxBytes`, and
+    /// from which sequence on the session's events are complete here.
     struct RecentEvents {
+        /// Oldest first from `start`; slots before it are evicted and compacted away in bulk.
         var events: [EncodedEvent] = []
-        var head = 0
+        var start = 0
+        var bytes = 0
         /// When this session last published (for evicting the quietest session).
         var touched: UInt64 = 0
         /// Every event of the session with a sequence ≥ this is held (or had no audience).
         var completeFrom: UInt64
 
-        mutating func append(_ event: EncodedEvent, capacity: Int) {
-            if events.count < capacity {
-                events.append(event)
-            } else {
-                completeFrom = events[head].sequence + 1
-                events[head] = event
-                head = (head + 1) % capacity
+        static func size(_ event: EncodedEvent) -> Int { event.sse.readableBytes + event.frame.readableBytes }
+
+        mutating func append(_ event: EncodedEvent, capacity: Int, maxBytes: Int) {
+            let size = Self.size(event)
+            while start < events.count, events.count - start >= capacity || bytes + size > maxBytes {
+                completeFrom = events[start].sequence + 1
+                bytes -= Self.size(events[start])
+                start += 1
             }
+            if start >= capacity {
+                events.removeFirst(start)
+                start = 0
+            }
+            events.append(event)
+            bytes += size
         }
 
         func range(after: UInt64, through: UInt64, notBefore: Date) -> [EncodedEvent]? {
             guard after + 1 >= completeFrom else { return nil }
             var result: [EncodedEvent] = []
-            for i in 0..<events.count {
-                let event = events[(head + i) % events.count]
-                if event.sequence > after && event.sequence <= through {
-                    if event.timestamp < notBefore { return nil }
-                    result.append(event)
-                }
+            for event in events[start...] where event.sequence > after && event.sequence <= through {
+                if event.timestamp < notBefore { return nil }
+                result.append(event)
             }
             return result
         }

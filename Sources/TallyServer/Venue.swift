@@ -97,9 +97,14 @@ final class LiveSession: Sendable {
             } catch {
                 return .failure(.refused(error))
             }
+            // A ballot replaced the participant's earlier one — except an open poll's ballot that
+            // grew by an answer, which added rather than replaced.
             let replaced = events.contains { event in
-                guard case .ballotCast(let ballot) = event else { return false }
-                return inner.state?.ballot(of: ballot.participantId, on: ballot.pollId) != nil
+                guard case .ballotCast(let cast) = event,
+                    let previous = inner.state?.ballot(of: cast.participantId, on: cast.pollId)
+                else { return false }
+                if case .answers(let now) = cast.ballot, case .answers(let before) = previous { return now.count <= before.count }
+                return true
             }
             let logged: [LoggedEvent]
             do {

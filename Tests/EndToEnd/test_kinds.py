@@ -192,10 +192,10 @@ def test_open_answers_add_up_to_the_limit_and_pre_moderation_waits_for_approval(
     first = ballot(server, sid, pid, ana, {"text": "  More   coffee breaks  "})
     assert first[0] == 201 and first[1]["answer"]["text"] == "More coffee breaks"
     second = ballot(server, sid, pid, ana, {"text": "Shorter talks"})
-    assert second[0] == 200 and second[1]["replaced"] is True  # the participant's ballot grew
+    assert second[0] == 201 and second[1]["replaced"] is False  # a second answer, added
     problem(ballot(server, sid, pid, ana, {"text": "A third"}), 409, "at most 2 answers")
     replaced = ballot(server, sid, pid, ana, {"text": "Longer lunch", "answerId": first[1]["answer"]["answerId"]})
-    assert replaced[0] == 200
+    assert replaced[0] == 200 and replaced[1]["replaced"] is True
     assert [a["text"] for a in results_of(server, sid, pid, ana)["myAnswers"]] == ["Shorter talks", "Longer lunch"]
     problem(ballot(server, sid, pid, ben, {"text": "x", "answerId": replaced[1]["answer"]["answerId"]}), 404, "no answer")
     problem(ballot(server, sid, pid, ben, {"text": "y" * 281}), 400, "longer than 280")

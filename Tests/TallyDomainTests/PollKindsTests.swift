@@ -175,6 +175,19 @@ struct WordCloudTests {
         #expect(throws: DomainError.invalid("poll p1 is not an open poll")) { try room.run(.moderate("p1", .hideAnswer("a1"))) }
     }
 
+    @Test func invisibleCharactersNeitherSplitAWordNorHideItFromTheBlocklist() throws {
+        let list = Blocklist(lines: ["idiot", "a-hole"])
+        #expect(list.matches("id\u{200B}iot") && list.matches("ID\u{00AD}IOT") && list.matches("\u{202E}idiot"))
+        #expect(list.matches("what an A-HOLE") && list.matches("a hole"))
+        #expect(WrittenText.key("caf\u{200B}é") == WrittenText.key("Café"))
+        #expect(WrittenText.tidy("👩\u{200D}💻") == "👩\u{200D}💻", "emoji sequences keep their joiner")
+        var room = try Room()
+        try room.ask(create(.wordcloud))
+        #expect(throws: DomainError.invalid("word 1 has nothing to show (only marks or invisible characters)")) {
+            try room.cast("a", .words(["\u{00A8}"]))
+        }
+    }
+
     @Test func theBlocklistMatchesWholeWordsAndPhrases() {
         let list = Blocklist(lines: ["idiot", "Shut Up", "#not me"])
         #expect(list.count == 2)
@@ -210,11 +223,25 @@ struct OpenAnswerTests {
         #expect(page.answers.map(\.answerId) == ["a2", "a4"] && page.next == "a4")
         #expect(try room.state.answers(of: "p1", for: .room, after: "a4", limit: 2).answers.map(\.answerId) == ["a6"])
         #expect(try room.state.answers(of: "p1", for: .room, after: "a4", limit: 2).next == nil)
-        // A cursor on an answer since replaced still knows its place.
-        #expect(try room.state.answers(of: "p1", for: .room, after: "a1", limit: 5).answers.map(\.answerId) == ["a2", "a4", "a6"])
-        #expect(throws: DomainError.invalid("after names no answer of poll p1")) {
-            try room.state.answers(of: "p1", for: .room, after: "zz", limit: 5)
+        // A cursor naming an answer that is gone (replaced, or never given) is refused, the same
+        // live and after a restart: the client pages again from the start.
+        for gone in ["a1", "zz"] {
+            #expect(throws: DomainError.invalid("after names no answer of poll p1")) {
+                try room.state.answers(of: "p1", for: .room, after: gone, limit: 5)
+            }
         }
+    }
+
+    @Test func aHiddenAnswerStaysHiddenWhenItsWriterReplacesIt() throws {
+        var room = try Room()
+        try room.ask(create(.open))
+        try room.cast("a", .text("rude", answerId: "a1", replacing: nil))
+        try room.run(.moderate("p1", .hideAnswer("a1")))
+        try room.cast("a", .text("rude again", answerId: "a2", replacing: nil))
+        #expect(room.roomResults().answers == [] && room.roomResults().totalAnswers == 0)
+        #expect(room.state.results(of: "p1", for: .presenter)?.answers?.first?.hidden == true)
+        try room.cast("b", .text("fine", answerId: "a3", replacing: nil))
+        #expect(room.roomResults().answers?.map(\.text) == ["fine"])
     }
 
     @Test func oneAnswerEachIsReplacedLikeABallot() throws {

@@ -166,6 +166,18 @@ private final class NoLog: EventLog {
         #expect(cache.events(of: "s1", after: 1, through: 4, notBefore: .distantPast) == nil, "2 is not here: go to the log")
         #expect(cache.events(of: "s1", after: 3, through: 4, notBefore: .distantPast)?.map(\.sequence) == [4])
     }
+
+    /// Large events (a word cloud's results) are bounded by bytes, not only by count: the oldest
+    /// go, and a replay from before them goes to the log.
+    @Test func aSessionsMemoryIsBoundedInBytes() {
+        let wire = WireFormat(epoch: "ab")
+        let one = wire.encode(logged(1, "s1", everyone))
+        let size = one.sse.readableBytes + one.frame.readableBytes
+        let cache = ReplayCache(firstLive: 1, capacity: 100, sessions: 1, maxBytes: size * 3 + 16)  // later ids are a digit longer
+        for sequence in 1...10 { cache.record([("s1", wire.encode(logged(UInt64(sequence), "s1", everyone)))]) }
+        #expect(cache.events(of: "s1", after: 7, through: 10, notBefore: .distantPast)?.map(\.sequence) == [8, 9, 10])
+        #expect(cache.events(of: "s1", after: 6, through: 10, notBefore: .distantPast) == nil, "7 is gone: go to the log")
+    }
 }
 
 @Suite struct WireFormatTests {
