@@ -135,6 +135,7 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyDomain",
                 "TallyEventLog",
                 "TallyDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -31,6 +31,12 @@ public struct SessionLimits: Sendable, Equatable {
     public var maxOptions = 12
     public var maxPollsPerSession = 1_000
     public var maxParticipantsPerSession = 20_000
+    /// A word for a word cloud, and an open answer (in characters).
+    public var maxWordLength = 25
+    public var maxAnswerLength = 280
+    public var maxScaleLabelLength = 40
+    /// Written words and answers the room never sees (see `Blocklist`).
+    public var blocklist = Blocklist()
 
     public init() {}
 }

@@ -4,6 +4,8 @@ public typealias SessionID = String
 public typealias PollID = String
 public typealias OptionID = String
 public typealias ParticipantID = String
+/// One written answer to an open poll (chosen by the caller, like poll ids).
+public typealias AnswerID = String
 
 /// Generates the random identifiers the domain needs. The domain never calls a random source
 /// itself: the caller passes identifiers into commands, which keeps `decide` deterministic.

@@ -11,7 +11,9 @@ public enum SessionCommand: Sendable, Equatable {
     case setJoining(open: Bool)
     /// Invalidates a presenter or display link: its tokens stop working at once.
     case rotateLink(SessionLink)
-    case vote(participant: ParticipantID, poll: PollID, optionIds: [OptionID])
+    case vote(participant: ParticipantID, poll: PollID, ballot: BallotInput)
+    /// The presenter hides, shows again or approves a written word or answer.
+    case moderate(PollID, ModerationAction)
     /// Emitted by the results coalescer, not by a person: publish the current counts of a poll.
     case publishResults(PollID)
 
@@ -22,10 +24,16 @@ public enum SessionCommand: Sendable, Equatable {
         public var kind: PollKind
         public var resultsVisibility: ResultsVisibility
         public var openImmediately: Bool
+        /// The kind-specific part; each is refused on a kind it does not belong to.
+        public var scale: ScaleSettings?
+        public var maxWords: Int?
+        public var maxAnswers: Int?
+        public var moderation: Moderation?
 
         public init(
             pollId: PollID, question: String, options: [String], kind: PollKind,
-            resultsVisibility: ResultsVisibility = .live, openImmediately: Bool = false
+            resultsVisibility: ResultsVisibility = .live, openImmediately: Bool = false,
+            scale: ScaleSettings? = nil, maxWords: Int? = nil, maxAnswers: Int? = nil, moderation: Moderation? = nil
         ) {
             self.pollId = pollId
             self.question = question
@@ -33,8 +41,22 @@ public enum SessionCommand: Sendable, Equatable {
             self.kind = kind
             self.resultsVisibility = resultsVisibility
             self.openImmediately = openImmediately
+            self.scale = scale
+            self.maxWords = maxWords
+            self.maxAnswers = maxAnswers
+            self.moderation = moderation
         }
     }
+}
+
+/// What the presenter does to a written entry. Words are named by their text (any spelling of
+/// the word), answers by id.
+public enum ModerationAction: Sendable, Equatable {
+    case hideWord(String)
+    case unhideWord(String)
+    case hideAnswer(AnswerID)
+    case unhideAnswer(AnswerID)
+    case approveAnswer(AnswerID)
 }
 
 /// The two links a session hands out besides participants' own: the presenter's and the

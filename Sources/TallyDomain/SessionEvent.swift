@@ -14,6 +14,7 @@ public enum SessionEvent: Sendable, Equatable {
     case ballotCast(BallotCast)
     case joiningChanged(JoiningChanged)
     case linkRotated(LinkRotated)
+    case pollModerated(PollModerated)
 
     public struct SessionCreated: Codable, Sendable, Equatable {
         public var sessionId: SessionID
@@ -58,12 +59,36 @@ public enum SessionEvent: Sendable, Equatable {
 
     /// A coalesced snapshot of one poll's counts. `visibleToParticipants` is decided when the
     /// event is made, so replaying it later routes it exactly as it was routed live.
+    ///
+    /// `viewer` is set when a written poll has entries the room may not see: then one event
+    /// carries the presenter's results (entries marked) and another the room's (without them).
+    /// Absent, the one event is everyone's (as every event written before moderation existed).
     public struct ResultsPublished: Codable, Sendable, Equatable {
         public var results: PollResults
         public var visibleToParticipants: Bool
-        public init(results: PollResults, visibleToParticipants: Bool) {
+        public var viewer: ResultsViewer?
+        public init(results: PollResults, visibleToParticipants: Bool, viewer: ResultsViewer? = nil) {
             self.results = results
             self.visibleToParticipants = visibleToParticipants
+            self.viewer = viewer
+        }
+    }
+
+    /// The presenter hid, showed again or approved one written entry. The room learns of it
+    /// only through the results that follow at once.
+    public struct PollModerated: Codable, Sendable, Equatable {
+        public enum Entry: String, Codable, Sendable { case word, answer }
+        public enum Action: String, Codable, Sendable { case hide, unhide, approve }
+        public var pollId: PollID
+        public var entry: Entry
+        /// The word's key (its normalised form) or the answer's id.
+        public var target: String
+        public var action: Action
+        public init(pollId: PollID, entry: Entry, target: String, action: Action) {
+            self.pollId = pollId
+            self.entry = entry
+            self.target = target
+            self.action = action
         }
     }
 
@@ -106,14 +131,32 @@ public enum SessionEvent: Sendable, Equatable {
     }
 
     /// One participant's ballot; it replaces any earlier ballot of theirs on the same poll.
+    /// Stored flat: `{"pollId", "participantId", "optionIds" | "value" | "ranking" | "words" |
+    /// "answers"}` (a choice ballot reads as it always has).
     public struct BallotCast: Codable, Sendable, Equatable {
         public var pollId: PollID
         public var participantId: ParticipantID
-        public var optionIds: [OptionID]
-        public init(pollId: PollID, participantId: ParticipantID, optionIds: [OptionID]) {
+        public var ballot: Ballot
+        public init(pollId: PollID, participantId: ParticipantID, ballot: Ballot) {
             self.pollId = pollId
             self.participantId = participantId
-            self.optionIds = optionIds
+            self.ballot = ballot
+        }
+
+        private enum CodingKeys: String, CodingKey { case pollId, participantId }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            pollId = try c.decode(PollID.self, forKey: .pollId)
+            participantId = try c.decode(ParticipantID.self, forKey: .participantId)
+            ballot = try Ballot(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pollId, forKey: .pollId)
+            try c.encode(participantId, forKey: .participantId)
+            try ballot.encode(to: encoder)
         }
     }
 
@@ -132,6 +175,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .ballotCast: "ballot.cast"
         case .joiningChanged: "session.joining"
         case .linkRotated: "session.link.rotated"
+        case .pollModerated: "poll.moderated"
         }
     }
 
@@ -145,13 +189,20 @@ public enum SessionEvent: Sendable, Equatable {
         switch self {
         case .sessionCreated, .sessionEnded, .pollOpened, .pollClosed, .pollRevealed: .everyone
         case .pollCreated: .presenter
-        case .pollResults(let r): r.visibleToParticipants ? .everyone : .presenter
+        case .pollResults(let r):
+            switch r.viewer {
+            case nil: r.visibleToParticipants ? .everyone : .presenter
+            case .presenter: .presenter
+            case .room: r.visibleToParticipants ? [.display, .participant] : .nobody
+            }
         case .pollBallots: [.display, .participant]
         case .participantJoined: [.presenter, .display]
         case .ballotCast: .nobody
         case .joiningChanged: .everyone
         // Only the presenter manages links; the fact holds no token, only a generation number.
         case .linkRotated: .presenter
+        // What was hidden (a word's text) is for the presenter's eyes only.
+        case .pollModerated: .presenter
         }
     }
 }
@@ -174,6 +225,7 @@ extension SessionEvent {
         case .ballotCast(let p): p
         case .joiningChanged(let p): p
         case .linkRotated(let p): p
+        case .pollModerated(let p): p
         }
     }
 
@@ -211,6 +263,7 @@ extension SessionEvent {
         case "ballot.cast": return .ballotCast(try d(BallotCast.self))
         case "session.joining": return .joiningChanged(try d(JoiningChanged.self))
         case "session.link.rotated": return .linkRotated(try d(LinkRotated.self))
+        case "poll.moderated": return .pollModerated(try d(PollModerated.self))
         default: throw DecodeError.unknownType(type)
         }
     }

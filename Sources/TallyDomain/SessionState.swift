@@ -21,10 +21,8 @@ public struct SessionState: Sendable, Equatable {
     public private(set) var joiningOpen = true
     /// The current generation of the presenter and display links (0 until first rotated).
     public private(set) var linkGenerations: [SessionLink: Int] = [:]
-    /// ballots[poll][participant] = chosen option ids.
-    public private(set) var ballots: [PollID: [ParticipantID: [OptionID]]] = [:]
-    /// counts[poll][option], kept incrementally so results are O(options), not O(ballots).
-    private var counts: [PollID: [OptionID: Int]] = [:]
+    /// Each poll's ballots, counts and moderation.
+    private var tallies: [PollID: PollTally] = [:]
     private var pollIndex: [PollID: Int] = [:]
 
     /// The state right after `session.created`.
@@ -52,22 +50,37 @@ public struct SessionState: Sendable, Equatable {
 
     public var participantCount: Int { participants.count }
 
-    public func results(of pollId: PollID) -> PollResults? {
+    /// A poll's results as `viewer` may see them (the presenter's by default: everything).
+    public func results(of pollId: PollID, for viewer: ResultsViewer = .presenter) -> PollResults? {
         guard let poll = poll(pollId) else { return nil }
-        let perOption = counts[pollId] ?? [:]
-        return PollResults(
-            pollId: pollId,
-            counts: poll.options.map { .init(optionId: $0.id, count: perOption[$0.id] ?? 0) },
-            totalBallots: ballots[pollId]?.count ?? 0
-        )
+        return (tallies[pollId] ?? PollTally()).results(of: poll, for: viewer)
+    }
+
+    /// A poll's complete results, for exports: the presenter's, with every word and answer.
+    public func completeResults(of pollId: PollID) -> PollResults? {
+        guard let poll = poll(pollId) else { return nil }
+        return (tallies[pollId] ?? PollTally()).results(of: poll, for: .presenter, complete: true)
+    }
+
+    /// Every ballot of a poll, by participant.
+    public func ballots(on pollId: PollID) -> [ParticipantID: Ballot] {
+        tallies[pollId]?.ballots ?? [:]
+    }
+
+    /// A page of an open poll's answers, oldest first; `next` is set when more follow.
+    public func answers(
+        of pollId: PollID, for viewer: ResultsViewer, after: AnswerID?, limit: Int
+    ) -> (answers: [PollResults.AnswerEntry], next: AnswerID?)? {
+        guard let poll = poll(pollId) else { return nil }
+        return (tallies[pollId] ?? PollTally()).answerPage(of: poll, for: viewer, after: after, limit: limit)
     }
 
     public func linkGeneration(_ link: SessionLink) -> Int {
         linkGenerations[link] ?? 0
     }
 
-    public func ballot(of participant: ParticipantID, on pollId: PollID) -> [OptionID]? {
-        ballots[pollId]?[participant]
+    public func ballot(of participant: ParticipantID, on pollId: PollID) -> Ballot? {
+        tallies[pollId]?.ballot(of: participant)
     }
 
     // MARK: decide
@@ -86,24 +99,7 @@ public struct SessionState: Sendable, Equatable {
             guard question.count <= limits.maxQuestionLength else {
                 throw .invalid("question is longer than \(limits.maxQuestionLength) characters")
             }
-            guard create.options.count >= limits.minOptions, create.options.count <= limits.maxOptions else {
-                throw .invalid("a poll has \(limits.minOptions) to \(limits.maxOptions) options, got \(create.options.count)")
-            }
-            var labels: [String] = []
-            for (index, raw) in create.options.enumerated() {
-                let label = raw.trimmingWhitespace
-                guard !label.isEmpty else { throw .invalid("option \(index + 1) is empty") }
-                guard label.count <= limits.maxOptionLength else {
-                    throw .invalid("option \(index + 1) is longer than \(limits.maxOptionLength) characters")
-                }
-                guard !labels.contains(label) else { throw .invalid("option \"\(label)\" appears twice") }
-                labels.append(label)
-            }
-            let poll = Poll(
-                id: create.pollId, question: question,
-                options: labels.enumerated().map { PollOption(id: "o\($0.offset + 1)", label: $0.element) },
-                kind: create.kind, resultsVisibility: create.resultsVisibility
-            )
+            let poll = try Self.newPoll(create, question: question, limits: limits)
             var events: [SessionEvent] = [.pollCreated(.init(poll: poll))]
             if create.openImmediately {
                 events += opening(poll)
@@ -129,11 +125,9 @@ public struct SessionState: Sendable, Equatable {
             guard poll.resultsVisibility == .hidden else { throw .conflict("poll \(pollId) already shows live results") }
             guard !poll.revealed else { throw .conflict("poll \(pollId) is already revealed") }
             guard poll.state != .draft else { throw .conflict("poll \(pollId) has not been opened yet") }
-            let results = results(of: pollId)!
-            return [
-                .pollRevealed(.init(pollId: pollId, results: results)),
-                .pollResults(.init(results: results, visibleToParticipants: true)),
-            ]
+            var revealed = poll
+            revealed.revealed = true
+            return [.pollRevealed(.init(pollId: pollId, results: results(of: pollId, for: .room)!))] + publishing(revealed)
 
         case .endSession:
             try requireActive()
@@ -159,30 +153,26 @@ public struct SessionState: Sendable, Equatable {
         case .rotateLink(let link):
             return [.linkRotated(.init(link: link, generation: linkGeneration(link) + 1))]
 
-        case .vote(let participant, let pollId, let optionIds):
+        case .vote(let participant, let pollId, let input):
             guard participants.contains(participant) else { throw .notFound("participant is not part of this session") }
             let poll = try existingPoll(pollId)
             guard poll.state == .open else {
                 throw .conflict(poll.state == .draft ? "poll \(pollId) is not open yet" : "poll \(pollId) is closed")
             }
-            guard !optionIds.isEmpty else { throw .invalid("choose at least one option") }
-            if poll.kind == .single, optionIds.count != 1 {
-                throw .invalid("this poll takes exactly one option, got \(optionIds.count)")
-            }
-            guard Set(optionIds).count == optionIds.count else { throw .invalid("an option is chosen twice") }
-            let known = Set(poll.options.map(\.id))
-            if let unknown = optionIds.first(where: { !known.contains($0) }) {
-                throw .invalid("poll \(pollId) has no option \(unknown)")
-            }
-            return [.ballotCast(.init(pollId: pollId, participantId: participant, optionIds: optionIds))]
+            let ballot = try self.ballot(from: input, by: participant, on: poll, limits: limits)
+            return [.ballotCast(.init(pollId: pollId, participantId: participant, ballot: ballot))]
+
+        case .moderate(let pollId, let action):
+            let poll = try existingPoll(pollId)
+            let moderated = try moderating(poll, action)
+            // Hidden entries leave the room's screens at once: results follow in the same commit,
+            // computed as if the moderation were applied.
+            var after = self
+            for event in moderated { after.apply(event) }
+            return moderated + after.publishing(poll)
 
         case .publishResults(let pollId):
-            let poll = try existingPoll(pollId)
-            let results = results(of: pollId)!
-            let published = SessionEvent.pollResults(.init(results: results, visibleToParticipants: poll.resultsVisibleToParticipants))
-            guard !poll.resultsVisibleToParticipants else { return [published] }
-            // Hidden until the reveal: counts for the presenter, only the turnout for the room.
-            return [published, .pollBallots(.init(pollId: pollId, totalBallots: results.totalBallots))]
+            return publishing(try existingPoll(pollId))
         }
     }
 
@@ -209,6 +199,228 @@ public struct SessionState: Sendable, Equatable {
         [.pollClosed(.init(pollId: pollId))]
     }
 
+    /// The current results as events: one for everyone, or — when a written poll holds entries
+    /// the room may not see — the presenter's and the room's apart. Until a hidden poll is
+    /// revealed the room gets only the turnout.
+    private func publishing(_ poll: Poll) -> [SessionEvent] {
+        let tally = tallies[poll.id] ?? PollTally()
+        let full = tally.results(of: poll, for: .presenter)
+        let visible = poll.resultsVisibleToParticipants
+        let room = poll.kind.isWritten ? tally.results(of: poll, for: .room) : full
+        var events: [SessionEvent]
+        if room == full {
+            events = [.pollResults(.init(results: full, visibleToParticipants: visible))]
+        } else {
+            events = [.pollResults(.init(results: full, visibleToParticipants: visible, viewer: .presenter))]
+            if visible { events.append(.pollResults(.init(results: room, visibleToParticipants: true, viewer: .room))) }
+        }
+        if !visible { events.append(.pollBallots(.init(pollId: poll.id, totalBallots: full.totalBallots))) }
+        return events
+    }
+
+    // MARK: new polls
+
+    /// Checks a new poll's kind-specific part and builds it (as a draft).
+    private static func newPoll(_ create: SessionCommand.CreatePoll, question: String, limits: SessionLimits) throws(DomainError) -> Poll {
+        let kind = create.kind
+        func refuse(_ field: String, _ value: (some Any)?) throws(DomainError) {
+            if value != nil { throw .invalid("\(field) does not apply to a \(kind.rawValue) poll") }
+        }
+        if kind != .scale { try refuse("scale", create.scale) }
+        if kind != .wordcloud { try refuse("maxWords", create.maxWords) }
+        if kind != .open {
+            try refuse("maxAnswers", create.maxAnswers)
+            try refuse("moderation", create.moderation)
+        }
+        var options: [PollOption] = []
+        if kind.hasOptions {
+            options = try optionList(create.options, limits: limits)
+        } else if !create.options.isEmpty {
+            throw .invalid("a \(kind.rawValue) poll has no options")
+        }
+        var poll = Poll(id: create.pollId, question: question, options: options, kind: kind, resultsVisibility: create.resultsVisibility)
+        switch kind {
+        case .single, .multiple:
+            break
+        case .ranking:
+            break
+        case .scale:
+            guard let scale = create.scale else { throw .invalid("a scale poll needs \"scale\": {\"min\": 0 or 1, \"max\": 2 to 10}") }
+            guard scale.min == 0 || scale.min == 1 else { throw .invalid("scale.min must be 0 or 1, got \(scale.min)") }
+            guard (2...10).contains(scale.max) else { throw .invalid("scale.max must be 2 to 10, got \(scale.max)") }
+            var tidy = ScaleSettings(min: scale.min, max: scale.max)
+            for (name, label) in [("minLabel", scale.minLabel), ("maxLabel", scale.maxLabel)] {
+                guard let label else { continue }
+                let text = WrittenText.tidy(label)
+                guard !text.isEmpty else { throw .invalid("scale.\(name) must not be empty (leave it out instead)") }
+                guard text.count <= limits.maxScaleLabelLength, text.utf8.count <= 4 * limits.maxScaleLabelLength else {
+                    throw .invalid("scale.\(name) is longer than \(limits.maxScaleLabelLength) characters")
+                }
+                if name == "minLabel" { tidy.minLabel = text } else { tidy.maxLabel = text }
+            }
+            poll.scale = tidy
+        case .wordcloud:
+            let maxWords = create.maxWords ?? 3
+            guard (1...3).contains(maxWords) else { throw .invalid("maxWords must be 1 to 3, got \(maxWords)") }
+            poll.maxWords = maxWords
+        case .open:
+            let maxAnswers = create.maxAnswers ?? 1
+            guard (1...5).contains(maxAnswers) else { throw .invalid("maxAnswers must be 1 to 5, got \(maxAnswers)") }
+            poll.maxAnswers = maxAnswers
+            poll.moderation = create.moderation ?? .post
+        }
+        return poll
+    }
+
+    private static func optionList(_ raw: [String], limits: SessionLimits) throws(DomainError) -> [PollOption] {
+        guard raw.count >= limits.minOptions, raw.count <= limits.maxOptions else {
+            throw .invalid("a poll has \(limits.minOptions) to \(limits.maxOptions) options, got \(raw.count)")
+        }
+        var labels: [String] = []
+        for (index, option) in raw.enumerated() {
+            let label = option.trimmingWhitespace
+            guard !label.isEmpty else { throw .invalid("option \(index + 1) is empty") }
+            guard label.count <= limits.maxOptionLength else {
+                throw .invalid("option \(index + 1) is longer than \(limits.maxOptionLength) characters")
+            }
+            guard !labels.contains(label) else { throw .invalid("option \"\(label)\" appears twice") }
+            labels.append(label)
+        }
+        return labels.enumerated().map { PollOption(id: "o\($0.offset + 1)", label: $0.element) }
+    }
+
+    // MARK: ballots
+
+    /// Checks what a participant sent against the poll and makes it a ballot.
+    private func ballot(
+        from input: BallotInput, by participant: ParticipantID, on poll: Poll, limits: SessionLimits
+    ) throws(DomainError) -> Ballot {
+        let known = Set(poll.options.map(\.id))
+        switch (poll.kind, input) {
+        case (.single, .options(let ids)), (.multiple, .options(let ids)):
+            guard !ids.isEmpty else { throw .invalid("choose at least one option") }
+            if poll.kind == .single, ids.count != 1 {
+                throw .invalid("this poll takes exactly one option, got \(ids.count)")
+            }
+            guard Set(ids).count == ids.count else { throw .invalid("an option is chosen twice") }
+            if let unknown = ids.first(where: { !known.contains($0) }) { throw .invalid("poll \(poll.id) has no option \(unknown)") }
+            return .choice(ids)
+
+        case (.scale, .value(let value)):
+            let range = poll.scale?.values ?? 1...5
+            guard range.contains(value) else { throw .invalid("value must be \(range.lowerBound) to \(range.upperBound), got \(value)") }
+            return .scale(value)
+
+        case (.ranking, .ranking(let ids)):
+            if let unknown = ids.first(where: { !known.contains($0) }) { throw .invalid("poll \(poll.id) has no option \(unknown)") }
+            var seen: Set<OptionID> = []
+            if let twice = ids.first(where: { !seen.insert($0).inserted }) { throw .invalid("option \(twice) is ranked twice") }
+            if let missing = poll.options.first(where: { !seen.contains($0.id) }) {
+                throw .invalid("a ranking puts every option in order; \(missing.id) is missing")
+            }
+            return .ranking(ids)
+
+        case (.wordcloud, .words(let raw)):
+            let maxWords = poll.maxWords ?? 3
+            guard !raw.isEmpty else { throw .invalid("send at least one word") }
+            guard raw.count <= maxWords else { throw .invalid("this poll takes at most \(maxWords) words, got \(raw.count)") }
+            var words: [Ballot.Word] = []
+            for (index, entry) in raw.enumerated() {
+                let text = try Self.written(entry, what: "word \(index + 1)", max: limits.maxWordLength)
+                let key = WrittenText.key(text)
+                // Two spellings of one word in one ballot count once.
+                guard !words.contains(where: { $0.key == key }) else { continue }
+                words.append(.init(text: text, key: key, blocked: limits.blocklist.matches(text)))
+            }
+            return .words(words)
+
+        case (.open, .text(let raw, let answerId, let replacing)):
+            let text = try Self.written(raw, what: "the answer", max: limits.maxAnswerLength)
+            let tally = tallies[poll.id] ?? PollTally()
+            var mine: [Ballot.Answer] = []
+            if case .answers(let list) = tally.ballot(of: participant) { mine = list }
+            guard tally.answer(answerId) == nil else { throw .conflict("answer \(answerId) exists already") }
+            let answer = Ballot.Answer(
+                answerId: answerId, number: tally.nextAnswerNumber, text: text, blocked: limits.blocklist.matches(text))
+            let maxAnswers = poll.maxAnswers ?? 1
+            if let replacing {
+                guard let index = mine.firstIndex(where: { $0.answerId == replacing }) else {
+                    throw .notFound("you have no answer \(replacing) on this poll")
+                }
+                mine.remove(at: index)
+            } else if maxAnswers == 1 {
+                // One answer each: a new one replaces it, like a ballot.
+                mine.removeAll()
+            } else if mine.count >= maxAnswers {
+                throw .conflict("this poll takes at most \(maxAnswers) answers from each participant; replace one instead")
+            }
+            return .answers(mine + [answer])
+
+        case (_, let other):
+            let expected =
+                switch poll.kind {
+                case .single, .multiple: "{\"optionIds\": [...]}"
+                case .scale: "{\"value\": n}"
+                case .ranking: "{\"ranking\": [every optionId, best first]}"
+                case .wordcloud: "{\"words\": [\"...\"]}"
+                case .open: "{\"text\": \"...\"}"
+                }
+            throw .invalid("this is a \(poll.kind.rawValue) poll: send \(expected), not \(other.field)")
+        }
+    }
+
+    /// A word or an answer, tidied and checked: not empty, not too long (in characters, and in
+    /// bytes so one "character" piled with combining marks cannot fill a screen), no control
+    /// characters.
+    private static func written(_ raw: String, what: String, max: Int) throws(DomainError) -> String {
+        let text = WrittenText.tidy(raw)
+        guard !text.isEmpty else { throw .invalid("\(what) is empty") }
+        guard text.count <= max else { throw .invalid("\(what) is longer than \(max) characters") }
+        guard text.unicodeScalars.count <= 2 * max, text.utf8.count <= 4 * max else {
+            throw .invalid("\(what) is too long: at most \(max) characters of ordinary text")
+        }
+        guard !WrittenText.hasControlCharacters(text) else { throw .invalid("\(what) contains control characters") }
+        return text
+    }
+
+    // MARK: moderation
+
+    private func moderating(_ poll: Poll, _ action: ModerationAction) throws(DomainError) -> [SessionEvent] {
+        let tally = tallies[poll.id] ?? PollTally()
+        func event(_ entry: SessionEvent.PollModerated.Entry, _ target: String, _ action: SessionEvent.PollModerated.Action)
+            -> [SessionEvent]
+        {
+            [.pollModerated(.init(pollId: poll.id, entry: entry, target: target, action: action))]
+        }
+        switch action {
+        case .hideWord(let text), .unhideWord(let text):
+            guard poll.kind == .wordcloud else { throw .invalid("poll \(poll.id) is not a word cloud") }
+            let key = WrittenText.key(text)
+            guard !key.isEmpty else { throw .invalid("text is empty") }
+            let hide = action == .hideWord(text)
+            guard hide ? tally.hasWord(key) : tally.hiddenWords.contains(key) else {
+                throw hide ? .notFound("nobody has sent \"\(text)\" on this poll") : .conflict("\"\(text)\" is not hidden")
+            }
+            guard !hide || !tally.hiddenWords.contains(key) else { throw .conflict("\"\(text)\" is hidden already") }
+            return event(.word, key, hide ? .hide : .unhide)
+        case .hideAnswer(let id), .unhideAnswer(let id), .approveAnswer(let id):
+            guard poll.kind == .open else { throw .invalid("poll \(poll.id) is not an open poll") }
+            guard tally.answer(id) != nil else { throw .notFound("poll \(poll.id) has no answer \(id)") }
+            switch action {
+            case .hideAnswer:
+                guard !tally.hiddenAnswers.contains(id) else { throw .conflict("answer \(id) is hidden already") }
+                return event(.answer, id, .hide)
+            case .unhideAnswer:
+                guard tally.hiddenAnswers.contains(id) else { throw .conflict("answer \(id) is not hidden") }
+                return event(.answer, id, .unhide)
+            default:
+                guard poll.premoderated else { throw .conflict("poll \(poll.id) shows answers without approval") }
+                guard !tally.approvedAnswers.contains(id) else { throw .conflict("answer \(id) is approved already") }
+                return event(.answer, id, .approve)
+            }
+        }
+    }
+
     // MARK: apply
 
     /// Folds one event into the state. Events come from `decide` or from the log; both were
@@ -222,7 +434,7 @@ public struct SessionState: Sendable, Equatable {
         case .pollCreated(let p):
             pollIndex[p.poll.id] = polls.count
             polls.append(p.poll)
-            counts[p.poll.id] = [:]
+            tallies[p.poll.id] = PollTally()
         case .pollOpened(let p):
             guard let i = pollIndex[p.poll.id] else { return }
             polls[i].state = .open
@@ -243,13 +455,15 @@ public struct SessionState: Sendable, Equatable {
         case .linkRotated(let r):
             linkGenerations[r.link] = r.generation
         case .ballotCast(let b):
-            var perOption = counts[b.pollId] ?? [:]
-            if let previous = ballots[b.pollId]?[b.participantId] {
-                for option in previous { perOption[option, default: 0] -= 1 }
+            tallies[b.pollId, default: PollTally()].cast(b.ballot, by: b.participantId)
+        case .pollModerated(let m):
+            switch (m.entry, m.action) {
+            case (.word, .hide), (.word, .unhide): tallies[m.pollId, default: PollTally()].setWord(m.target, hidden: m.action == .hide)
+            case (.answer, .hide), (.answer, .unhide):
+                tallies[m.pollId, default: PollTally()].setAnswer(m.target, hidden: m.action == .hide)
+            case (.answer, .approve): tallies[m.pollId, default: PollTally()].approveAnswer(m.target)
+            case (.word, .approve): break
             }
-            for option in b.optionIds { perOption[option, default: 0] += 1 }
-            counts[b.pollId] = perOption
-            ballots[b.pollId, default: [:]][b.participantId] = b.optionIds
         }
     }
 }

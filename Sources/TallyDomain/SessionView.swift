@@ -9,8 +9,38 @@ public struct SessionView: Codable, Sendable, Equatable {
         /// Ballots cast so far; every role may know the turnout (absent for drafts' viewers
         /// who see no drafts anyway).
         public var totalBallots: Int
-        /// The viewer's own ballot (participants only).
+        /// The viewer's own ballot (participants only): the chosen options of a choice poll,
+        /// the order of a ranking …
         public var myBallot: [OptionID]?
+        /// … the value of a scale …
+        public var myValue: Int?
+        /// … the words of a word cloud …
+        public var myWords: [String]?
+        /// … or their answers to an open poll, oldest first. What moderation did to them is not
+        /// said: a blocked answer looks accepted to its writer.
+        public var myAnswers: [MyAnswer]?
+
+        public struct MyAnswer: Codable, Sendable, Equatable {
+            public var answerId: AnswerID
+            public var text: String
+            public init(answerId: AnswerID, text: String) {
+                self.answerId = answerId
+                self.text = text
+            }
+        }
+
+        init(poll: Poll, results: PollResults?, totalBallots: Int, mine: Ballot?) {
+            self.poll = poll
+            self.results = results
+            self.totalBallots = totalBallots
+            switch mine {
+            case .choice(let ids), .ranking(let ids): myBallot = ids
+            case .scale(let value): myValue = value
+            case .words(let words): myWords = words.map(\.text)
+            case .answers(let answers): myAnswers = answers.map { MyAnswer(answerId: $0.answerId, text: $0.text) }
+            case nil: break
+            }
+        }
     }
 
     public var sessionId: SessionID
@@ -45,12 +75,12 @@ extension SessionState {
             openPollId: openPollId,
             polls: visiblePolls.map { poll in
                 let showCounts = role == .presenter || poll.resultsVisibleToParticipants
-                let results = results(of: poll.id)
+                let results = results(of: poll.id, for: role == .presenter ? .presenter : .room)
                 return .init(
                     poll: poll,
                     results: showCounts ? results : nil,
                     totalBallots: results?.totalBallots ?? 0,
-                    myBallot: participant.flatMap { ballot(of: $0, on: poll.id) }
+                    mine: participant.flatMap { ballot(of: $0, on: poll.id) }
                 )
             },
             lastEventId: lastEventId,

@@ -52,6 +52,16 @@ public final class SQLiteProjection: SettingsStore {
                     ALTER TABLE sessions ADD COLUMN display_link INTEGER NOT NULL DEFAULT 0;
                     """)
         }
+        migrator.registerMigration("v4: moderation of written answers") { db in
+            // One row per moderated word (by key) or answer (by id): its latest state.
+            try db.execute(
+                sql: """
+                    CREATE TABLE moderation (
+                        session_id TEXT NOT NULL, poll_id TEXT NOT NULL, entry TEXT NOT NULL, target TEXT NOT NULL,
+                        hidden INTEGER NOT NULL DEFAULT 0, approved INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (session_id, poll_id, entry, target));
+                    """)
+        }
         try migrator.migrate(pool)
     }
 
@@ -120,8 +130,17 @@ public final class SQLiteProjection: SettingsStore {
                     try db.cachedStatement(
                         sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)"
                     ).execute(arguments: [
-                        s, b.pollId, b.participantId, try encoder.encode(b.optionIds), Int64(logged.timestamp.timeIntervalSince1970 * 1000),
+                        s, b.pollId, b.participantId, try Self.encode(b.ballot, encoder),
+                        Int64(logged.timestamp.timeIntervalSince1970 * 1000),
                     ])
+                case .pollModerated(let m):
+                    let column = m.action == .approve ? "approved" : "hidden"
+                    try db.execute(
+                        sql: """
+                            INSERT INTO moderation(session_id, poll_id, entry, target, \(column)) VALUES (?, ?, ?, ?, ?)
+                            ON CONFLICT DO UPDATE SET \(column) = excluded.\(column)
+                            """,
+                        arguments: [s, m.pollId, m.entry.rawValue, m.target, m.action == .unhide ? 0 : 1])
                 }
                 lastOfSession[s] = logged.sequence
             }
@@ -185,9 +204,16 @@ public final class SQLiteProjection: SettingsStore {
                 for b in try Row.fetchAll(
                     db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id])
                 {
-                    state.apply(
-                        .ballotCast(
-                            .init(pollId: b[0], participantId: b[1], optionIds: try decoder.decode([String].self, from: b[2] as Data))))
+                    state.apply(.ballotCast(.init(pollId: b[0], participantId: b[1], ballot: try Self.decodeBallot(b[2] as Data, decoder))))
+                }
+                for m in try Row.fetchAll(
+                    db, sql: "SELECT poll_id, entry, target, hidden, approved FROM moderation WHERE session_id = ?", arguments: [id])
+                {
+                    guard let entry = SessionEvent.PollModerated.Entry(rawValue: m[1]) else { continue }
+                    if (m[3] as Int64) != 0 { state.apply(.pollModerated(.init(pollId: m[0], entry: entry, target: m[2], action: .hide))) }
+                    if (m[4] as Int64) != 0 {
+                        state.apply(.pollModerated(.init(pollId: m[0], entry: entry, target: m[2], action: .approve)))
+                    }
                 }
                 if (row[5] as Int64) != 0 { state.apply(.joiningChanged(.init(joiningOpen: false))) }
                 for (link, column) in [(SessionLink.presenter, 6), (SessionLink.display, 7)] where (row[column] as Int64) != 0 {
@@ -198,6 +224,18 @@ public final class SQLiteProjection: SettingsStore {
             }
             return restored
         }
+    }
+
+    /// A choice ballot is stored as its option ids (`["o1"]`, as since the first version);
+    /// every other kind as its flat object (`{"value": 4}`, `{"words": [...]}` …).
+    static func encode(_ ballot: Ballot, _ encoder: JSONEncoder) throws -> Data {
+        if case .choice(let ids) = ballot { return try encoder.encode(ids) }
+        return try encoder.encode(ballot)
+    }
+
+    static func decodeBallot(_ data: Data, _ decoder: JSONDecoder) throws -> Ballot {
+        if data.first == UInt8(ascii: "[") { return .choice(try decoder.decode([OptionID].self, from: data)) }
+        return try decoder.decode(Ballot.self, from: data)
     }
 
     // MARK: settings

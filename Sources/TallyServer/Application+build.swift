@@ -191,6 +191,11 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             "recovery_ms": "\(milliseconds(log.recoveryDuration))",
             "oldest": "\(reach.oldestTimestamp.map { "\(Int(Date().timeIntervalSince($0)))s ago" } ?? "none")",
         ])
+    if configuration.limits.blocklist.count > 0 {
+        logger.info(
+            "blocklist loaded: matching words and answers are counted but never shown",
+            metadata: ["entries": "\(configuration.limits.blocklist.count)"])
+    }
     let projectionWriter = ProjectionWriter(projection: projection, ring: log, logger: logger)
 
     let metrics = ServerMetrics()

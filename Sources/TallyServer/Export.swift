@@ -6,24 +6,66 @@ import TallyRealtime
 /// counts and the ballots, each under a pseudonym — see `ParticipantPseudonyms`). Used by
 /// `tally export` and the presenter's download.
 public enum SessionExport {
+    /// One row per option (choice and ranking), per value (scale), per word (word cloud) or per
+    /// answer (open), with that row's numbers; the columns a kind does not use stay empty.
     public static func csv(_ state: SessionState) -> String {
         var rows = [
             [
                 "session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes",
-                "total_ballots",
+                "total_ballots", "points", "average_rank", "mean", "median", "moderation",
             ]
         ]
         for (index, poll) in state.polls.enumerated() {
-            let results = state.results(of: poll.id)
-            for option in poll.options {
-                let votes = results?.counts.first { $0.optionId == option.id }?.count ?? 0
-                rows.append([
-                    state.id, state.title, "\(index + 1)", poll.id, poll.question, poll.kind.rawValue, poll.state.rawValue,
-                    option.id, option.label, "\(votes)", "\(results?.totalBallots ?? 0)",
-                ])
+            guard let results = state.completeResults(of: poll.id) else { continue }
+            let prefix = [state.id, state.title, "\(index + 1)", poll.id, poll.question, poll.kind.rawValue, poll.state.rawValue]
+            let total = "\(results.totalBallots)"
+            func row(_ id: String, _ label: String, _ votes: String, points: String = "", rank: String = "", moderation: String = "") {
+                rows.append(prefix + [id, label, votes, total, points, rank, "", "", moderation])
+            }
+            let label = Dictionary(poll.options.map { ($0.id, $0.label) }, uniquingKeysWith: { a, _ in a })
+            switch poll.kind {
+            case .single, .multiple:
+                for option in poll.options {
+                    row(option.id, option.label, "\(results.counts?.first { $0.optionId == option.id }?.count ?? 0)")
+                }
+            case .scale:
+                for bucket in results.distribution ?? [] {
+                    var name = "\(bucket.value)"
+                    if bucket.value == poll.scale?.min, let l = poll.scale?.minLabel { name += " (\(l))" }
+                    if bucket.value == poll.scale?.max, let l = poll.scale?.maxLabel { name += " (\(l))" }
+                    rows.append(
+                        prefix + [
+                            "\(bucket.value)", name, "\(bucket.count)", total, "", "", number(results.mean), number(results.median), "",
+                        ])
+                }
+            case .ranking:
+                for option in results.options ?? [] {
+                    row(option.optionId, label[option.optionId] ?? "", "", points: "\(option.points)", rank: number(option.averageRank))
+                }
+            case .wordcloud:
+                for word in results.words ?? [] {
+                    row("", word.text, "\(word.count)", moderation: moderation(hidden: word.hidden, blocked: word.blocked))
+                }
+            case .open:
+                // Oldest first, as the answers came in.
+                for answer in (results.answers ?? []).reversed() {
+                    row(
+                        answer.answerId, answer.text, "",
+                        moderation: moderation(hidden: answer.hidden, blocked: answer.blocked, pending: answer.pending))
+                }
             }
         }
         return rows.map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    }
+
+    private static func number(_ value: Double?) -> String {
+        guard let value else { return "" }
+        return value == value.rounded() ? "\(Int(value))" : "\(value)"
+    }
+
+    private static func moderation(hidden: Bool?, blocked: Bool?, pending: Bool? = nil) -> String {
+        [hidden == true ? "hidden" : nil, blocked == true ? "blocked" : nil, pending == true ? "pending" : nil]
+            .compactMap { $0 }.joined(separator: " ")
     }
 
     /// RFC 4180 quoting; a leading =, +, - or @ is prefixed with ' so a spreadsheet never runs a
@@ -44,9 +86,31 @@ public enum SessionExport {
         struct Ballot: Encodable {
             /// A pseudonym, never the participant id.
             let participant: String
-            let optionIds: [String]
+            /// The ballot in the shape it was sent: `optionIds`, `value`, `ranking`, `words`, or
+            /// `answers` (each `{answerId, text}`).
+            let ballot: TallyDomain.Ballot
             /// When the ballot was (last) cast, ISO 8601; absent for ballots not yet saved.
             let castAt: String?
+
+            enum CodingKeys: String, CodingKey { case participant, optionIds, value, ranking, words, answers, castAt }
+            struct Answer: Encodable {
+                let answerId: String
+                let text: String
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(participant, forKey: .participant)
+                switch ballot {
+                case .choice(let ids): try c.encode(ids, forKey: .optionIds)
+                case .scale(let value): try c.encode(value, forKey: .value)
+                case .ranking(let ids): try c.encode(ids, forKey: .ranking)
+                case .words(let words): try c.encode(words.map(\.text), forKey: .words)
+                case .answers(let answers):
+                    try c.encode(answers.map { Answer(answerId: $0.answerId, text: $0.text) }, forKey: .answers)
+                }
+                try c.encodeIfPresent(castAt, forKey: .castAt)
+            }
         }
         let sessionId: String
         let title: String
@@ -66,7 +130,7 @@ public enum SessionExport {
             participantCount: state.participantCount, participantPseudonyms: pseudonyms.scope,
             polls: state.polls.map { poll in
                 Document.PollExport(
-                    poll: poll, results: state.results(of: poll.id),
+                    poll: poll, results: state.completeResults(of: poll.id),
                     ballots: ballots(of: poll.id, in: state, times: times[poll.id] ?? [:], pseudonyms: pseudonyms))
             })
         let encoder = JSONEncoder()
@@ -79,7 +143,7 @@ public enum SessionExport {
     private static func ballots(
         of poll: PollID, in state: SessionState, times: [String: Int64], pseudonyms: ParticipantPseudonyms
     ) -> [Document.Ballot] {
-        let cast: [(participant: String, options: [OptionID], at: Int64?)] = (state.ballots[poll] ?? [:]).map { ballot in
+        let cast: [(participant: String, options: Ballot, at: Int64?)] = state.ballots(on: poll).map { ballot in
             (pseudonyms.pseudonym(session: state.id, poll: poll, participant: ballot.key), ballot.value, times[ballot.key])
         }
         return
@@ -87,7 +151,7 @@ public enum SessionExport {
             .sorted { ($0.at ?? .max, $0.participant) < ($1.at ?? .max, $1.participant) }
             .map { ballot in
                 Document.Ballot(
-                    participant: ballot.participant, optionIds: ballot.options,
+                    participant: ballot.participant, ballot: ballot.options,
                     castAt: ballot.at.map { WireFormat.formatTimestamp(Date(timeIntervalSince1970: Double($0) / 1000)) })
             }
     }

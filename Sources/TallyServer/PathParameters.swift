@@ -7,4 +7,10 @@ extension TallyRequestContext {
         guard IdentifierAlphabet.isWellFormed(id) else { throw Problem(.notFound, "no poll with that id in this session") }
         return id
     }
+
+    func answerId() throws -> AnswerID {
+        let id = parameters.get("answerId") ?? ""
+        guard IdentifierAlphabet.isWellFormed(id) else { throw Problem(.notFound, "no answer with that id in this poll") }
+        return id
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TallyDomain
 import TallyEventLog
 import TallyServer
 
@@ -39,6 +40,7 @@ struct Settings {
         "tls-key": "TLS private key, PEM",
         "http-redirect-port": "with TLS: a plain-HTTP port that redirects to https",
         "trusted-proxies": "CIDRs of reverse proxies that may name the client (X-Forwarded-For, Forwarded)",
+        "blocklist": "file of words never shown on screens, one per line (written answers that match are hidden)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -213,6 +215,15 @@ struct Settings {
             } catch {
                 throw fail("trusted-proxies", "\(error)")
             }
+        }
+        if let (path, _) = value("blocklist"), !path.isEmpty {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw fail("blocklist", "cannot read \(path): \(error.localizedDescription)")
+            }
+            config.limits.blocklist = Blocklist(lines: text.split(whereSeparator: \.isNewline))
         }
         let level = value("log-level")?.0 ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {

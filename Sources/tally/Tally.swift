@@ -92,6 +92,10 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("trusted-proxies"),
         help: "Reverse proxies (CIDRs, e.g. 127.0.0.1,::1) whose X-Forwarded-For/Forwarded name the client. Default none.")
     var trustedProxies: String?
+    @Option(
+        name: .customLong("blocklist"),
+        help: "A file of words never shown on screens (one per line); matching words and answers are counted but hidden.")
+    var blocklist: String?
 
     func run() async throws {
         DataDirectory.keepNewFilesPrivate()
@@ -110,7 +114,7 @@ struct Serve: AsyncParsableCommand {
                 ("joins-per-minute", joinsPerMinute), ("allowed-hosts", allowedHosts),
                 ("wifi-ssid", wifiSSID), ("wifi-passphrase", wifiPassphrase),
                 ("tls-cert", tlsCert), ("tls-key", tlsKey), ("http-redirect-port", httpRedirectPort),
-                ("trusted-proxies", trustedProxies),
+                ("trusted-proxies", trustedProxies), ("blocklist", blocklist),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()

@@ -38,6 +38,10 @@ MATRIX = {
     "POST /api/v1/sessions/{id}/polls/{poll}/close": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/polls/{poll}/reveal": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/polls/{poll}/votes": {"participant"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/words/hide": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/polls/{poll}/answers/{answer}/hide": {"operator", "presenter"},
+    # An open poll's answers, to everyone taking part (the room only once results are visible).
+    "GET /api/v1/sessions/{id}/polls/{poll}/answers": {"operator", "presenter", "participant", "display"},
     "POST /api/v1/sessions/{id}/end": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.csv": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.json": {"operator", "presenter"},
@@ -86,6 +90,12 @@ class Venue:
         presenter = mine["presenterToken"]
         self.draft = server.poll(self.sid, presenter)["pollId"]
         self.hidden = server.poll(self.sid, presenter, resultsVisibility="hidden")["pollId"]
+        # A word cloud and an open question, each with one entry to moderate (closed by the next).
+        voter = self.tokens["participant"][0]
+        self.words = server.poll(self.sid, presenter, options=(), kind="wordcloud", open=True)["pollId"]
+        server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.words}/votes", {"words": ["hello"]}, voter)
+        self.answers = server.poll(self.sid, presenter, options=(), kind="open", open=True)["pollId"]
+        self.answer = server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.answers}/votes", {"text": "hi"}, voter)["answer"]["answerId"]
         # One open poll at a time: open the hidden one (reveal needs it opened, votes need it open).
         server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.hidden}/open", token=presenter)
 
@@ -104,7 +114,11 @@ def call(venue, row, token):
     method, path = row.split(" ")[0], row.split(" ")[1]
     body = None
     path = path.replace("{id}", sid)
-    if "{poll}" in path:
+    if "/words/" in path or "/answers" in path:
+        path = path.replace("{poll}", venue.words if "/words/" in path else venue.answers).replace("{answer}", venue.answer)
+        if "/words/" in path:
+            body = {"text": "hello"}
+    elif "{poll}" in path:
         action = path.rsplit("/", 1)[1]
         poll = {"open": venue.draft, "close": venue.hidden, "reveal": venue.hidden, "votes": venue.hidden}[action]
         path = path.replace("{poll}", poll)

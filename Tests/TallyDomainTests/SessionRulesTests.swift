@@ -44,7 +44,7 @@ struct Room {
         )
     }
 
-    func counts(_ poll: PollID) -> [Int] { state.results(of: poll)!.counts.map(\.count) }
+    func counts(_ poll: PollID) -> [Int] { state.results(of: poll)!.counts!.map(\.count) }
 }
 
 @Suite("Join codes")
@@ -171,20 +171,20 @@ struct BallotTests {
         try room.poll(options: ["Yes", "No", "Maybe"])
         try room.run(.join("ana"))
         try room.run(.join("bo"))
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
-        try room.run(.vote(participant: "bo", poll: "p1", optionIds: ["o1"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
+        try room.run(.vote(participant: "bo", poll: "p1", ballot: .options(["o1"])))
         #expect(room.counts("p1") == [2, 0, 0])
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o3"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o3"])))
         #expect(room.counts("p1") == [1, 0, 1])
         #expect(room.state.results(of: "p1")?.totalBallots == 2)
-        #expect(room.state.ballot(of: "ana", on: "p1") == ["o3"])
+        #expect(room.state.ballot(of: "ana", on: "p1") == .choice(["o3"]))
     }
 
     @Test func ballotsReachNobodyOnlyResultsDo() throws {
         var room = try Room()
         try room.poll()
         try room.run(.join("ana"))
-        let events = try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o2"]))
+        let events = try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o2"])))
         #expect(events.map(\.type) == ["ballot.cast"])
         #expect(events[0].audience == .nobody)
     }
@@ -194,12 +194,12 @@ struct BallotTests {
         try room.poll(open: false)
         try room.run(.join("ana"))
         #expect(throws: DomainError.conflict("poll p1 is not open yet")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
         }
         try room.run(.openPoll("p1"))
         try room.run(.closePoll("p1"))
         #expect(throws: DomainError.conflict("poll p1 is closed")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
         }
         #expect(room.counts("p1") == [0, 0])
     }
@@ -209,13 +209,13 @@ struct BallotTests {
         try room.poll()
         try room.run(.join("ana"))
         #expect(throws: DomainError.invalid("this poll takes exactly one option, got 2")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1", "o2"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1", "o2"])))
         }
         #expect(throws: DomainError.invalid("choose at least one option")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: []))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options([])))
         }
         #expect(throws: DomainError.invalid("poll p1 has no option o9")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o9"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o9"])))
         }
     }
 
@@ -223,11 +223,11 @@ struct BallotTests {
         var room = try Room()
         try room.poll(options: ["a", "b", "c"], kind: .multiple)
         try room.run(.join("ana"))
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1", "o3"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1", "o3"])))
         #expect(room.counts("p1") == [1, 0, 1])
         #expect(room.state.results(of: "p1")?.totalBallots == 1)
         #expect(throws: DomainError.invalid("an option is chosen twice")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1", "o1"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1", "o1"])))
         }
     }
 
@@ -235,7 +235,7 @@ struct BallotTests {
         var room = try Room()
         try room.poll()
         #expect(throws: DomainError.notFound("participant is not part of this session")) {
-            try room.run(.vote(participant: "ghost", poll: "p1", optionIds: ["o1"]))
+            try room.run(.vote(participant: "ghost", poll: "p1", ballot: .options(["o1"])))
         }
     }
 }
@@ -246,7 +246,7 @@ struct VisibilityTests {
         var room = try Room()
         try room.poll(visibility: .hidden)
         try room.run(.join("ana"))
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
         let before = try room.run(.publishResults("p1"))
         #expect(before.map(\.type) == ["poll.results", "poll.ballots"])
         #expect(before[0].audience == .presenter, "hidden counts go to the presenter only")
@@ -260,7 +260,7 @@ struct VisibilityTests {
         let displayView = room.state.view(for: .display, lastEventId: nil)
         #expect(displayView.polls[0].results == nil)
         #expect(displayView.polls[0].totalBallots == 1)
-        #expect(room.state.view(for: .presenter, lastEventId: nil).polls[0].results?.counts.map(\.count) == [1, 0])
+        #expect(room.state.view(for: .presenter, lastEventId: nil).polls[0].results?.counts?.map(\.count) == [1, 0])
 
         let reveal = try room.run(.revealPoll("p1"))
         #expect(reveal.map(\.type) == ["poll.revealed", "poll.results"])
@@ -305,7 +305,7 @@ struct JoiningTests {
             try room.run(.join("bo"))
         }
         #expect(throws: DomainError.conflict("joining is already closed")) { try room.run(.setJoining(open: false)) }
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
         try room.run(.setJoining(open: true))
         try room.run(.join("bo"))
         #expect(room.state.participantCount == 2)
@@ -333,7 +333,7 @@ struct SessionLifecycleTests {
         #expect(throws: DomainError.gone("this session has ended; ask for the new join code")) { try room.run(.join("bo")) }
         #expect(throws: DomainError.conflict("session has ended")) { try room.poll("p2") }
         #expect(throws: DomainError.conflict("poll p1 is closed")) {
-            try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1"]))
+            try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1"])))
         }
         #expect(throws: DomainError.conflict("session has ended")) { try room.run(.endSession) }
     }
@@ -351,12 +351,12 @@ struct SessionLifecycleTests {
         var room = try Room()
         try room.poll("p1", options: ["a", "b", "c"], kind: .multiple, visibility: .hidden)
         for p in ["ana", "bo", "cy"] { try room.run(.join(p)) }
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o1", "o2"]))
-        try room.run(.vote(participant: "bo", poll: "p1", optionIds: ["o3"]))
-        try room.run(.vote(participant: "ana", poll: "p1", optionIds: ["o3"]))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o1", "o2"])))
+        try room.run(.vote(participant: "bo", poll: "p1", ballot: .options(["o3"])))
+        try room.run(.vote(participant: "ana", poll: "p1", ballot: .options(["o3"])))
         try room.poll("p2")
         try room.run(.revealPoll("p1"))
-        try room.run(.vote(participant: "cy", poll: "p2", optionIds: ["o2"]))
+        try room.run(.vote(participant: "cy", poll: "p2", ballot: .options(["o2"])))
         try room.run(.endSession)
 
         guard case .sessionCreated(let created) = room.events[0] else {
@@ -366,6 +366,6 @@ struct SessionLifecycleTests {
         var rebuilt = SessionState(created: created)
         for event in room.events.dropFirst() { rebuilt.apply(event) }
         #expect(rebuilt == room.state)
-        #expect(rebuilt.results(of: "p1")?.counts.map(\.count) == [0, 0, 2])
+        #expect(rebuilt.results(of: "p1")?.counts?.map(\.count) == [0, 0, 2])
     }
 }

@@ -41,7 +41,7 @@ struct RingFixture {
 }
 
 func ballot(_ i: Int, padding: Int = 0) -> SessionEvent {
-    .ballotCast(.init(pollId: "p", participantId: "v\(i)" + String(repeating: "x", count: padding), optionIds: ["o\(i % 3 + 1)"]))
+    .ballotCast(.init(pollId: "p", participantId: "v\(i)" + String(repeating: "x", count: padding), ballot: .choice(["o\(i % 3 + 1)"])))
 }
 
 extension RingEventLog {

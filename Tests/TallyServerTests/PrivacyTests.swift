@@ -15,10 +15,10 @@ private func twoPollsOneVoter() throws -> SessionState {
     try run(.join("alice"))
     try run(.join("bob"))
     try run(.createPoll(.init(pollId: "p1", question: "Lunch?", options: ["Yes", "No"], kind: .single, openImmediately: true)))
-    try run(.vote(participant: "alice", poll: "p1", optionIds: ["o1"]))
-    try run(.vote(participant: "bob", poll: "p1", optionIds: ["o2"]))
+    try run(.vote(participant: "alice", poll: "p1", ballot: .options(["o1"])))
+    try run(.vote(participant: "bob", poll: "p1", ballot: .options(["o2"])))
     try run(.createPoll(.init(pollId: "p2", question: "Coffee?", options: ["Yes", "No"], kind: .single, openImmediately: true)))
-    try run(.vote(participant: "alice", poll: "p2", optionIds: ["o2"]))
+    try run(.vote(participant: "alice", poll: "p2", ballot: .options(["o2"])))
     return state
 }
 

@@ -70,7 +70,8 @@ struct CommandPathTests {
             let outcomes = await withTaskGroup(of: Bool?.self) { group in
                 for i in 0..<16 {
                     group.addTask {
-                        try? session.execute(.vote(participant: "ada", poll: pollId, optionIds: [i % 2 == 0 ? "o1" : "o2"])).replacedBallot
+                        try? session.execute(.vote(participant: "ada", poll: pollId, ballot: .options([i % 2 == 0 ? "o1" : "o2"])))
+                            .replacedBallot
                     }
                 }
                 return await group.reduce(into: [Bool?]()) { $0.append($1) }
@@ -91,9 +92,9 @@ struct CommandPathTests {
             _ = try session.execute(.join("bob"))
             // Wait until the service runs (a ballot before that publishes at once).
             try await waitUntil { test.venue.results.isRunning }
-            _ = try session.execute(.vote(participant: "ada", poll: "p1", optionIds: ["o1"]))
+            _ = try session.execute(.vote(participant: "ada", poll: "p1", ballot: .options(["o1"])))
             try await waitUntil { test.lastPublishedTotal(session, poll: "p1") == 1 }
-            _ = try session.execute(.vote(participant: "bob", poll: "p1", optionIds: ["o2"]))
+            _ = try session.execute(.vote(participant: "bob", poll: "p1", ballot: .options(["o2"])))
             try await Task.sleep(for: .milliseconds(100))
             #expect(test.lastPublishedTotal(session, poll: "p1") == 1, "coalesced: the second waits for its interval")
             let started = ContinuousClock.now
