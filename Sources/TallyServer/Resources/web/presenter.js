@@ -103,7 +103,8 @@ function kindName(poll) {
   return isChoice(poll.kind) ? poll.kind + " choice" : poll.kind;
 }
 
-const flags = (x) => ["pending", "hidden", "blocked"].filter((f) => x[f]).map((f) => h("span", { class: "flag " + f }, f));
+// Blocked: on the venue's blocklist, never shown to the room (its writer is not told).
+const flags = (x) => ["pending", "hidden", "blocked"].filter((f) => x[f]).map((f) => h("span", { class: "flag " + f, title: f === "blocked" ? "On the venue's blocklist: never shown" : null }, f));
 
 /** Results with moderation: every word or answer, its flags, and what the presenter may do. */
 function moderation(p, base) {
@@ -112,7 +113,7 @@ function moderation(p, base) {
   if (p.poll.kind === "wordcloud") {
     return (r.words || []).length ? h("ul", { class: "mod", "aria-label": "Words" }, r.words.map((w) => h("li", { "data-key": "w " + w.text, class: w.hidden || w.blocked ? "off" : null },
       h("span", { class: "label" }, w.text), h("span", { class: "count" }, `×${w.count}`), flags(w),
-      button(w.hidden || w.blocked ? "Unhide" : "Hide", `“${w.text}”`, `/words/${w.hidden || w.blocked ? "unhide" : "hide"}`, { text: w.text }))))
+      w.blocked ? null : button(w.hidden ? "Unhide" : "Hide", `“${w.text}”`, `/words/${w.hidden ? "unhide" : "hide"}`, { text: w.text }))))
       : h("p", { class: "muted" }, "No words yet.");
   }
   const latest = r.answers || [], seen = new Set(latest.map((a) => a.answerId));
@@ -122,8 +123,8 @@ function moderation(p, base) {
   const path = (a, what) => `/answers/${encodeURIComponent(a.answerId)}/${what}`;
   return h("div", {}, list.length ? h("ul", { class: "mod", "aria-label": "Answers" }, list.map((a) => h("li", { "data-key": "a " + a.answerId, class: a.hidden || a.blocked ? "off" : null },
     h("span", { class: "label" }, a.text), flags(a),
-    a.pending ? button("Approve", `“${a.text}”`, path(a, "approve"), undefined, set(a, { pending: false })) : null,
-    button(a.hidden ? "Unhide" : "Hide", `“${a.text}”`, path(a, a.hidden ? "unhide" : "hide"), undefined, set(a, { hidden: !a.hidden })))))
+    a.pending && !a.blocked ? button("Approve", `“${a.text}”`, path(a, "approve"), undefined, set(a, { pending: false })) : null,
+    a.blocked ? null : button(a.hidden ? "Unhide" : "Hide", `“${a.text}”`, path(a, a.hidden ? "unhide" : "hide"), undefined, set(a, { hidden: !a.hidden })))))
     : h("p", { class: "muted" }, "No answers yet."),
   (r.totalAnswers || 0) > list.length ? h("button", { type: "button", "data-action": "all-answers", onclick: () => act(async () => {
     const got = [];
