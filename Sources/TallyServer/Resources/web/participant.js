@@ -100,15 +100,17 @@ function ranking(p) {
     [o[i], o[i + d]] = [o[i + d], o[i]];
     draft.order = o; redraw(); say(`${label(o[i + d])} is now number ${i + d + 1}. Not sent yet.`);
   };
-  // Dragging by the grip: pointer events work for mouse, pen and touch alike.
+  // Dragging by the grip: pointer events work for mouse, pen and touch alike. Listened for on the
+  // window, since moving the row in the list ends any pointer capture.
   const drag = (ev) => {
-    const grip = ev.currentTarget, li = grip.parentNode, list = li.parentNode;
-    ev.preventDefault(); grip.setPointerCapture(ev.pointerId); li.classList.add("dragging");
-    grip.onpointermove = (e) => list.insertBefore(li, [...list.children].find((x) => { const r = x.getBoundingClientRect(); return x !== li && e.clientY < r.top + r.height / 2; }) || null);
-    grip.onpointerup = grip.onpointercancel = () => {
+    const li = ev.currentTarget.parentNode, list = li.parentNode, on = (f) => ["pointermove", "pointerup", "pointercancel"].forEach((t, i) => f(t, i ? up : move));
+    const move = (e) => list.insertBefore(li, [...list.children].find((x) => { const r = x.getBoundingClientRect(); return x !== li && e.clientY < r.top + r.height / 2; }) || null);
+    const up = () => {
+      on(removeEventListener);
       draft.order = [...list.children].map((x) => x.dataset.id); redraw();
       say(`${label(li.dataset.id)} is now number ${draft.order.indexOf(li.dataset.id) + 1}. Not sent yet.`);
     };
+    ev.preventDefault(); li.classList.add("dragging"); on(addEventListener);
   };
   return {
     hint: "Put the best first: drag the handles or use the arrows.",
