@@ -108,7 +108,7 @@ function cloud(r) {
   for (const w of r.words) {
     let e = c.words.get(w.text);
     if (!e) { e = { el: h("li", { class: "c" + (c.n++ % 5) }, w.text), k: ctx.measureText(w.text).width / 100 }; c.words.set(w.text, e); fresh.push(e); }
-    e.count = w.count; e.f = 22 + 20 * Math.log2(w.count); // font size in px before shrinking and zooming
+    e.count = w.count; e.f = 24 + 16 * Math.log2(w.count); // font size in px before shrinking and zooming
     e.el.setAttribute("aria-label", `${w.text}: ${w.count}`);
   }
   const size = (e, s) => [e.k * e.f * s + 14, e.f * s * 1.05 + 6]; // width, height with a margin
@@ -125,9 +125,18 @@ function cloud(r) {
     while (hits(e, x, y) && t < 2000) { t += 0.08; x = 3.2 * (W / H) * t * Math.cos(t); y = 3.2 * t * Math.sin(t); }
     e.x = x; e.y = y; placed.push(e); c.ul.append(e.el);
   }
-  let ex = 1, ey = 1;
-  for (const e of placed) { const [w, hh] = size(e, s); ex = Math.max(ex, Math.abs(e.x) + w / 2); ey = Math.max(ey, Math.abs(e.y) + hh / 2); }
-  c.ul.style.setProperty("--z", Math.min(3, (W / 2) / ex, (H / 2) / ey).toFixed(3));
+  // The cloud's bounding box is centred and zoomed to fill the screen (a lone word is not a poster:
+  // the biggest word stays under a sixth of the screen's height).
+  const b = [1e9, 1e9, -1e9, -1e9];
+  let big = 1;
+  for (const e of placed) {
+    const [w, hh] = size(e, s);
+    b[0] = Math.min(b[0], e.x - w / 2); b[1] = Math.min(b[1], e.y - hh / 2); b[2] = Math.max(b[2], e.x + w / 2); b[3] = Math.max(b[3], e.y + hh / 2); big = Math.max(big, e.f * s);
+  }
+  if (placed.length) {
+    c.ul.style.setProperty("--z", Math.min(innerHeight / 6 / big, W / (b[2] - b[0]), H / (b[3] - b[1])).toFixed(3));
+    c.ul.style.setProperty("--cx", (-(b[0] + b[2]) / 2).toFixed(1) + "px"); c.ul.style.setProperty("--cy", (-(b[1] + b[3]) / 2).toFixed(1) + "px");
+  }
   for (const e of placed) {
     e.el.style.setProperty("--x", e.x.toFixed(1) + "px"); e.el.style.setProperty("--y", e.y.toFixed(1) + "px");
     e.el.style.setProperty("--f", (e.f * s).toFixed(1) + "px");

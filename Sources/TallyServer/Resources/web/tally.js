@@ -178,7 +178,7 @@ function histogram(poll, r, mine) {
 }
 
 /** The words of a scale's ends: "1 = Not at all … 5 = Completely". */
-export const ends = (s) => (s.minLabel || s.maxLabel ? h("p", { class: "ends", id: "ends" },
+export const ends = (s) => (s.minLabel || s.maxLabel ? h("p", { class: "ends" },
   h("span", {}, s.minLabel ? `${s.min} = ${s.minLabel}` : ""), h("span", {}, s.maxLabel ? `${s.max} = ${s.maxLabel}` : "")) : null);
 
 /** Results of any kind, for the phone and the presenter (the display draws clouds and walls itself). */
