@@ -17,9 +17,14 @@ struct PollTally: Sendable, Equatable {
     private var words: [String: WordTally] = [:]
     private var blockedWords: Set<String> = []
     private(set) var hiddenWords: Set<String> = []
-    /// Open polls: every answer by id, and their ids oldest first.
+    /// Open polls: every answer by id, and by number (numbers only grow; a replaced answer
+    /// leaves a gap). Walking the numbers gives newest-first and oldest-first without ever
+    /// keeping a sorted list, which a restart would otherwise rebuild one insert at a time.
     private var answers: [AnswerID: (answer: Ballot.Answer, author: ParticipantID)] = [:]
-    private var answerOrder: [AnswerID] = []
+    private var answerNumbers: [Int: AnswerID] = [:]
+    /// The number of every answer ever given, replaced ones included, so a page cursor naming
+    /// an answer that was since replaced still knows where it stood.
+    private var numberOfAnswer: [AnswerID: Int] = [:]
     private(set) var hiddenAnswers: Set<AnswerID> = []
     private(set) var approvedAnswers: Set<AnswerID> = []
     /// The number the next answer gets (one more than any seen).
@@ -80,19 +85,15 @@ struct PollTally: Sendable, Equatable {
             if sign > 0 {
                 for answer in list {
                     answers[answer.answerId] = (answer, participant)
-                    // Numbers only grow, so a new answer belongs at the end.
-                    if let last = answerOrder.last, let lastNumber = answers[last]?.answer.number, lastNumber > answer.number {
-                        let at = answerOrder.firstIndex { (answers[$0]?.answer.number ?? 0) > answer.number } ?? answerOrder.count
-                        answerOrder.insert(answer.answerId, at: at)
-                    } else {
-                        answerOrder.append(answer.answerId)
-                    }
+                    answerNumbers[answer.number] = answer.answerId
+                    numberOfAnswer[answer.answerId] = answer.number
                     nextAnswerNumber = max(nextAnswerNumber, answer.number + 1)
                 }
             } else {
-                let gone = Set(list.map(\.answerId))
-                for id in gone { answers[id] = nil }
-                answerOrder.removeAll { gone.contains($0) }
+                for answer in list {
+                    answers[answer.answerId] = nil
+                    answerNumbers[answer.number] = nil
+                }
             }
         }
     }
@@ -177,8 +178,8 @@ struct PollTally: Sendable, Equatable {
         var spent = 0
         var total = 0
         var full = false
-        for id in answerOrder.reversed() {
-            guard let answer = answers[id]?.answer else { continue }
+        for number in stride(from: nextAnswerNumber - 1, through: 1, by: -1) {
+            guard let id = answerNumbers[number], let answer = answers[id]?.answer else { continue }
             let shown = answerIsShown(answer, in: poll)
             guard viewer == .presenter || shown else { continue }
             total += 1
@@ -203,22 +204,28 @@ struct PollTally: Sendable, Equatable {
         return entry
     }
 
-    /// Answers oldest first, after `after` (exclusive), as `viewer` may see them.
+    /// Answers oldest first, after `after` (exclusive), as `viewer` may see them; nil when
+    /// `after` names no answer this poll ever had.
     func answerPage(of poll: Poll, for viewer: ResultsViewer, after: AnswerID?, limit: Int) -> (
         [PollResults.AnswerEntry], next: AnswerID?
-    ) {
-        var start = 0
-        if let after, let index = answerOrder.firstIndex(of: after) { start = index + 1 }
-        var page: [PollResults.AnswerEntry] = []
-        var index = start
-        while index < answerOrder.count, page.count < limit {
-            if let answer = answers[answerOrder[index]]?.answer, viewer == .presenter || answerIsShown(answer, in: poll) {
-                page.append(entry(answer, of: poll, for: viewer))
-            }
-            index += 1
+    )? {
+        var number = 1
+        if let after {
+            guard let known = numberOfAnswer[after] else { return nil }
+            number = known + 1
         }
-        let more = answerOrder[index...].contains { id in
-            answers[id].map { viewer == .presenter || answerIsShown($0.answer, in: poll) } ?? false
+        var page: [PollResults.AnswerEntry] = []
+        var more = false
+        while number < nextAnswerNumber {
+            defer { number += 1 }
+            guard let id = answerNumbers[number], let answer = answers[id]?.answer,
+                viewer == .presenter || answerIsShown(answer, in: poll)
+            else { continue }
+            guard page.count < limit else {
+                more = true
+                break
+            }
+            page.append(entry(answer, of: poll, for: viewer))
         }
         return (page, more ? page.last?.answerId : nil)
     }

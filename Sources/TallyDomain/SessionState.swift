@@ -70,9 +70,12 @@ public struct SessionState: Sendable, Equatable {
     /// A page of an open poll's answers, oldest first; `next` is set when more follow.
     public func answers(
         of pollId: PollID, for viewer: ResultsViewer, after: AnswerID?, limit: Int
-    ) -> (answers: [PollResults.AnswerEntry], next: AnswerID?)? {
-        guard let poll = poll(pollId) else { return nil }
-        return (tallies[pollId] ?? PollTally()).answerPage(of: poll, for: viewer, after: after, limit: limit)
+    ) throws(DomainError) -> (answers: [PollResults.AnswerEntry], next: AnswerID?) {
+        guard let poll = poll(pollId) else { throw .notFound("no poll \(pollId) in this session") }
+        guard let page = (tallies[pollId] ?? PollTally()).answerPage(of: poll, for: viewer, after: after, limit: limit) else {
+            throw .invalid("after names no answer of poll \(pollId)")
+        }
+        return page
     }
 
     public func linkGeneration(_ link: SessionLink) -> Int {

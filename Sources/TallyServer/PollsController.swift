@@ -212,8 +212,13 @@ struct PollsController {
             guard role == .presenter || poll.resultsVisibleToParticipants else {
                 return .failure(Problem(.forbidden, "the answers are hidden until the presenter reveals them"))
             }
-            let (answers, next) = state.answers(of: pollId, for: role == .presenter ? .presenter : .room, after: after, limit: limit)!
-            return .success(AnswerPage(answers: answers, next: next))
+            do throws(DomainError) {
+                let (answers, next) = try state.answers(
+                    of: pollId, for: role == .presenter ? .presenter : .room, after: after, limit: limit)
+                return .success(AnswerPage(answers: answers, next: next))
+            } catch {
+                return .failure(Problem(.badRequest, error.description))
+            }
         }
         return json(try page.get())
     }

@@ -25,6 +25,9 @@ final class Tracker: @unchecked Sendable {
     var catchUpStarted: UInt64 = 0
     var caughtUpAfter: UInt64?
     var channel: (any Channel)?
+    /// When set, every message is also handed here with its arrival time (scenarios that read
+    /// payloads, like the word cloud's display).
+    var onMessage: ((ByteBuffer, UInt64) -> Void)?
 
     init(session: Int) { self.session = session }
 }
@@ -154,6 +157,7 @@ final class SubscriberHandler: ChannelInboundHandler {
     private func text(_ payload: ByteBuffer) {
         let arrived = now()
         collector.delivered += 1
+        tracker.onMessage?(payload, arrived)
         payload.withUnsafeReadableBytes { bytes in
             // "eventId":"<epoch>-<sequence>"
             if let start = search(bytes, Self.eventIdKey) {

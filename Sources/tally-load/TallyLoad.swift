@@ -29,6 +29,10 @@ struct TallyLoad: ParsableCommand {
               slow           one client stops reading among 400 measured
               votes          server CPU per durable vote vs. per bare
                              GET /healthz, same run (target ratio ≤ 1.5)
+              wordcloud      2,000 participants each send three words
+                             within 10 s while a display watches: every
+                             accepted word counted, every poll.results
+                             ≤ 16 KiB, display delivery p50/p99
               compare-nchan  adr-normal on nginx + nchan (2 workers,
                              in-memory), then on Tally; same client, one
                              table
@@ -46,7 +50,7 @@ struct TallyLoad: ParsableCommand {
             See Appliance/bench/README.md.
             """)
 
-    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes or compare-nchan.")
+    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud or compare-nchan.")
     var scenario: String
 
     @Option(help: "Seconds of publishing (votes: seconds of each phase is half of it).") var duration: Double = 20
@@ -64,7 +68,7 @@ struct TallyLoad: ParsableCommand {
     @Option(help: "nchan module (.so) for --peer nchan.") var nchanModule: String?
     @Option(help: "nginx worker processes for --peer nchan.") var nginxWorkers = 2
     @Option(help: "Keep-alive connections of the votes scenario.") var connections = 64
-    @Option(help: "Participants of the votes scenario.") var participants = 500
+    @Option(help: "Participants of the votes (default 500) and wordcloud (default 2000) scenarios.") var participants: Int?
 
     func run() throws {
         raiseFileLimit()
@@ -98,10 +102,17 @@ struct TallyLoad: ParsableCommand {
         }
         let server = try startServer(peer)
         defer { server.stop() }
+        if scenario == "wordcloud" {
+            try WordsRun(
+                server: server, group: group, password: password, participants: participants ?? 2000,
+                connections: connections, seconds: min(duration, 10)
+            ).execute()
+            return
+        }
         if scenario == "votes" {
             try VoteRun(
                 server: server, group: group, password: password, connections: connections,
-                participants: participants, seconds: duration / 2
+                participants: participants ?? 500, seconds: duration / 2
             ).execute()
             return
         }
@@ -143,9 +154,9 @@ struct Plan {
         case "idle": return Plan(name: name, sessions: 1, subscribers: 10_000, rate: 0)
         case "storm": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
         case "slow": return Plan(name: name, sessions: 1, subscribers: 400, rate: 30)
-        case "votes": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
+        case "votes", "wordcloud": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
         default:
-            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes or compare-nchan")
+            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud or compare-nchan")
             Foundation.exit(64)
         }
     }

@@ -206,10 +206,15 @@ struct OpenAnswerTests {
         let r = room.roomResults()
         #expect(r.answers?.map(\.text) == ["From b", "First, better", "Second"], "newest first")
         #expect(r.totalAnswers == 3 && r.totalBallots == 2)
-        let page = room.state.answers(of: "p1", for: .room, after: nil, limit: 2)
-        #expect(page?.answers.map(\.answerId) == ["a2", "a4"] && page?.next == "a4")
-        #expect(room.state.answers(of: "p1", for: .room, after: "a4", limit: 2)?.answers.map(\.answerId) == ["a6"])
-        #expect(room.state.answers(of: "p1", for: .room, after: "a4", limit: 2)?.next == nil)
+        let page = try room.state.answers(of: "p1", for: .room, after: nil, limit: 2)
+        #expect(page.answers.map(\.answerId) == ["a2", "a4"] && page.next == "a4")
+        #expect(try room.state.answers(of: "p1", for: .room, after: "a4", limit: 2).answers.map(\.answerId) == ["a6"])
+        #expect(try room.state.answers(of: "p1", for: .room, after: "a4", limit: 2).next == nil)
+        // A cursor on an answer since replaced still knows its place.
+        #expect(try room.state.answers(of: "p1", for: .room, after: "a1", limit: 5).answers.map(\.answerId) == ["a2", "a4", "a6"])
+        #expect(throws: DomainError.invalid("after names no answer of poll p1")) {
+            try room.state.answers(of: "p1", for: .room, after: "zz", limit: 5)
+        }
     }
 
     @Test func oneAnswerEachIsReplacedLikeABallot() throws {
