@@ -1,4 +1,4 @@
-import { api, bars, follow, h, status } from "/assets/tally.js";
+import { api, ballots, ends, follow, h, patch, results, status } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -54,23 +54,111 @@ function wifiBlock() {
     wifi.passphrase ? h("p", {}, "Password ", h("strong", { class: "code" }, wifi.passphrase)) : null);
 }
 
+let view = null; // the open poll's screen, kept while it stays up so clouds grow and walls fill in place
+
 function render() {
   const poll = state.polls.find((p) => p.poll.id === state.openPollId);
   const people = `${state.participantCount || 0} joined`;
+  if (state.state === "ended" || !poll) view = null;
   if (state.state === "ended") { main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", {}, "This session has ended."))); return; }
   if (!poll) {
     main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", { class: "muted" }, people),
       h("div", { class: "steps" }, wifi ? wifiBlock() : null, joinBlock(true))));
     return;
   }
-  const total = poll.results ? poll.results.totalBallots : (poll.totalBallots || 0);
-  // Hidden until the reveal: the room sees the question and the turnout, never the counts.
-  const body = poll.results ? bars(poll.poll, poll.results)
-    : h("div", { class: "hidden-results" }, h("ul", { class: "options" }, poll.poll.options.map((o) => h("li", {}, o.label))),
-      h("p", { class: "muted", id: "hidden-note" }, "Results are hidden until the presenter reveals them."));
-  main.replaceChildren(h("section", { class: "live" },
-    h("h1", {}, poll.poll.question), body,
-    h("p", { class: "total" }, `${total} ${total === 1 ? "vote" : "votes"} · ${people}`)), joinBlock(false));
+  const { kind } = poll.poll, key = poll.poll.id + (poll.results ? " results" : " hidden");
+  if (!view || view.key !== key) {
+    view = { key, q: h("h1"), body: h("div", { class: "body" }), total: h("p", { class: "total" }) };
+    main.replaceChildren(h("section", { class: "live " + kind }, view.q, view.body, view.total), joinBlock(false));
+  }
+  view.q.textContent = poll.poll.question;
+  view.total.textContent = `${ballots(kind, poll.results ? poll.results.totalBallots : (poll.totalBallots || 0))} · ${people}`;
+  if (!poll.results) hidden(poll.poll);
+  else if (kind === "wordcloud") cloud(poll.results);
+  else if (kind === "open") wall(poll.results);
+  else patch(view.body, [results(poll.poll, poll.results)]);
+}
+
+// Hidden until the reveal: the room sees the question and the turnout, never the counts.
+function hidden(poll) {
+  patch(view.body, [h("div", { class: "hidden-results" },
+    poll.options.length ? h("ul", { class: "options" }, poll.options.map((o) => h("li", {}, o.label))) : null,
+    poll.scale ? h("p", { class: "range" }, `From ${poll.scale.min} to ${poll.scale.max}`) : null, poll.scale ? ends(poll.scale) : null,
+    h("p", { class: "muted", id: "hidden-note" }, "Results are hidden until the presenter reveals them."))]);
+}
+
+const ctx = document.createElement("canvas").getContext("2d");
+
+/**
+ * The word cloud. Words are placed in the order they first appear, on an elliptic spiral out from
+ * the middle, at the first spot where they overlap nothing; a placed word never moves. Growing
+ * words shrink everyone a little instead (so nothing overlaps), and the whole cloud is zoomed to
+ * fill the screen: sizes change smoothly, places never. Hidden words fade out and free their spot.
+ */
+function cloud(r) {
+  if (!view.cloud) {
+    const ul = h("ul", { class: "cloud", "aria-label": "Word cloud" });
+    view.body.replaceChildren(h("div", { class: "cloud-box" }, ul));
+    ctx.font = `700 100px ${getComputedStyle(ul).fontFamily}`;
+    view.cloud = { ul, words: new Map(), n: 0, s: 1 };
+  }
+  const c = view.cloud, W = c.ul.clientWidth || 1600, H = c.ul.clientHeight || 600, seen = new Set(r.words.map((w) => w.text));
+  for (const [t, e] of c.words) if (!seen.has(t)) { c.words.delete(t); e.el.classList.add("gone"); setTimeout(() => e.el.remove(), 600); }
+  const fresh = [];
+  for (const w of r.words) {
+    let e = c.words.get(w.text);
+    if (!e) { e = { el: h("li", { class: "c" + (c.n++ % 5) }, w.text), k: ctx.measureText(w.text).width / 100 }; c.words.set(w.text, e); fresh.push(e); }
+    e.count = w.count; e.f = 24 + 16 * Math.log2(w.count); // font size in px before shrinking and zooming
+    e.el.setAttribute("aria-label", `${w.text}: ${w.count}`);
+  }
+  const size = (e, s) => [e.k * e.f * s + 14, e.f * s * 1.05 + 6]; // width, height with a margin
+  const placed = [...c.words.values()].filter((e) => !fresh.includes(e));
+  // The largest shrink at which no two placed words (centres fixed) overlap.
+  let s = 1;
+  for (let i = 0; i < placed.length; i++) for (let j = i + 1; j < placed.length; j++) {
+    const a = placed[i], b = placed[j], [aw, ah] = size(a, 1), [bw, bh] = size(b, 1);
+    s = Math.min(s, Math.max((2 * Math.abs(a.x - b.x)) / (aw + bw), (2 * Math.abs(a.y - b.y)) / (ah + bh)));
+  }
+  const hits = (e, x, y) => { const [w, hh] = size(e, s); return placed.some((o) => { const [ow, oh] = size(o, s); return Math.abs(o.x - x) * 2 < w + ow && Math.abs(o.y - y) * 2 < hh + oh; }); };
+  for (const e of fresh) {
+    let t = 0, x = 0, y = 0;
+    while (hits(e, x, y) && t < 2000) { t += 0.08; x = 3.2 * (W / H) * t * Math.cos(t); y = 3.2 * t * Math.sin(t); }
+    e.x = x; e.y = y; placed.push(e); c.ul.append(e.el);
+  }
+  // The cloud's bounding box is centred and zoomed to fill the screen (a lone word is not a poster:
+  // the biggest word stays under a sixth of the screen's height).
+  const b = [1e9, 1e9, -1e9, -1e9];
+  let big = 1;
+  for (const e of placed) {
+    const [w, hh] = size(e, s);
+    b[0] = Math.min(b[0], e.x - w / 2); b[1] = Math.min(b[1], e.y - hh / 2); b[2] = Math.max(b[2], e.x + w / 2); b[3] = Math.max(b[3], e.y + hh / 2); big = Math.max(big, e.f * s);
+  }
+  if (placed.length) {
+    c.ul.style.setProperty("--z", Math.min(innerHeight / 6 / big, W / (b[2] - b[0]), H / (b[3] - b[1])).toFixed(3));
+    c.ul.style.setProperty("--cx", (-(b[0] + b[2]) / 2).toFixed(1) + "px"); c.ul.style.setProperty("--cy", (-(b[1] + b[3]) / 2).toFixed(1) + "px");
+  }
+  for (const e of placed) {
+    e.el.style.setProperty("--x", e.x.toFixed(1) + "px"); e.el.style.setProperty("--y", e.y.toFixed(1) + "px");
+    e.el.style.setProperty("--f", (e.f * s).toFixed(1) + "px");
+  }
+  if (!view.empty) view.body.append(view.empty = h("p", { class: "muted empty" }));
+  view.empty.textContent = r.words.length ? "" : "Words appear here as they come in.";
+}
+
+/** The answer wall: newest first, each new one fades in; hidden ones go. */
+function wall(r) {
+  if (!view.wall) { view.wall = { ul: h("ul", { class: "wall", "aria-label": "Answers" }), els: new Map(), first: true }; view.body.replaceChildren(view.wall.ul); }
+  const w = view.wall, keep = new Set(r.answers.map((a) => a.answerId));
+  for (const [id, el] of w.els) if (!keep.has(id)) { el.remove(); w.els.delete(id); }
+  r.answers.forEach((a, i) => {
+    let el = w.els.get(a.answerId);
+    if (!el) w.els.set(a.answerId, el = h("li", { class: w.first ? null : "new" }, a.text));
+    else if (el.textContent !== a.text) el.textContent = a.text; // edited by its author
+    if (w.ul.children[i] !== el) w.ul.insertBefore(el, w.ul.children[i] || null);
+  });
+  w.first = false;
+  if (!r.answers.length) w.ul.replaceChildren(h("li", { class: "empty muted" }, "Answers appear here as they come in."));
+  else w.ul.querySelector(".empty")?.remove();
 }
 
 (async () => {

@@ -1,54 +1,173 @@
-import { api, bars, follow, h, status } from "/assets/tally.js";
+import { api, ballots, ends, follow, h, patch, plural, results, status } from "/assets/tally.js";
 
 const sessionId = location.pathname.split("/")[2];
-const main = document.getElementById("main");
-let state, selection = null, note = "", busy = false;
+const main = document.getElementById("main"), announce = document.getElementById("announce");
+const MINE = ["myBallot", "myValue", "myWords", "myAnswers"]; // our own ballot: in the snapshot, never in events
+let state, shown = null, draft = {}; // draft: what is chosen, ordered or being edited and not sent yet
+// The ballot is rebuilt only when the poll changes or we act, so typing is never interrupted by votes.
+const card = h("div"), below = h("div", { "aria-live": "off" }), note = h("p", { class: "note", role: "status" });
+const say = (t) => { note.textContent = t; };
+const current = () => state.polls.find((p) => p.poll.id === state.openPollId);
+const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+const mineOf = (p) => ({ scale: p.myValue, wordcloud: p.myWords, open: (p.myAnswers || []).map((a) => a.answerId) })[p.poll.kind] ?? p.myBallot;
 
 function render() {
   document.getElementById("title").textContent = state.title;
-  const poll = state.polls.find((p) => p.poll.id === state.openPollId);
-  main.replaceChildren();
-  if (state.state === "ended") { main.append(h("p", { class: "card idle" }, "This session has ended. Thank you!")); }
-  else if (!poll) { main.append(h("p", { class: "card idle" }, "No poll is open right now. Keep this page open — the next question appears here.")); }
-  else main.append(ballot(poll));
-  const closed = state.polls.filter((p) => p.poll.state === "closed" && p.results).slice(-1)[0];
-  if (!poll && closed) main.append(h("section", { class: "card" }, h("h2", {}, closed.poll.question), bars(closed.poll, closed.results, closed.myBallot)));
+  const p = current();
+  if (!p) {
+    if (shown) announce.textContent = state.state === "ended" ? "This session has ended." : "The poll is closed.";
+    shown = null;
+    const closed = state.polls.filter((x) => x.poll.state === "closed" && x.results).slice(-1)[0];
+    main.replaceChildren(h("p", { class: "card idle" }, state.state === "ended" ? "This session has ended. Thank you!" : "No poll is open right now. Keep this page open — the next question appears here."),
+      closed ? h("section", { class: "card" }, h("h2", {}, closed.poll.question), results(closed.poll, closed.results, mineOf(closed))) : null);
+    return;
+  }
+  if (shown !== p.poll.id) { shown = p.poll.id; draft = {}; say(""); announce.textContent = "New question: " + p.poll.question; redraw(); }
+  patch(below, [p.results ? h("section", { class: "card" }, h("h2", {}, "Results"), results(p.poll, p.results, mineOf(p)))
+    : h("p", { class: "muted center" }, `Results will be shown when the presenter reveals them · ${ballots(p.poll.kind, p.totalBallots || 0)} so far`)]);
+  if (!main.contains(card)) main.replaceChildren(card, below);
 }
 
-function ballot(p) {
-  const multiple = p.poll.kind === "multiple";
-  const chosen = selection && selection.poll === p.poll.id ? selection.ids : (p.myBallot || []);
-  const form = h("form", { class: "card", onsubmit: (ev) => { ev.preventDefault(); send(p.poll.id, chosen); } },
-    h("fieldset", {},
-      h("legend", {}, h("h2", {}, p.poll.question)),
-      h("p", { class: "muted" }, multiple ? "Choose one or more" : "Choose one"),
-      p.poll.options.map((o) => h("label", { class: "choice" + (chosen.includes(o.id) ? " on" : "") },
-        h("input", {
-          type: multiple ? "checkbox" : "radio", name: "choice", value: o.id, checked: chosen.includes(o.id),
-          onchange: (ev) => {
-            const ids = multiple ? (ev.target.checked ? [...chosen, o.id] : chosen.filter((x) => x !== o.id)) : [o.id];
-            selection = { poll: p.poll.id, ids }; note = "";
-            if (!multiple) send(p.poll.id, ids); else render();
-          },
-        }), h("span", {}, o.label)))),
-    multiple ? h("button", { type: "submit", class: "primary", disabled: busy || chosen.length === 0 }, "Vote") : null,
-    h("p", { class: "note", role: "status" }, note));
-  const wrap = h("div", {}, form);
-  if (p.results) wrap.append(h("section", { class: "card" }, h("h2", {}, "Results"), bars(p.poll, p.results, p.myBallot)));
-  else wrap.append(h("p", { class: "muted center" }, `Results will be shown when the presenter reveals them · ${p.totalBallots || 0} ${p.totalBallots === 1 ? "vote" : "votes"} so far`));
-  return wrap;
+/** Builds the ballot again, keeping the keyboard focus on the same control (or its row's next one). */
+function redraw() {
+  const id = card.contains(document.activeElement) && document.activeElement.id;
+  const p = current(), b = (KINDS[p.poll.kind] || choice)(p);
+  card.replaceChildren(h("form", { class: "card", onsubmit: (ev) => { ev.preventDefault(); b.submit(); } },
+    h("fieldset", {}, h("legend", {}, h("h2", {}, p.poll.question)), h("p", { class: "muted", id: "hint" }, b.hint), b.body), b.button, note));
+  let el = id && document.getElementById(id);
+  if (el && el.disabled) el = el.parentNode.querySelector("button:not([disabled])");
+  if (el) el.focus();
 }
 
-async function send(pollId, ids) {
-  busy = true;
+async function send(body, done) {
+  const p = current();
   try {
-    await api("POST", `/api/v1/sessions/${sessionId}/polls/${pollId}/votes`, { optionIds: ids });
+    const r = await api("POST", `/api/v1/sessions/${sessionId}/polls/${p.poll.id}/votes`, body);
     // Our own ballot is not an event (ballots are private): keep it in the local state.
-    state = { ...state, polls: state.polls.map((x) => (x.poll.id === pollId ? { ...x, myBallot: ids } : x)) };
-    selection = null; note = "✓ Vote accepted — you can change it while the poll is open.";
-  } catch (e) { note = "Not counted: " + e.message; }
-  busy = false; render();
+    const mine = { myBallot: r.optionIds || r.ranking || body.optionIds || body.ranking, myValue: r.value ?? body.value, myWords: r.words || body.words };
+    if (r.answer) {
+      const list = p.myAnswers || [];
+      mine.myAnswers = list.some((a) => a.answerId === r.answer.answerId) ? list.map((a) => (a.answerId === r.answer.answerId ? r.answer : a))
+        : p.poll.maxAnswers > 1 ? [...list, r.answer] : [r.answer];
+    }
+    for (const k of MINE) if (mine[k] === undefined) delete mine[k];
+    state = { ...state, polls: state.polls.map((x) => (x.poll.id === p.poll.id ? { ...x, ...mine } : x)) };
+    draft = {}; say(done);
+  } catch (e) { say("Not counted: " + e.message); }
+  if (current()) { redraw(); render(); }
 }
+
+const VOTED = "✓ Vote accepted — you can change it while the poll is open.";
+
+function choice(p) {
+  const multiple = p.poll.kind === "multiple", chosen = draft.ids || p.myBallot || [];
+  return {
+    hint: multiple ? "Choose one or more" : "Choose one",
+    body: p.poll.options.map((o) => h("label", { class: "choice" + (chosen.includes(o.id) ? " on" : "") },
+      h("input", {
+        type: multiple ? "checkbox" : "radio", name: "choice", id: "c-" + o.id, value: o.id, checked: chosen.includes(o.id),
+        onchange: (ev) => {
+          draft.ids = multiple ? (ev.target.checked ? [...chosen, o.id] : chosen.filter((x) => x !== o.id)) : [o.id];
+          say("");
+          if (!multiple) send({ optionIds: draft.ids }, VOTED); else redraw();
+        },
+      }), h("span", {}, o.label))),
+    button: multiple ? h("button", { type: "submit", class: "primary", disabled: chosen.length === 0 }, "Vote") : null,
+    submit: () => chosen.length && send({ optionIds: chosen }, VOTED),
+  };
+}
+
+function scale(p) {
+  const s = p.poll.scale, v = draft.value ?? p.myValue, pick = (n) => { draft.value = n; send({ value: n }, VOTED); };
+  const label = (n) => (n === s.min ? s.minLabel : n === s.max ? s.maxLabel : "");
+  return {
+    hint: `Tap a number from ${s.min} to ${s.max}`,
+    body: [h("div", { class: "picks" }, range(s.min, s.max).map((n) => h("label", { class: "pick" },
+      h("input", { type: "radio", name: "scale", id: "s-" + n, value: n, checked: v === n, onchange: () => pick(n) }),
+      h("span", {}, n, label(n) ? h("span", { class: "sr" }, " " + label(n)) : null)))), ends(s),
+    // 0–10 is a long row of buttons: a slider too, kept in step with them (sent when let go).
+    s.max - s.min >= 10 ? h("input", { type: "range", id: "slider", min: s.min, max: s.max, value: v ?? Math.round((s.min + s.max) / 2), "aria-label": "Or slide to a number",
+      oninput: (ev) => { document.getElementById("s-" + ev.target.value).checked = true; }, onchange: (ev) => pick(Number(ev.target.value)) }) : null],
+    submit: () => {},
+  };
+}
+
+function ranking(p) {
+  const opts = p.poll.options, order = draft.order || p.myBallot || opts.map((o) => o.id);
+  const label = (id) => (opts.find((o) => o.id === id) || { label: id }).label;
+  const move = (i, d) => {
+    const o = order.slice();
+    [o[i], o[i + d]] = [o[i + d], o[i]];
+    draft.order = o; redraw(); say(`${label(o[i + d])} is now number ${i + d + 1}. Not sent yet.`);
+  };
+  // Dragging by the grip: pointer events work for mouse, pen and touch alike. Listened for on the
+  // window, since moving the row in the list ends any pointer capture.
+  const drag = (ev) => {
+    const li = ev.currentTarget.parentNode, list = li.parentNode, on = (f) => ["pointermove", "pointerup", "pointercancel"].forEach((t, i) => f(t, i ? up : move));
+    const move = (e) => list.insertBefore(li, [...list.children].find((x) => { const r = x.getBoundingClientRect(); return x !== li && e.clientY < r.top + r.height / 2; }) || null);
+    const up = () => {
+      on(removeEventListener);
+      draft.order = [...list.children].map((x) => x.dataset.id); redraw();
+      say(`${label(li.dataset.id)} is now number ${draft.order.indexOf(li.dataset.id) + 1}. Not sent yet.`);
+    };
+    ev.preventDefault(); li.classList.add("dragging"); on(addEventListener);
+  };
+  return {
+    hint: "Put the best first: drag the handles or use the arrows.",
+    body: h("ol", { class: "rank" }, order.map((id, i) => h("li", { "data-id": id },
+      h("span", { class: "grip", "aria-hidden": "true", onpointerdown: drag }, "⠿"), h("span", { class: "pos" }, i + 1), h("span", { class: "label" }, label(id)),
+      h("button", { type: "button", id: "up-" + id, "aria-label": `Move ${label(id)} up`, disabled: i === 0, onclick: () => move(i, -1) }, "↑"),
+      h("button", { type: "button", id: "down-" + id, "aria-label": `Move ${label(id)} down`, disabled: i === order.length - 1, onclick: () => move(i, 1) }, "↓")))),
+    button: h("button", { type: "submit", class: "primary" }, "Submit ranking"),
+    submit: () => send({ ranking: order }, "✓ Ranking accepted — you can change it while the poll is open."),
+  };
+}
+
+/** A text field with a live count of its characters (announced only on focus, not per keystroke). */
+function counted(tag, id, label, max, value, attrs) {
+  const n = h("span", { class: "counter", id: id + "-n" }, `${value.length}/${max}`);
+  const input = h(tag, { id, maxlength: max, autocomplete: "off", "aria-describedby": id + "-n", oninput: () => { n.textContent = `${input.value.length}/${max}`; }, ...attrs });
+  input.value = value;
+  return [input, h("div", { class: "field" }, h("label", { for: id }, label), input, n)];
+}
+
+function words(p) {
+  const max = p.poll.maxWords || 3, mine = p.myWords || [];
+  const fields = range(1, max).map((i) => counted("input", "w-" + i, max === 1 ? "Your word" : `Word ${i}`, 25, mine[i - 1] || "", { enterkeyhint: "send" }));
+  return {
+    hint: max === 1 ? "One word or a short phrase" : `Up to ${max} words or short phrases`,
+    body: [fields.map((f) => f[1]), mine.length ? h("p", { class: "muted" }, `You sent: ${mine.join(", ")} — send again to replace.`) : null],
+    button: h("button", { type: "submit", class: "primary" }, "Send"),
+    submit: () => {
+      const w = fields.map((f) => f[0].value.trim()).filter(Boolean);
+      if (!w.length) { say("Type a word first."); fields[0][0].focus(); return; }
+      send({ words: w }, "✓ Words sent — you can change them while the poll is open.");
+    },
+  };
+}
+
+function open(p) {
+  const max = p.poll.maxAnswers || 1, mine = p.myAnswers || [], editing = mine.find((a) => a.answerId === draft.edit);
+  const full = !editing && max > 1 && mine.length >= max, pre = p.poll.moderation === "pre";
+  const [ta, field] = counted("textarea", "answer", editing ? "Edit your answer" : "Your answer", 280, editing ? editing.text : max === 1 && mine[0] ? mine[0].text : "", { rows: 4 });
+  const edit = (a) => { draft.edit = a.answerId; say(""); redraw(); document.getElementById("answer").focus(); };
+  return {
+    hint: (max === 1 ? "Up to 280 characters." : `Up to ${max} answers · ${Math.max(0, max - mine.length)} left.`) + (pre ? " Answers are shown once the presenter approves them." : ""),
+    body: [full ? h("p", {}, `You have sent ${plural(max, "answer")}. Edit one to change it.`) : field,
+      max > 1 && mine.length ? h("section", { "aria-label": "Your answers" }, h("h3", {}, "Your answers"), h("ul", { class: "answers" },
+        mine.map((a) => h("li", { class: "mine-answer" }, h("span", {}, a.text),
+          h("button", { type: "button", id: "edit-" + a.answerId, "aria-label": `Edit your answer: ${a.text}`, onclick: () => edit(a) }, "Edit"))))) : null],
+    button: full ? null : h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Send"),
+      editing ? h("button", { type: "button", onclick: () => { draft = {}; redraw(); } }, "Cancel") : null),
+    submit: () => {
+      const text = ta.value.trim();
+      if (!text) { say("Write an answer first."); ta.focus(); return; }
+      send(editing ? { text, answerId: editing.answerId } : { text }, pre ? "✓ Sent — it is shown once the presenter approves it." : "✓ Answer sent.");
+    },
+  };
+}
+
+const KINDS = { scale, ranking, wordcloud: words, open };
 
 (async () => {
   const setStatus = status(document.getElementById("status"));
@@ -56,5 +175,12 @@ async function send(pollId, ids) {
   catch (e) { if (e.status === 401 || e.status === 403 || e.status === 404) { location.replace("/"); return; } setStatus(e.message, "bad"); return; }
   render();
   follow({ sessionId, actorType: "participant", snapshot: state, onStatus: setStatus,
-    onState: (s) => { s.polls = s.polls.map((x) => ({ ...x, myBallot: x.myBallot || (state.polls.find((y) => y.poll.id === x.poll.id) || {}).myBallot })); state = s; render(); } });
+    onState: (s) => {
+      s.polls = s.polls.map((x) => {
+        const old = state.polls.find((y) => y.poll.id === x.poll.id) || {}, y = { ...x };
+        for (const k of MINE) if (y[k] === undefined && old[k] !== undefined) y[k] = old[k];
+        return y;
+      });
+      state = s; render();
+    } });
 })();

@@ -1,4 +1,4 @@
-import { api, bars, follow, h, status } from "/assets/tally.js";
+import { api, bars, follow, h, isChoice, patch, plural, results, status } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -50,37 +50,106 @@ async function home() {
   title.focus();
 }
 
+const KINDS = { single: "Single choice", multiple: "Multiple choice", scale: "Scale", ranking: "Ranking", wordcloud: "Word cloud", open: "Open text" };
+const numbers = (id, from, to, chosen) => h("select", { id }, Array.from({ length: to - from + 1 }, (_, i) => h("option", { value: from + i, selected: from + i === chosen }, from + i)));
+
 // The composer is built once, so typing is never interrupted by incoming votes.
 function composer() {
   const q = h("input", { id: "question", required: true, maxlength: 500, placeholder: "What should we do next?" });
   const opts = h("textarea", { id: "options", rows: 4, required: true, placeholder: "One option per line (2–12)" });
-  const kind = h("select", { id: "kind" }, h("option", { value: "single" }, "Single choice"), h("option", { value: "multiple" }, "Multiple choice"));
+  const kind = h("select", { id: "kind", onchange: () => show() }, Object.entries(KINDS).map(([k, label]) => h("option", { value: k }, label)));
   const vis = h("select", { id: "visibility" }, h("option", { value: "live" }, "Results live"), h("option", { value: "hidden" }, "Results hidden until revealed"));
   const now = h("input", { type: "checkbox", id: "open-now", checked: true });
+  const min = numbers("scale-min", 0, 1, 1), max = numbers("scale-max", 2, 10, 5);
+  const minLabel = h("input", { id: "scale-min-label", maxlength: 40, placeholder: "Not at all" }), maxLabel = h("input", { id: "scale-max-label", maxlength: 40, placeholder: "Completely" });
+  const maxWords = numbers("max-words", 1, 3, 3), maxAnswers = numbers("max-answers", 1, 5, 1), pre = h("input", { type: "checkbox", id: "pre-moderation" });
+  // Only the fields of the chosen kind are shown (and required).
+  const extra = {
+    options: field("Options", opts),
+    scale: h("fieldset", { class: "row" }, h("legend", { class: "sr" }, "Scale"), field("From", min), field("To", max), field("Label of the lowest (optional)", minLabel), field("Label of the highest (optional)", maxLabel)),
+    wordcloud: h("div", { class: "row" }, field("Words per person", maxWords)),
+    open: h("div", {}, h("div", { class: "row" }, field("Answers per person", maxAnswers)), h("label", { class: "check" }, pre, " Approve answers before they are shown")),
+  };
+  const group = () => (isChoice(kind.value) || kind.value === "ranking" ? "options" : kind.value);
+  const show = () => { for (const [g, el] of Object.entries(extra)) el.hidden = g !== group(); opts.required = group() === "options"; };
+  show();
   const submit = (ev) => {
     ev.preventDefault();
     act(async () => {
-      await api("POST", `/api/v1/sessions/${sessionId}/polls`, {
-        question: q.value, options: opts.value.split("\n").map((x) => x.trim()).filter(Boolean),
-        kind: kind.value, resultsVisibility: vis.value, open: now.checked });
-      q.value = ""; opts.value = ""; q.focus();
+      const body = { question: q.value, kind: kind.value, resultsVisibility: vis.value, open: now.checked };
+      if (group() === "options") body.options = opts.value.split("\n").map((x) => x.trim()).filter(Boolean);
+      if (kind.value === "scale") {
+        body.scale = { min: Number(min.value), max: Number(max.value) };
+        if (minLabel.value.trim()) body.scale.minLabel = minLabel.value.trim();
+        if (maxLabel.value.trim()) body.scale.maxLabel = maxLabel.value.trim();
+      }
+      if (kind.value === "wordcloud") body.maxWords = Number(maxWords.value);
+      if (kind.value === "open") { body.maxAnswers = Number(maxAnswers.value); body.moderation = pre.checked ? "pre" : "post"; }
+      await api("POST", `/api/v1/sessions/${sessionId}/polls`, body);
+      q.value = ""; opts.value = ""; minLabel.value = ""; maxLabel.value = ""; q.focus();
     });
   };
   return h("form", { class: "card", id: "composer", onsubmit: submit },
-    h("h2", {}, "New poll"), field("Question", q), field("Options", opts), h("div", { class: "row" }, field("Kind", kind), field("Results", vis)),
+    h("h2", {}, "New poll"), field("Question", q), h("div", { class: "row" }, field("Kind", kind), field("Results", vis)), Object.values(extra),
     h("label", { class: "check" }, now, " Open it now"), h("button", { type: "submit", class: "primary" }, "Create poll"));
 }
 
+const all = new Map(); // pollId → every answer of an open-text poll, newest first, once asked for
+
+function kindName(poll) {
+  if (poll.kind === "scale" && poll.scale) return `scale ${poll.scale.min}–${poll.scale.max}`;
+  if (poll.kind === "wordcloud") return `word cloud · ${plural(poll.maxWords || 3, "word")} each`;
+  if (poll.kind === "open") return `open text · ${plural(poll.maxAnswers || 1, "answer")} each` + (poll.moderation === "pre" ? " · approved first" : "");
+  return isChoice(poll.kind) ? poll.kind + " choice" : poll.kind;
+}
+
+// Blocked: on the venue's blocklist, never shown to the room (its writer is not told).
+const flags = (x) => ["pending", "hidden", "blocked"].filter((f) => x[f]).map((f) => h("span", { class: "flag " + f, title: f === "blocked" ? "On the venue's blocklist: never shown" : null }, f));
+
+/** Results with moderation: every word or answer, its flags, and what the presenter may do. */
+function moderation(p, base) {
+  const r = p.results, button = (label, name, path, body, after) => h("button", { type: "button", "aria-label": `${label} ${name}`,
+    onclick: () => act(async () => { await api("POST", base + path, body); if (after) after(); }) }, label);
+  if (p.poll.kind === "wordcloud") {
+    return (r.words || []).length ? h("ul", { class: "mod", "aria-label": "Words" }, r.words.map((w) => h("li", { "data-key": "w " + w.text, class: w.hidden || w.blocked ? "off" : null },
+      h("span", { class: "label" }, w.text), h("span", { class: "count" }, `×${w.count}`), flags(w),
+      w.blocked ? null : button(w.hidden ? "Unhide" : "Hide", `“${w.text}”`, `/words/${w.hidden ? "unhide" : "hide"}`, { text: w.text }))))
+      : h("p", { class: "muted" }, "No words yet.");
+  }
+  const latest = r.answers || [], seen = new Set(latest.map((a) => a.answerId));
+  const list = [...latest, ...(all.get(p.poll.id) || []).filter((a) => !seen.has(a.answerId))];
+  // An older answer is in no results event: its flags are updated here once the server agrees.
+  const set = (a, change) => () => { const x = (all.get(p.poll.id) || []).find((y) => y.answerId === a.answerId); if (x) Object.assign(x, change); };
+  const path = (a, what) => `/answers/${encodeURIComponent(a.answerId)}/${what}`;
+  return h("div", {}, list.length ? h("ul", { class: "mod", "aria-label": "Answers" }, list.map((a) => h("li", { "data-key": "a " + a.answerId, class: a.hidden || a.blocked ? "off" : null },
+    h("span", { class: "label" }, a.text), flags(a),
+    a.pending && !a.blocked ? button("Approve", `“${a.text}”`, path(a, "approve"), undefined, set(a, { pending: false })) : null,
+    a.blocked ? null : button(a.hidden ? "Unhide" : "Hide", `“${a.text}”`, path(a, a.hidden ? "unhide" : "hide"), undefined, set(a, { hidden: !a.hidden })))))
+    : h("p", { class: "muted" }, "No answers yet."),
+  (r.totalAnswers || 0) > list.length ? h("button", { type: "button", "data-action": "all-answers", onclick: () => act(async () => {
+    const got = [];
+    let after = null;
+    do {
+      const page = await api("GET", `${base}/answers?limit=500` + (after ? "&after=" + encodeURIComponent(after) : ""));
+      got.push(...page.answers); after = page.next;
+    } while (after);
+    all.set(p.poll.id, got.reverse());
+  }) }, `Show all ${r.totalAnswers} answers`) : null);
+}
+
 function pollCard(p) {
-  const cmd = (what) => h("button", { type: "button", "data-action": what, onclick: () => act(() => api("POST", `/api/v1/sessions/${sessionId}/polls/${p.poll.id}/${what}`)) },
+  const base = `/api/v1/sessions/${sessionId}/polls/${p.poll.id}`;
+  const cmd = (what) => h("button", { type: "button", "data-action": what, onclick: () => act(() => api("POST", `${base}/${what}`)) },
     what[0].toUpperCase() + what.slice(1));
   const actions = [];
   if (state.state === "active" && p.poll.state === "draft") actions.push(cmd("open"));
   if (p.poll.state === "open") actions.push(cmd("close"));
   if (p.poll.resultsVisibility === "hidden" && !p.poll.revealed && p.poll.state !== "draft") actions.push(cmd("reveal"));
   const tag = p.poll.state + (p.poll.resultsVisibility === "hidden" ? (p.poll.revealed ? " · revealed" : " · hidden") : "");
-  return h("article", { class: "card poll " + p.poll.state, "data-poll": p.poll.id }, h("h3", {}, p.poll.question, " ", h("span", { class: "tag" }, tag)),
-    bars(p.poll, p.results), h("p", { class: "muted" }, `${p.results ? p.results.totalBallots : (p.totalBallots || 0)} ballots · ${p.poll.kind} choice`), h("div", { class: "row" }, actions));
+  const body = isChoice(p.poll.kind) ? bars(p.poll, p.results) : !p.results ? null
+    : p.poll.kind === "wordcloud" || p.poll.kind === "open" ? moderation(p, base) : results(p.poll, p.results);
+  return h("article", { class: "card poll " + p.poll.state, "data-poll": p.poll.id, "data-key": p.poll.id }, h("h3", {}, p.poll.question, " ", h("span", { class: "tag" }, tag)),
+    body, h("p", { class: "muted" }, `${plural(p.results ? p.results.totalBallots : (p.totalBallots || 0), "ballot")} · ${kindName(p.poll)}`), h("div", { class: "row" }, actions));
 }
 
 let composerForm = null;
@@ -99,7 +168,7 @@ function render() {
     });
   };
   const end = () => { if (confirm("End this session? Participants can no longer vote.")) act(() => api("POST", `/api/v1/sessions/${sessionId}/end`)); };
-  sessionBox.replaceChildren(h("section", { class: "card session" },
+  patch(sessionBox, [h("section", { class: "card session" },
     h("h2", {}, state.title, state.state === "ended" ? " (ended)" : ""),
     h("p", {}, "Join code ", h("strong", { class: "code" }, state.joinCode), " · ", h("strong", { id: "participants" }, `${state.participantCount || 0}`), " joined"),
     h("p", {}, "Join at ", h("a", { href: state.joinUrl }, state.joinUrl), " · ", h("a", { href: displayUrl, target: "_blank", rel: "noopener", id: "display-link" }, "Open the display"),
@@ -110,10 +179,10 @@ function render() {
       h("button", { type: "button", id: "rotate-presenter", onclick: () => rotate("presenter") }, "New presenter link"),
       h("button", { type: "button", class: "danger", onclick: end }, "End session")) : null,
     state.joiningOpen === false ? h("p", { class: "muted", id: "joining-note" }, "Joining is closed: new phones are turned away; those who joined keep voting.") : null,
-    errorLine()));
+    errorLine())]);
   if (state.state === "active" && !composerForm) composerForm = composer();
   if (state.state !== "active" && composerForm) { composerForm.remove(); composerForm = null; }
-  pollsBox.replaceChildren(...state.polls.slice().reverse().map(pollCard));
+  patch(pollsBox, state.polls.slice().reverse().map(pollCard));
   if (!main.contains(sessionBox)) main.replaceChildren(sessionBox, ...(composerForm ? [composerForm] : []), pollsBox);
 }
 

@@ -66,7 +66,7 @@ export function follow({ sessionId, actorType, token, snapshot, onState, onStatu
     socket = es;
     es.onopen = () => onStatus("live", "ok");
     es.onmessage = (m) => receive(m.data);
-    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "participant.joined", "session.joining", "stream.reset"])
+    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "poll.moderated", "participant.joined", "session.joining", "stream.reset"])
       es.addEventListener(t, (m) => receive(m.data));
     es.onerror = () => { es.close(); retry(); }; // our own backoff, from our own last eventId
   };
@@ -102,28 +102,100 @@ export async function api(method, path, body, token) {
   return data;
 }
 
-/** Builds an element; children are nodes or strings (always text, never HTML). */
+/** Builds an element; children are nodes or strings (always text, never HTML). Handlers are
+ * properties (not listeners), so patch() can move them onto the element it keeps. */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === false || v == null) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v); else el.setAttribute(k, v === true ? "" : v);
+    if (k.startsWith("on")) { el[k] = v; (el._on ||= []).push(k); } else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat(9)) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
 
+/** Makes el's children look like `kids`, keeping the elements that stay (focus, transitions, a click in progress). */
+export function patch(el, kids) {
+  kids = kids.flat(9).filter((k) => k != null && k !== false).map((k) => (k instanceof Node ? k : document.createTextNode(k)));
+  const old = [...el.childNodes];
+  kids.forEach((k, i) => (old[i] ? morph(old[i], k) : el.append(k)));
+  for (const o of old.slice(kids.length)) o.remove();
+}
+function morph(o, n) {
+  if (o.nodeName !== n.nodeName || (n.dataset && o.dataset.key !== n.dataset.key)) return o.replaceWith(n);
+  if (o.nodeType !== 1) { if (o.data !== n.data) o.data = n.data; return; }
+  for (const a of [...o.attributes]) if (a.name !== "style" && !n.hasAttribute(a.name)) o.removeAttribute(a.name);
+  for (const a of n.attributes) if (a.name !== "style" && o.getAttribute(a.name) !== a.value) o.setAttribute(a.name, a.value);
+  if (o.style.cssText !== n.style.cssText) o.style.cssText = n.style.cssText; // CSSOM: allowed by style-src 'self'
+  for (const k of new Set([...(o._on || []), ...(n._on || [])])) o[k] = n[k] || null;
+  o._on = n._on;
+  patch(o, [...n.childNodes]);
+}
+
+export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+export const isChoice = (kind) => kind === "single" || kind === "multiple";
+/** "3 votes" for the kinds people vote in, "3 responses" for the ones they write in. */
+export const ballots = (kind, n) => plural(n, kind === "wordcloud" || kind === "open" ? "response" : "vote");
+
+const meters = (label, rows) => h("ul", { class: "bars", "aria-label": label }, rows.map(([name, value, pct, mine]) => {
+  const li = h("li", { class: mine ? "mine" : null }, h("span", { class: "label" }, name), h("span", { class: "count" }, value), h("span", { class: "bar" }));
+  li.lastChild.style.setProperty("--w", pct + "%");
+  return li;
+}));
+
 /** Result bars: one row per option with its count and share. */
 export function bars(poll, results, mine) {
-  const total = results ? results.counts.reduce((a, c) => a + c.count, 0) : 0;
-  return h("ul", { class: "bars", "aria-label": "Results" }, poll.options.map((o) => {
-    const n = results ? (results.counts.find((c) => c.optionId === o.id) || { count: 0 }).count : 0;
-    const pct = total ? Math.round((100 * n) / total) : 0;
-    const li = h("li", { class: mine && mine.includes(o.id) ? "mine" : null },
-      h("span", { class: "label" }, o.label), h("span", { class: "count" }, `${n} · ${pct}%`), h("span", { class: "bar" }));
-    li.lastChild.style.setProperty("--w", pct + "%");
-    return li;
+  const counts = (results && results.counts) || [], total = counts.reduce((a, c) => a + c.count, 0);
+  return meters("Results", poll.options.map((o) => {
+    const n = (counts.find((c) => c.optionId === o.id) || { count: 0 }).count, pct = total ? Math.round((100 * n) / total) : 0;
+    return [o.label, `${n} · ${pct}%`, pct, mine && mine.includes(o.id)];
   }));
+}
+
+/** A ranking's result: options best first, bars by Borda points. */
+function ranked(poll, r) {
+  const rows = r.options || [], top = Math.max(1, ...rows.map((o) => o.points));
+  return meters("Ranking", rows.map((o, i) => [`${i + 1}. ${(poll.options.find((x) => x.id === o.optionId) || { label: "?" }).label}`,
+    plural(o.points, "point") + (o.averageRank == null ? "" : ` · average rank ${Math.round(o.averageRank * 10) / 10}`), Math.round((100 * o.points) / top)]));
+}
+
+/** A scale's result: a histogram with the mean marked, and mean and median as numbers. */
+function histogram(poll, r, mine) {
+  const s = poll.scale || { min: 1, max: 5 }, d = r.distribution || [], top = Math.max(1, ...d.map((x) => x.count));
+  const box = h("div", { class: "hist" }, h("ol", { "aria-label": "Votes per value" }, d.map((x) => {
+    const li = h("li", { class: x.value === mine ? "mine" : null, "aria-label": `${x.value}: ${plural(x.count, "vote")}` },
+      h("span", { class: "count" }, x.count), h("span", { class: "col" }), h("span", { class: "v" }, x.value));
+    li.children[1].style.setProperty("--h", (100 * x.count) / top + "%");
+    return li;
+  })));
+  if (r.mean != null) {
+    const m = h("span", { class: "mean", "aria-hidden": "true" }, h("b", {}, `mean ${r.mean}`));
+    m.style.setProperty("--x", (100 * (r.mean - s.min + 0.5)) / (s.max - s.min + 1) + "%");
+    box.append(m);
+  }
+  return h("div", { class: "scale-result" }, box, ends(s),
+    h("p", { class: "stats" }, r.mean == null ? "No votes yet" : `Mean ${r.mean} · median ${r.median}`));
+}
+
+/** The words of a scale's ends: "1 = Not at all … 5 = Completely". */
+export const ends = (s) => (s.minLabel || s.maxLabel ? h("p", { class: "ends" },
+  h("span", {}, s.minLabel ? `${s.min} = ${s.minLabel}` : ""), h("span", {}, s.maxLabel ? `${s.max} = ${s.maxLabel}` : "")) : null);
+
+/** Results of any kind, for the phone and the presenter (the display draws clouds and walls itself). */
+export function results(poll, r, mine) {
+  switch (poll.kind) {
+    case "scale": return histogram(poll, r, mine);
+    case "ranking": return ranked(poll, r);
+    case "wordcloud": {
+      const m = (mine || []).map((w) => w.toLowerCase());
+      return (r.words || []).length ? h("ul", { class: "chips", "aria-label": "Words" }, r.words.map((w) => h("li", { class: m.includes(w.text.toLowerCase()) ? "mine" : null },
+        w.text, " ", h("span", { class: "n" }, `×${w.count}`)))) : h("p", { class: "muted" }, "No words yet.");
+    }
+    case "open":
+      return (r.answers || []).length ? h("ul", { class: "answers", "aria-label": "Answers" }, r.answers.map((a) => h("li", { class: (mine || []).includes(a.answerId) ? "mine" : null, "data-key": a.answerId }, a.text)))
+        : h("p", { class: "muted" }, "No answers yet.");
+    default: return bars(poll, r, mine);
+  }
 }
 
 export function status(el) {
