@@ -42,6 +42,10 @@ MATRIX = {
     "POST /api/v1/sessions/{id}/polls/{poll}/answers/{answer}/hide": {"operator", "presenter"},
     # An open poll's answers, to everyone taking part (the room only once results are visible).
     "GET /api/v1/sessions/{id}/polls/{poll}/answers": {"operator", "presenter", "participant", "display"},
+    "POST /api/v1/sessions/{id}/qna/open": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/questions": {"participant"},
+    "POST /api/v1/sessions/{id}/questions/{question}/upvote": {"participant"},
+    "POST /api/v1/sessions/{id}/questions/{question}/highlight": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/end": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.csv": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.json": {"operator", "presenter"},
@@ -96,6 +100,10 @@ class Venue:
         server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.words}/votes", {"words": ["hello"]}, voter)
         self.answers = server.poll(self.sid, presenter, options=(), kind="open", open=True)["pollId"]
         self.answer = server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.answers}/votes", {"text": "hi"}, voter)["answer"]["answerId"]
+        # Q&A open, with a question from someone else (nobody may upvote their own).
+        server.ok("POST", f"/api/v1/sessions/{self.sid}/qna/open", {}, presenter)
+        asker = server.join(mine["joinCode"])["participantToken"]
+        self.question = server.ok("POST", f"/api/v1/sessions/{self.sid}/questions", {"text": "Why?"}, asker, expect=201)["questionId"]
         # One open poll at a time: open the hidden one (reveal needs it opened, votes need it open).
         server.ok("POST", f"/api/v1/sessions/{self.sid}/polls/{self.hidden}/open", token=presenter)
 
@@ -114,6 +122,13 @@ def call(venue, row, token):
     method, path = row.split(" ")[0], row.split(" ")[1]
     body = None
     path = path.replace("{id}", sid)
+    if "/qna/open" in path:
+        # Open already (Venue): close it first, so opening again is what is being allowed.
+        venue.server.request("POST", f"/api/v1/sessions/{sid}/qna/close", {}, venue.tokens["presenter"][0])
+    if "{question}" in path:
+        path = path.replace("{question}", venue.question)
+    if path.endswith("/questions"):
+        body = {"text": "How?"}
     if "/words/" in path or "/answers" in path:
         path = path.replace("{poll}", venue.words if "/words/" in path else venue.answers).replace("{answer}", venue.answer)
         if "/words/" in path:
