@@ -33,6 +33,9 @@ struct TallyLoad: ParsableCommand {
                              within 10 s while a display watches: every
                              accepted word counted, every poll.results
                              ≤ 16 KiB, display delivery p50/p99
+              upvotes        Q&A: 2,000 participants upvote 50 questions
+                             (5 each) over 10 s while a display watches:
+                             every acknowledged upvote counted
               compare-nchan  adr-normal on nginx + nchan (2 workers,
                              in-memory), then on Tally; same client, one
                              table
@@ -50,7 +53,7 @@ struct TallyLoad: ParsableCommand {
             See Appliance/bench/README.md.
             """)
 
-    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud or compare-nchan.")
+    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes or compare-nchan.")
     var scenario: String
 
     @Option(help: "Seconds of publishing (votes: seconds of each phase is half of it).") var duration: Double = 20
@@ -102,6 +105,13 @@ struct TallyLoad: ParsableCommand {
         }
         let server = try startServer(peer)
         defer { server.stop() }
+        if scenario == "upvotes" {
+            try UpvotesRun(
+                server: server, group: group, password: password, participants: participants ?? 2000, connections: connections,
+                seconds: min(duration, 10)
+            ).execute()
+            return
+        }
         if scenario == "wordcloud" {
             try WordsRun(
                 server: server, group: group, password: password, participants: participants ?? 2000,
@@ -154,9 +164,9 @@ struct Plan {
         case "idle": return Plan(name: name, sessions: 1, subscribers: 10_000, rate: 0)
         case "storm": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
         case "slow": return Plan(name: name, sessions: 1, subscribers: 400, rate: 30)
-        case "votes", "wordcloud": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
+        case "votes", "wordcloud", "upvotes": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
         default:
-            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud or compare-nchan")
+            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes or compare-nchan")
             Foundation.exit(64)
         }
     }

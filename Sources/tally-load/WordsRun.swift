@@ -205,7 +205,7 @@ final class WordsRun: @unchecked Sendable {
 }
 
 /// RFC 3339 with milliseconds, as the envelope's `timestamp` (seconds since 1970).
-private func parseTimestamp(_ text: String) -> Double? {
+func parseTimestamp(_ text: String) -> Double? {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.date(from: text)?.timeIntervalSince1970
