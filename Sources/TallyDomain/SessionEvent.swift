@@ -278,7 +278,9 @@ extension SessionEvent {
                 question: QuestionView(
                     questionId: q.question.questionId, text: q.question.text, name: q.question.name, upvotes: q.upvotes,
                     state: q.question.state, highlighted: q.highlighted, askedAt: q.question.askedAt,
-                    blocked: q.question.isBlocked ? true : nil))
+                    // Moderation's reasons are the presenter's: the snapshot marks blocked
+                    // questions for them; an event may reach the room.
+                    blocked: nil))
         case .questionHidden(let r), .questionAnswered(let r), .questionHighlighted(let r), .questionWithdrawn(let r):
             PublicQuestionRef(questionId: r.questionId)
         case .questionUpvotes(let c): PublicCounts(counts: c.counts)
