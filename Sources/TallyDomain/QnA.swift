@@ -304,6 +304,8 @@ extension QnABoard {
                 return shown()
             case .hide:
                 guard question.state != .hidden else { throw .conflict("question \(questionId) is hidden already") }
+                // Unhiding shows a question as visible; an answered one would come back unanswered.
+                guard question.state != .answered else { throw .conflict("question \(questionId) has been answered") }
                 return [.questionHidden(ref)]
             case .answered:
                 guard question.state == .visible else {

@@ -170,6 +170,17 @@ public enum SessionEvent: Sendable, Equatable {
         }
     }
 
+    /// True when the event takes back from the room something it was shown (a question hidden
+    /// or withdrawn, a word or answer hidden): a replay across it would hand a client the text
+    /// in the earlier events, so such a replay is served to the room as `stream.reset` instead.
+    public var retractsFromRoom: Bool {
+        switch self {
+        case .questionHidden(let r), .questionWithdrawn(let r): r.visibleToRoom
+        case .pollModerated(let m): m.action == .hide
+        default: false
+        }
+    }
+
     /// The wire name of the event (`eventType` in the envelope).
     public var type: String {
         switch self {

@@ -138,6 +138,7 @@ public struct SessionState: Sendable, Equatable {
             try requireActive()
             var events: [SessionEvent] = []
             if let open = openPollId { events += closing(open) }
+            if qna.state == .open { events.append(.qnaClosed(.init())) }
             events.append(.sessionEnded(.init(sessionId: id)))
             return events
 
@@ -196,6 +197,7 @@ public struct SessionState: Sendable, Equatable {
             }
             if case .open = command { try requireActive() }
             if case .ask = command { try requireActive() }
+            if case .withdraw = command { try requireActive() }
             return try qna.decide(command, limits: limits)
         }
     }

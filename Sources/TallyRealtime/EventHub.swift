@@ -254,11 +254,15 @@ public final class EventHub: Sendable {
         retention: TimeInterval
     ) -> [EncodedEvent]? {
         let notBefore = Date(timeIntervalSinceNow: -retention)
+        // The room never replays across a retraction: the events before it would carry the
+        // text the presenter took back. Nil sends the caller a `stream.reset` (today's view).
         if let recent = replayCache.events(of: sessionId, after: position, through: published, notBefore: notBefore) {
+            if role != .presenter, recent.contains(where: \.retracts) { return nil }
             metrics.replays.increment()
             return recent.filter { $0.audience.includes(role) }
         }
         if let older = log.events(of: sessionId, after: position, through: published) {
+            if role != .presenter, older.contains(where: \.event.retractsFromRoom) { return nil }
             metrics.replays.increment()
             return older.filter { $0.event.audience.includes(role) }.map(wire.encode)
         }

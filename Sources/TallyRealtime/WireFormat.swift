@@ -16,6 +16,8 @@ public struct EncodedEvent: Sendable {
     public let publishedAt: UInt64
     /// The event's own time (replay from memory honours retention by it).
     public let timestamp: Date
+    /// It takes back from the room something it was shown (`SessionEvent.retractsFromRoom`).
+    public var retracts = false
 }
 
 /// Every byte `/events` puts on the wire, in one place: the ADR's JSON envelope, its SSE and
@@ -31,9 +33,11 @@ public struct WireFormat: Sendable {
     }
 
     public func encode(_ logged: LoggedEvent) -> EncodedEvent {
-        encode(
+        var encoded = encode(
             sequence: logged.sequence, type: logged.event.type, timestamp: logged.timestamp, sessionId: logged.sessionId,
             payload: logged.event.publicPayload, audience: logged.event.audience)
+        encoded.retracts = logged.event.retractsFromRoom
+        return encoded
     }
 
     /// `stream.reset`: the client's position cannot be served; here is the whole state instead.

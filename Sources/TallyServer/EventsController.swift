@@ -163,9 +163,8 @@ struct EventsController: Sendable {
         }
         // The position cannot be served (malformed, from another log, overwritten, expired, or
         // ahead of the log): send the whole state instead, and continue live after it.
-        let (view, last) = session.read { state, last in
-            (state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last)), last)
-        }
+        let (state, last) = session.read { ($0, $1) }  // the view is built outside the writer's lock
+        let view = state.view(for: viewer.role, participant: viewer.participant, lastEventId: hub.eventId(last))
         hub.metrics.resets.increment()
         let reset = hub.wire.encodeReset(sessionId: session.id, view: view, through: last)
         return EventHub.Start(subscription: subscription, backlog: [reset], cursor: last)

@@ -66,6 +66,7 @@ struct QnAController {
         if let wait = limits.questionsPerParticipant.take(participant) {
             throw Limits.tooMany(wait, "asking too often: at most 3 questions a minute")
         }
+        if let wait = limits.questionsPerIP.take(Limits.ip(context)) { throw Limits.tooMany(wait, "too many questions from your network") }
         var rng = SystemRandomNumberGenerator()
         let questionId = IdentifierAlphabet.make(length: 10, using: &rng)
         let logged = try await session.run(
@@ -74,9 +75,11 @@ struct QnAController {
                     participant: participant, questionId: questionId, text: body.text, name: body.name,
                     askedAt: WireFormat.formatTimestamp(Date()))))
         let view = session.read { state, _ in
-            state.qna.question(questionId)!.view(
-                upvotes: 0, highlighted: false, for: .participant, viewer: participant, board: state.qna)
+            state.qna.question(questionId).map {
+                $0.view(upvotes: 0, highlighted: false, for: .participant, viewer: participant, board: state.qna)
+            }
         }
+        guard let view else { throw Problem(.internalServerError, "internal error") }
         var response = json(Asked(questionId: questionId, eventId: hub.eventId(logged.last.sequence), question: view), status: .created)
         response.headers[.location] = "/api/v1/sessions/\(session.id)/questions/\(questionId)"
         return response

@@ -156,6 +156,9 @@ struct Limits: Sendable {
     let votesPerIP: RateLimiter
     /// Questions one participant may ask: 3 a minute (the per-session cap is the domain's).
     let questionsPerParticipant: RateLimiter
+    /// Questions from one address: a hall behind one NAT asks far less than it votes; this
+    /// keeps one device minting participants from filling the session's question cap.
+    let questionsPerIP: RateLimiter
     /// New participants from one IP: in `shared` mode the hall arriving at once; in `flat`
     /// mode `flatJoinsPerMinute` (one phone, a few sessions).
     let joinsPerIP: RateLimiter
@@ -170,6 +173,7 @@ struct Limits: Sendable {
         votesPerParticipant = RateLimiter(.init(rate: 5, burst: 20), enabled: enabled)
         votesPerIP = RateLimiter(.init(rate: 2_000, burst: 6_000), enabled: enabled)
         questionsPerParticipant = RateLimiter(.init(rate: 3.0 / 60, burst: 3), enabled: enabled)
+        questionsPerIP = RateLimiter(.init(rate: 2, burst: 120), enabled: enabled)
         switch network {
         case .shared: joinsPerIP = RateLimiter(.init(rate: 200, burst: 2_500), enabled: enabled)
         case .flat:

@@ -97,9 +97,10 @@ struct SessionsController {
             guard let chosen = QuestionOrder(rawValue: String(raw)) else { throw Problem(.badRequest, "order must be top or newest") }
             order = chosen
         }
-        let view = session.read { state, last in
-            state.view(for: role, participant: participant, lastEventId: hub.eventId(last), questionOrder: order)
-        }
+        // Copy out under the lock (copy-on-write: cheap), build the view outside it, so a
+        // snapshot never holds up the session's writer.
+        let (state, last) = session.read { ($0, $1) }
+        let view = state.view(for: role, participant: participant, lastEventId: hub.eventId(last), questionOrder: order)
         let displayToken = role == .presenter ? access.token(for: .display(session.id)) : nil
         let joinURL = publicURL.joinURL(code: view.joinCode, key: JoinLink.key(for: session.id, access.credentials), request: request)
         return json(Snapshot(view: view, displayToken: displayToken, joinUrl: joinURL))

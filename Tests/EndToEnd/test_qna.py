@@ -144,6 +144,17 @@ def test_pre_moderation_keeps_pending_questions_from_the_room_on_every_path(serv
     assert moderate(server, sid, qid, presenter, "hide")[0] == 200
     assert sse.collect(lambda e: e["eventType"] == "question.hidden")[-1]["payload"] == {"questionId": qid}
     assert board(server, sid, other)["questions"] == []
+    # A replay across the hide would carry the text the presenter took back: the room gets
+    # stream.reset (today's view) instead; the presenter still replays event by event.
+    for actor, token in (("display", s["displayToken"]), ("participant", other)):
+        late = SSEStream(server.port, f"/events?sessionId={sid}&actorType={actor}&token={token}&fromEventId={start}")
+        first = late.next()
+        assert first["eventType"] == "stream.reset" and first["payload"]["qna"]["questions"] == []
+        assert "budget" not in str(late.drain())
+        late.close()
+    own = WSStream(server.events_url("ws", sessionId=sid, actorType="presenter", token=presenter, fromEventId=start))
+    assert "question.hidden" in types(own.collect(lambda e: e["eventType"] == "question.hidden"))
+    own.close()
     assert moderate(server, sid, qid, presenter, "unhide")[0] == 200
     assert board(server, sid, other)["questions"][0]["state"] == "visible"
     for stream in (ws, sse, phone, late_sse, late_ws, reset):

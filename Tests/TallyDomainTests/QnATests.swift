@@ -133,6 +133,17 @@ struct QnATests {
         }
     }
 
+    @Test func endingTheSessionClosesQnA() throws {
+        var room = try Room()
+        _ = try room.qna(.open(moderation: .post, anonymous: true))
+        try room.ask("a", "q1")
+        try room.run(.join("b"))
+        try room.run(.endSession)
+        #expect(room.state.qna.state == .closed)
+        #expect(throws: DomainError.conflict("Q&A is closed")) { try room.qna(.upvote(participant: "b", questionId: "q1", on: true)) }
+        #expect(throws: DomainError.conflict("session has ended")) { try room.qna(.withdraw(participant: "a", questionId: "q1")) }
+    }
+
     @Test func theBlocklistHidesAQuestionButNotFromItsAuthor() throws {
         var limits = SessionLimits()
         limits.blocklist = Blocklist(lines: ["idiot"])
