@@ -35,6 +35,10 @@ public struct SessionLimits: Sendable, Equatable {
     public var maxWordLength = 25
     public var maxAnswerLength = 280
     public var maxScaleLabelLength = 40
+    /// Audience Q&A: a name, and how many questions (a conference day's worth).
+    public var maxNameLength = 40
+    public var maxQuestionsPerParticipant = 20
+    public var maxQuestionsPerSession = 5_000
     /// Written words and answers the room never sees (see `Blocklist`).
     public var blocklist = Blocklist()
 

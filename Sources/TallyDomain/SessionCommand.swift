@@ -16,6 +16,8 @@ public enum SessionCommand: Sendable, Equatable {
     case moderate(PollID, ModerationAction)
     /// Emitted by the results coalescer, not by a person: publish the current counts of a poll.
     case publishResults(PollID)
+    /// Audience Q&A.
+    case qna(QnACommand)
 
     public struct CreatePoll: Sendable, Equatable {
         public var pollId: PollID

@@ -15,6 +15,16 @@ public enum SessionEvent: Sendable, Equatable {
     case joiningChanged(JoiningChanged)
     case linkRotated(LinkRotated)
     case pollModerated(PollModerated)
+    case qnaOpened(QnAOpened)
+    case qnaClosed(QnAClosed)
+    case questionAsked(QuestionShown)
+    case questionApproved(QuestionShown)
+    case questionHidden(QuestionRef)
+    case questionAnswered(QuestionRef)
+    case questionHighlighted(QuestionRef)
+    case questionWithdrawn(QuestionRef)
+    case questionUpvoted(QuestionUpvoted)
+    case questionUpvotes(UpvoteCounts)
 
     public struct SessionCreated: Codable, Sendable, Equatable {
         public var sessionId: SessionID
@@ -176,6 +186,16 @@ public enum SessionEvent: Sendable, Equatable {
         case .joiningChanged: "session.joining"
         case .linkRotated: "session.link.rotated"
         case .pollModerated: "poll.moderated"
+        case .qnaOpened: "qna.opened"
+        case .qnaClosed: "qna.closed"
+        case .questionAsked: "question.asked"
+        case .questionApproved: "question.approved"
+        case .questionHidden: "question.hidden"
+        case .questionAnswered: "question.answered"
+        case .questionHighlighted: "question.highlighted"
+        case .questionWithdrawn: "question.withdrawn"
+        case .questionUpvoted: "question.upvoted"
+        case .questionUpvotes: "question.upvotes"
         }
     }
 
@@ -203,6 +223,18 @@ public enum SessionEvent: Sendable, Equatable {
         case .linkRotated: .presenter
         // What was hidden (a word's text) is for the presenter's eyes only.
         case .pollModerated: .presenter
+        case .qnaOpened, .qnaClosed, .questionApproved, .questionHighlighted: .everyone
+        // A pending (or blocked) question's text, and what becomes of a question the room never
+        // saw, reach the presenter only.
+        case .questionAsked(let q): q.visibleToRoom ? .everyone : .presenter
+        case .questionHidden(let r), .questionAnswered(let r), .questionWithdrawn(let r): r.visibleToRoom ? .everyone : .presenter
+        case .questionUpvoted: .nobody
+        case .questionUpvotes(let c):
+            switch c.viewer {
+            case nil: .everyone
+            case .presenter: .presenter
+            case .room: [.display, .participant]
+            }
         }
     }
 }
@@ -226,6 +258,12 @@ extension SessionEvent {
         case .joiningChanged(let p): p
         case .linkRotated(let p): p
         case .pollModerated(let p): p
+        case .qnaOpened(let p): p
+        case .qnaClosed(let p): p
+        case .questionAsked(let p), .questionApproved(let p): p
+        case .questionHidden(let p), .questionAnswered(let p), .questionHighlighted(let p), .questionWithdrawn(let p): p
+        case .questionUpvoted(let p): p
+        case .questionUpvotes(let p): p
         }
     }
 
@@ -235,6 +273,15 @@ extension SessionEvent {
         switch self {
         case .participantJoined(let p): PublicParticipantCount(participantCount: p.participantCount)
         case .pollResults(let p): p.results
+        case .questionAsked(let q), .questionApproved(let q):
+            PublicQuestion(
+                question: QuestionView(
+                    questionId: q.question.questionId, text: q.question.text, name: q.question.name, upvotes: q.upvotes,
+                    state: q.question.state, highlighted: q.highlighted, askedAt: q.question.askedAt,
+                    blocked: q.question.isBlocked ? true : nil))
+        case .questionHidden(let r), .questionAnswered(let r), .questionHighlighted(let r), .questionWithdrawn(let r):
+            PublicQuestionRef(questionId: r.questionId)
+        case .questionUpvotes(let c): PublicCounts(counts: c.counts)
         default: storedPayload
         }
     }
@@ -264,6 +311,16 @@ extension SessionEvent {
         case "session.joining": return .joiningChanged(try d(JoiningChanged.self))
         case "session.link.rotated": return .linkRotated(try d(LinkRotated.self))
         case "poll.moderated": return .pollModerated(try d(PollModerated.self))
+        case "qna.opened": return .qnaOpened(try d(QnAOpened.self))
+        case "qna.closed": return .qnaClosed(try d(QnAClosed.self))
+        case "question.asked": return .questionAsked(try d(QuestionShown.self))
+        case "question.approved": return .questionApproved(try d(QuestionShown.self))
+        case "question.hidden": return .questionHidden(try d(QuestionRef.self))
+        case "question.answered": return .questionAnswered(try d(QuestionRef.self))
+        case "question.highlighted": return .questionHighlighted(try d(QuestionRef.self))
+        case "question.withdrawn": return .questionWithdrawn(try d(QuestionRef.self))
+        case "question.upvoted": return .questionUpvoted(try d(QuestionUpvoted.self))
+        case "question.upvotes": return .questionUpvotes(try d(UpvoteCounts.self))
         default: throw DecodeError.unknownType(type)
         }
     }

@@ -21,6 +21,8 @@ public struct SessionState: Sendable, Equatable {
     public private(set) var joiningOpen = true
     /// The current generation of the presenter and display links (0 until first rotated).
     public private(set) var linkGenerations: [SessionLink: Int] = [:]
+    /// Audience Q&A.
+    public internal(set) var qna = QnABoard()
     /// Each poll's ballots, counts and moderation.
     private var tallies: [PollID: PollTally] = [:]
     private var pollIndex: [PollID: Int] = [:]
@@ -187,6 +189,14 @@ public struct SessionState: Sendable, Equatable {
 
         case .publishResults(let pollId):
             return publishing(try existingPoll(pollId))
+
+        case .qna(let command):
+            if case .ask(let participant, _, _, _, _) = command, !participants.contains(participant) {
+                throw .notFound("participant is not part of this session")
+            }
+            if case .open = command { try requireActive() }
+            if case .ask = command { try requireActive() }
+            return try qna.decide(command, limits: limits)
         }
     }
 
@@ -387,7 +397,7 @@ public struct SessionState: Sendable, Equatable {
     /// A word or an answer, tidied and checked: not empty, not too long (in characters, and in
     /// bytes so one "character" piled with combining marks cannot fill a screen), no control
     /// characters.
-    private static func written(_ raw: String, what: String, max: Int) throws(DomainError) -> String {
+    static func written(_ raw: String, what: String, max: Int) throws(DomainError) -> String {
         // Cheap first: no tidying of kilobytes under the session's lock.
         guard raw.utf8.count <= 16 * max else { throw .invalid("\(what) is longer than \(max) characters") }
         let text = WrittenText.tidy(raw)
@@ -481,6 +491,9 @@ public struct SessionState: Sendable, Equatable {
             case (.answer, .approve): tallies[m.pollId, default: PollTally()].approveAnswer(m.target)
             case (.word, .approve): break
             }
+        case .qnaOpened, .qnaClosed, .questionAsked, .questionApproved, .questionHidden, .questionAnswered, .questionHighlighted,
+            .questionWithdrawn, .questionUpvoted, .questionUpvotes:
+            qna.apply(event)
         }
     }
 }

@@ -57,12 +57,16 @@ public struct SessionView: Codable, Sendable, Equatable {
     public var lastEventId: String?
     /// Present for participants: their own anonymous id.
     public var participantId: ParticipantID?
+    /// Audience Q&A, as this role may see it.
+    public var qna: QnAView
 }
 
 extension SessionState {
     /// The session as `role` may see it. Drafts only for the presenter; counts of hidden,
     /// unrevealed polls only for the presenter (displays show the room what participants see).
-    public func view(for role: Role, participant: ParticipantID? = nil, lastEventId: String?) -> SessionView {
+    public func view(
+        for role: Role, participant: ParticipantID? = nil, lastEventId: String?, questionOrder: QuestionOrder = .top
+    ) -> SessionView {
         let visiblePolls = polls.filter { role == .presenter || $0.state != .draft }
         return SessionView(
             sessionId: id,
@@ -84,7 +88,8 @@ extension SessionState {
                 )
             },
             lastEventId: lastEventId,
-            participantId: role == .participant ? participant : nil
+            participantId: role == .participant ? participant : nil,
+            qna: qna.view(for: role, participant: role == .participant ? participant : nil, order: questionOrder)
         )
     }
 }

@@ -62,6 +62,21 @@ public final class SQLiteProjection: SettingsStore {
                         PRIMARY KEY (session_id, poll_id, entry, target));
                     """)
         }
+        migrator.registerMigration("v5: audience Q&A") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE sessions ADD COLUMN qna_state TEXT NOT NULL DEFAULT 'off';
+                    ALTER TABLE sessions ADD COLUMN qna_moderation TEXT NOT NULL DEFAULT 'post';
+                    ALTER TABLE sessions ADD COLUMN qna_anonymous INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE sessions ADD COLUMN qna_highlighted TEXT;
+                    CREATE TABLE questions (
+                        session_id TEXT NOT NULL, question_id TEXT NOT NULL, number INTEGER NOT NULL,
+                        definition BLOB NOT NULL, state TEXT NOT NULL, PRIMARY KEY (session_id, question_id));
+                    CREATE TABLE upvotes (
+                        session_id TEXT NOT NULL, question_id TEXT NOT NULL, participant_id TEXT NOT NULL,
+                        PRIMARY KEY (session_id, question_id, participant_id));
+                    """)
+        }
         try migrator.migrate(pool)
     }
 
@@ -133,6 +148,36 @@ public final class SQLiteProjection: SettingsStore {
                         s, b.pollId, b.participantId, try Self.encode(b.ballot, encoder),
                         Int64(logged.timestamp.timeIntervalSince1970 * 1000),
                     ])
+                case .qnaOpened(let o):
+                    try db.execute(
+                        sql: "UPDATE sessions SET qna_state = 'open', qna_moderation = ?, qna_anonymous = ? WHERE id = ?",
+                        arguments: [o.moderation.rawValue, o.anonymous ? 1 : 0, s])
+                case .qnaClosed:
+                    try db.execute(sql: "UPDATE sessions SET qna_state = 'closed' WHERE id = ?", arguments: [s])
+                case .questionAsked(let q):
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO questions(session_id, question_id, number, definition, state) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [s, q.question.questionId, q.question.number, try encoder.encode(q.question), q.question.state.rawValue])
+                case .questionApproved(let q):
+                    try setQuestion(db, s, q.question.questionId, to: .visible)
+                case .questionHidden(let r):
+                    try setQuestion(db, s, r.questionId, to: .hidden)
+                case .questionAnswered(let r):
+                    try setQuestion(db, s, r.questionId, to: .answered)
+                case .questionWithdrawn(let r):
+                    try setQuestion(db, s, r.questionId, to: .withdrawn)
+                    try db.execute(sql: "DELETE FROM upvotes WHERE session_id = ? AND question_id = ?", arguments: [s, r.questionId])
+                case .questionHighlighted(let r):
+                    try db.execute(sql: "UPDATE sessions SET qna_highlighted = ? WHERE id = ?", arguments: [r.questionId, s])
+                case .questionUpvoted(let u):
+                    // The hot path of a Q&A (one per upvote): prepared statements, reused.
+                    try db.cachedStatement(
+                        sql: u.on
+                            ? "INSERT OR IGNORE INTO upvotes(session_id, question_id, participant_id) VALUES (?, ?, ?)"
+                            : "DELETE FROM upvotes WHERE session_id = ? AND question_id = ? AND participant_id = ?"
+                    ).execute(arguments: [s, u.questionId, u.participantId])
+                case .questionUpvotes:
+                    break
                 case .pollModerated(let m):
                     let column = m.action == .approve ? "approved" : "hidden"
                     try db.execute(
@@ -171,7 +216,10 @@ public final class SQLiteProjection: SettingsStore {
             let sessions = try Row.fetchAll(
                 db,
                 sql:
-                    "SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link FROM sessions ORDER BY created_seq"
+                    """
+                    SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link,
+                        qna_state, qna_moderation, qna_anonymous, qna_highlighted FROM sessions ORDER BY created_seq
+                    """
             )
             for row in sessions {
                 let id: String = row[0]
@@ -215,6 +263,7 @@ public final class SQLiteProjection: SettingsStore {
                         state.apply(.pollModerated(.init(pollId: m[0], entry: entry, target: m[2], action: .approve)))
                     }
                 }
+                try Self.restoreQnA(db, session: id, row: row, into: &state, decoder)
                 if (row[5] as Int64) != 0 { state.apply(.joiningChanged(.init(joiningOpen: false))) }
                 for (link, column) in [(SessionLink.presenter, 6), (SessionLink.display, 7)] where (row[column] as Int64) != 0 {
                     state.apply(.linkRotated(.init(link: link, generation: Int(row[column] as Int64))))
@@ -223,6 +272,44 @@ public final class SQLiteProjection: SettingsStore {
                 restored.append(RestoredSession(state: state, lastSequence: UInt64(row[4] as Int64)))
             }
             return restored
+        }
+    }
+
+    /// Folds a session's Q&A back in: settings, every question in age order with its current
+    /// state, the upvotes, the highlight — through the same `apply` as live commands.
+    private static func restoreQnA(_ db: Database, session id: String, row: Row, into state: inout SessionState, _ decoder: JSONDecoder)
+        throws
+    {
+        let qnaState = QnAState(rawValue: row[8] as String) ?? .off
+        guard qnaState != .off else { return }
+        let moderation = Moderation(rawValue: row[9] as String) ?? .post
+        state.apply(.qnaOpened(.init(moderation: moderation, anonymous: (row[10] as Int64) != 0)))
+        for q in try Row.fetchAll(
+            db, sql: "SELECT definition, state FROM questions WHERE session_id = ? ORDER BY number", arguments: [id])
+        {
+            var question = try decoder.decode(Question.self, from: q[0] as Data)
+            question.state = QuestionState(rawValue: q[1] as String) ?? question.state
+            state.apply(.questionAsked(.init(question: question, upvotes: 0, highlighted: false, visibleToRoom: false)))
+        }
+        for u in try Row.fetchAll(db, sql: "SELECT question_id, participant_id FROM upvotes WHERE session_id = ?", arguments: [id]) {
+            state.apply(.questionUpvoted(.init(questionId: u[0], participantId: u[1], on: true)))
+        }
+        // Counts restored are not news: nothing is waiting to be published.
+        let counts = state.qna.allQuestions.map {
+            SessionEvent.UpvoteCounts.Count(questionId: $0.questionId, upvotes: state.qna.upvotes($0.questionId))
+        }
+        state.apply(.questionUpvotes(.init(counts: counts, viewer: nil)))
+        if let highlighted = row[11] as String? { state.apply(.questionHighlighted(.init(questionId: highlighted, visibleToRoom: true))) }
+        if qnaState == .closed { state.apply(.qnaClosed(.init())) }
+    }
+
+    /// A question's new state; one leaving the room's sight is no longer highlighted.
+    private func setQuestion(_ db: Database, _ session: String, _ question: String, to state: QuestionState) throws {
+        try db.execute(
+            sql: "UPDATE questions SET state = ? WHERE session_id = ? AND question_id = ?", arguments: [state.rawValue, session, question])
+        if state != .visible {
+            try db.execute(
+                sql: "UPDATE sessions SET qna_highlighted = NULL WHERE id = ? AND qna_highlighted = ?", arguments: [session, question])
         }
     }
 

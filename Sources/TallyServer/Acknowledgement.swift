@@ -15,7 +15,7 @@ extension EventLog {
     /// Waits until `executed` is durable; a log that cannot write any more is a 503.
     func acknowledge(_ executed: Executed) async throws {
         do {
-            try await waitUntilDurable(executed.last.sequence)
+            try await waitUntilDurable(executed.sequence)
         } catch {
             throw Problem(.serviceUnavailable, "the event log cannot accept writes; the appliance needs a restart")
         }

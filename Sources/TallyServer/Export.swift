@@ -12,7 +12,7 @@ public enum SessionExport {
         var rows = [
             [
                 "session_id", "session_title", "poll_number", "poll_id", "question", "kind", "state", "option_id", "option", "votes",
-                "total_ballots", "points", "average_rank", "mean", "median", "moderation",
+                "total_ballots", "points", "average_rank", "mean", "median", "moderation", "asked_at",
             ]
         ]
         for (index, poll) in state.polls.enumerated() {
@@ -20,7 +20,7 @@ public enum SessionExport {
             let prefix = [state.id, state.title, "\(index + 1)", poll.id, poll.question, poll.kind.rawValue, poll.state.rawValue]
             let total = "\(results.totalBallots)"
             func row(_ id: String, _ label: String, _ votes: String, points: String = "", rank: String = "", moderation: String = "") {
-                rows.append(prefix + [id, label, votes, total, points, rank, "", "", moderation])
+                rows.append(prefix + [id, label, votes, total, points, rank, "", "", moderation, ""])
             }
             let label = Dictionary(poll.options.map { ($0.id, $0.label) }, uniquingKeysWith: { a, _ in a })
             switch poll.kind {
@@ -54,6 +54,15 @@ public enum SessionExport {
                         moderation: moderation(hidden: answer.hidden, blocked: answer.blocked, pending: answer.pending))
                 }
             }
+        }
+        // Audience Q&A: one row per question (not withdrawn), oldest first; votes = upvotes.
+        for question in state.qna.allQuestions where question.state != .withdrawn {
+            rows.append(
+                [
+                    state.id, state.title, "", question.questionId, question.text, "question", question.state.rawValue, "",
+                    question.name ?? "", "\(state.qna.upvotes(question.questionId))", "", "", "", "", "",
+                    question.isBlocked ? "blocked" : "",
+                ] + [question.askedAt])
         }
         return rows.map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
     }
@@ -120,6 +129,8 @@ public enum SessionExport {
         /// `perPoll`: ballots of one person cannot be matched across polls; `linked`: they can.
         let participantPseudonyms: ParticipantPseudonyms.Scope
         let polls: [PollExport]
+        /// Audience Q&A: every question not withdrawn, oldest first, without its author.
+        let questions: [QuestionView]
     }
 
     /// `times`: when each ballot was last cast (`SQLiteProjection.ballotTimes`), poll → participant → ms.
@@ -132,6 +143,11 @@ public enum SessionExport {
                 Document.PollExport(
                     poll: poll, results: state.completeResults(of: poll.id),
                     ballots: ballots(of: poll.id, in: state, times: times[poll.id] ?? [:], pseudonyms: pseudonyms))
+            },
+            questions: state.qna.allQuestions.filter { $0.state != .withdrawn }.map {
+                $0.view(
+                    upvotes: state.qna.upvotes($0.questionId), highlighted: state.qna.highlighted == $0.questionId, for: .presenter,
+                    viewer: nil, board: state.qna)
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

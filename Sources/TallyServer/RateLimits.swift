@@ -154,6 +154,8 @@ struct Limits: Sendable {
     let votesPerParticipant: RateLimiter
     /// Votes from one IP: a hall of 2,000 phones behind one NAT all voting within seconds.
     let votesPerIP: RateLimiter
+    /// Questions one participant may ask: 3 a minute (the per-session cap is the domain's).
+    let questionsPerParticipant: RateLimiter
     /// New participants from one IP: in `shared` mode the hall arriving at once; in `flat`
     /// mode `flatJoinsPerMinute` (one phone, a few sessions).
     let joinsPerIP: RateLimiter
@@ -167,6 +169,7 @@ struct Limits: Sendable {
         self.network = network
         votesPerParticipant = RateLimiter(.init(rate: 5, burst: 20), enabled: enabled)
         votesPerIP = RateLimiter(.init(rate: 2_000, burst: 6_000), enabled: enabled)
+        questionsPerParticipant = RateLimiter(.init(rate: 3.0 / 60, burst: 3), enabled: enabled)
         switch network {
         case .shared: joinsPerIP = RateLimiter(.init(rate: 200, burst: 2_500), enabled: enabled)
         case .flat:

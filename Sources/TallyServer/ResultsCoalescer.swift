@@ -3,9 +3,10 @@ import Synchronization
 import TallyDomain
 import TallyEventLog
 
-/// Turns bursts of ballots into `poll.results`: at most one per poll every `interval`, and
-/// always one after the last ballot (a ballot arriving while a publish is pending is counted
-/// in it; one arriving after schedules the next).
+/// Turns bursts of ballots into `poll.results` (and of upvotes into `question.upvotes`): at most
+/// one per poll (per session's Q&A) every `interval`, and always one after the last change (a
+/// change arriving while a publish is pending is counted in it; one arriving after schedules
+/// the next).
 ///
 /// The timers are child tasks of `run()`, so they belong to the service group: nothing is left
 /// sleeping after shutdown. On graceful shutdown the pending results are published at once and
@@ -20,9 +21,22 @@ final class ResultsCoalescer: Service, Sendable {
     private let due: AsyncStream<Due>
     private let dueContinuation: AsyncStream<Due>.Continuation
 
+    /// What a publish sends: a poll's results, or the session's changed upvote counts.
+    enum Publication: Hashable, Sendable {
+        case results(PollID)
+        case upvotes
+
+        var command: SessionCommand {
+            switch self {
+            case .results(let poll): .publishResults(poll)
+            case .upvotes: .qna(.publishUpvotes)
+            }
+        }
+    }
+
     private struct PollKey: Hashable {
         let session: SessionID
-        let poll: PollID
+        let poll: Publication
     }
 
     private struct Schedule {
@@ -41,7 +55,7 @@ final class ResultsCoalescer: Service, Sendable {
     /// One pending publish: which poll, of which session, after how long.
     private struct Due: Sendable {
         let session: LiveSession
-        let poll: PollID
+        let poll: Publication
         let delay: Duration
     }
 
@@ -51,8 +65,8 @@ final class ResultsCoalescer: Service, Sendable {
         (due, dueContinuation) = AsyncStream.makeStream(of: Due.self)
     }
 
-    /// A ballot on `poll` was logged: make sure a publish of its counts follows.
-    func ballotCast(on poll: PollID, in session: LiveSession) {
+    /// A ballot (or an upvote) was logged: make sure a publish of its counts follows.
+    func changed(_ poll: Publication, in session: LiveSession) {
         let now = ContinuousClock.now
         let key = PollKey(session: session.id, poll: poll)
         enum Next { case nothing, publishNow, schedule(Duration) }
@@ -108,14 +122,14 @@ final class ResultsCoalescer: Service, Sendable {
         if sequence > 0 { try? await log.waitUntilDurable(sequence) }
     }
 
-    /// Appends the poll's current counts.
-    private func publish(_ poll: PollID, in session: LiveSession) {
+    /// Appends the current counts.
+    private func publish(_ poll: Publication, in session: LiveSession) {
         let key = PollKey(session: session.id, poll: poll)
         state.withLock { state in
             state.polls[key] = Schedule(pending: false, lastPublished: .now)
         }
         do {
-            guard let sequence = try session.execute(.publishResults(poll)).events.last?.sequence else { return }
+            guard let sequence = try session.execute(poll.command).events.last?.sequence else { return }
             state.withLock { $0.lastAppended = max($0.lastAppended, sequence) }
         } catch {
             // Nothing to report: a stopped log reports itself, and results are derived data

@@ -28,6 +28,7 @@ func buildRouter(
     SignInController(access: access, password: password, limits: limits, hub: hub, setupCode: setupCode).addRoutes(to: api)
     SessionsController(venue: venue, hub: hub, access: access, log: log, publicURL: publicURL).addRoutes(to: api)
     PollsController(hub: hub, metrics: metrics, limits: limits).addRoutes(to: api)
+    QnAController(hub: hub, limits: limits).addRoutes(to: api)
     JoinController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: api)
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)

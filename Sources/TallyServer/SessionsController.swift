@@ -92,8 +92,13 @@ struct SessionsController {
         // The role check resolved what the caller is here (presenter, display or participant).
         guard let role = context.caller.role else { throw Problem(.internalServerError, "internal error") }
         let participant = context.caller.participant
+        var order = QuestionOrder.top
+        if let raw = request.uri.queryParameters["order"] {
+            guard let chosen = QuestionOrder(rawValue: String(raw)) else { throw Problem(.badRequest, "order must be top or newest") }
+            order = chosen
+        }
         let view = session.read { state, last in
-            state.view(for: role, participant: participant, lastEventId: hub.eventId(last))
+            state.view(for: role, participant: participant, lastEventId: hub.eventId(last), questionOrder: order)
         }
         let displayToken = role == .presenter ? access.token(for: .display(session.id)) : nil
         let joinURL = publicURL.joinURL(code: view.joinCode, key: JoinLink.key(for: session.id, access.credentials), request: request)

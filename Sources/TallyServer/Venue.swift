@@ -18,7 +18,12 @@ struct Executed: Sendable {
     /// writer's lock, so of two racing first ballots exactly one is new).
     let replacedBallot: Bool
 
-    /// Every accepted command causes at least one event.
+    /// The sequence to wait for before acknowledging: the last event's, or — for a command that
+    /// changed nothing (a repeated upvote) — the session's latest, so the reply never gets ahead
+    /// of the identical command that did change it.
+    let sequence: UInt64
+
+    /// The last event, for commands that always cause one (all but idempotent repeats).
     var last: LoggedEvent { events[events.count - 1] }
 }
 
@@ -106,6 +111,9 @@ final class LiveSession: Sendable {
                 if case .answers(let now) = cast.ballot, case .answers(let before) = previous { return now.count <= before.count }
                 return true
             }
+            guard !events.isEmpty else {
+                return .success(Executed(events: [], replacedBallot: false, sequence: inner.lastSequence))
+            }
             let logged: [LoggedEvent]
             do {
                 logged = try log.append(sessionId: id, events: events)
@@ -114,11 +122,15 @@ final class LiveSession: Sendable {
             }
             for entry in logged { Self.fold(entry.event, into: &inner.state) }
             if let last = logged.last { inner.lastSequence = last.sequence }
-            return .success(Executed(events: logged, replacedBallot: replaced))
+            return .success(Executed(events: logged, replacedBallot: replaced, sequence: inner.lastSequence))
         }
         let executed = try result.get()
         for entry in executed.events {
-            if case .ballotCast(let ballot) = entry.event { results.ballotCast(on: ballot.pollId, in: self) }
+            switch entry.event {
+            case .ballotCast(let ballot): results.changed(.results(ballot.pollId), in: self)
+            case .questionUpvoted: results.changed(.upvotes, in: self)
+            default: break
+            }
         }
         return executed
     }
