@@ -28,7 +28,7 @@ def ask(phone, question, name=None):
     if name:
         phone.find_element(By.ID, "ask-name").send_keys(name)
     click(phone, "#qna-pane form button[type=submit]")
-    wait(phone, lambda d: "sent" in d.find_element(By.CSS_SELECTOR, "#qna-pane .note").text, message="question sent")
+    wait(phone, lambda d: "sent" in d.find_element(By.CSS_SELECTOR, "#qna-pane .note").text.lower(), message="question sent")
 
 
 def api_ask(server, sid, token, question):
@@ -162,7 +162,7 @@ def test_pre_moderation_keeps_a_question_off_the_room_until_approved(server, bro
     # A poll is open: it stays in front on the phone and on the display; Q&A is one tab away.
     wait(author, lambda d: d.find_elements(By.ID, "tab-qna"), message="the Q&A tab")
     assert author.find_element(By.ID, "tab-poll").get_attribute("aria-selected") == "true" and "Ship it?" in text(author)
-    assert "Ship it?" in text(display)
+    wait(display, lambda d: "Ship it?" in text(d), message="the poll stays on the display")
     author.find_element(By.ID, "tab-poll").send_keys(Keys.ARROW_RIGHT)  # the keyboard moves between tabs
     wait(author, lambda d: d.find_element(By.ID, "tab-qna").get_attribute("aria-selected") == "true" and d.find_element(By.ID, "ask").is_displayed())
     assert not author.find_element(By.ID, "ask-name").is_displayed(), "anonymous: no name field"
@@ -191,6 +191,7 @@ def test_pre_moderation_keeps_a_question_off_the_room_until_approved(server, bro
     wait(display, lambda d: top_rows(d) == [["Will we hire in Lisbon?", "▲ 1"], ["What is the budget for training?", "▲ 0"]])
     assert "Something rude" not in text(display) and "Something rude" not in text(other)
     wait(presenter, lambda d: "▲ 1" in text(d))
+    presenter.execute_script("document.querySelector('.qna').scrollIntoView()")
     settled(presenter, "presenter-qna.png")
 
     click(presenter, "[aria-label='Hide “Will we hire in Lisbon?”']")

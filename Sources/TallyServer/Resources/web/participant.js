@@ -242,12 +242,12 @@ function renderQna() {
   const list = sortQuestions(q.questions.filter((x) => x.state === "visible" || x.state === "answered" || (x.mine && x.state === "pending")), newest);
   patch(qList, list.map((x) => h("li", { "data-key": x.questionId, class: [x.mine && "mine", x.state].filter(Boolean).join(" ") },
     x.mine ? h("span", { class: "votes", title: "Upvotes" }, h("span", { "aria-hidden": "true" }, "▲"), h("span", { class: "n" }, x.upvotes), h("span", { class: "sr" }, " upvotes"))
-      : h("button", { type: "button", class: "votes", "aria-pressed": String(!!x.upvotedByMe), "aria-label": `Upvote “${x.text}”, ${plural(x.upvotes, "upvote")}`, disabled: !open, onclick: () => upvote(x) },
+      : h("button", { type: "button", class: "votes", "aria-pressed": String(!!x.upvotedByMe), "aria-label": `Upvote “${x.text}”, ${plural(x.upvotes, "upvote")}`, disabled: !open || (x.state === "answered" && !x.upvotedByMe), onclick: () => upvote(x) },
         h("span", { "aria-hidden": "true" }, "▲"), h("span", { class: "n" }, x.upvotes)),
     h("div", { class: "q" }, h("p", {}, x.text), h("p", { class: "by" }, x.name || "Anonymous",
       x.mine ? h("strong", { class: "yours" }, " · Your question") : null, x.state === "answered" ? h("strong", { class: "done" }, " · ✓ Answered") : null),
     x.state === "pending" ? h("p", { class: "wait" }, "Waiting for the presenter to approve it") : null,
-    x.mine && open ? h("button", { type: "button", class: "link", "aria-label": `Withdraw your question “${x.text}”`, onclick: () => withdraw(x) }, "Withdraw") : null))));
+    x.mine ? h("button", { type: "button", class: "link", "aria-label": `Withdraw your question “${x.text}”`, onclick: () => withdraw(x) }, "Withdraw") : null))));
   patch(qnaPane, [askForm, open ? null : h("p", { class: "card idle" }, "Questions are closed. These were asked:"),
     h("section", { class: "card", "aria-labelledby": "qh" }, h("div", { class: "bar" }, h("h2", { id: "qh" }, plural(list.length, "question")),
       h("div", { role: "group", "aria-label": "Sort", class: "seg" }, [["Top", false], ["Newest", true]].map(([t, v]) => h("button", { type: "button", "aria-pressed": String(newest === v), onclick: () => { newest = v; render(); } }, t)))),
