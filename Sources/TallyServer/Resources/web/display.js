@@ -1,4 +1,4 @@
-import { api, ballots, ends, follow, h, patch, results, status } from "/assets/tally.js";
+import { api, ballots, ends, follow, h, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -59,6 +59,9 @@ let view = null; // the open poll's screen, kept while it stays up so clouds gro
 function render() {
   const poll = state.polls.find((p) => p.poll.id === state.openPollId);
   const people = `${state.participantCount || 0} joined`;
+  const q = state.qna || { questions: [] }, shown = q.questions.filter((x) => x.state === "visible");
+  const hi = shown.find((x) => x.highlighted);
+  if (state.state !== "ended" && q.state === "open" && (hi || !poll)) return qna(hi, shown, people);
   if (state.state === "ended" || !poll) view = null;
   if (state.state === "ended") { main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", {}, "This session has ended."))); return; }
   if (!poll) {
@@ -143,6 +146,34 @@ function cloud(r) {
   }
   if (!view.empty) view.body.append(view.empty = h("p", { class: "muted empty" }));
   view.empty.textContent = r.words.length ? "" : "Words appear here as they come in.";
+}
+
+/** Q&A: the highlighted question large, or the five most upvoted. Rows are kept by question and
+ * slide to their new place (FLIP), so a vote moves one row, never redraws the list. */
+function qna(hi, shown, people) {
+  const key = hi ? "hi " + hi.questionId : "top";
+  if (!view || view.key !== key) {
+    view = { key, list: h("ol", { class: "top", "aria-label": "Top questions" }), rows: new Map(), total: h("p", { class: "total" }) };
+    main.replaceChildren(h("section", { class: "live qna" + (hi ? " highlight" : "") }, hi ? h("p", { class: "kicker" }, "Now answering") : h("h1", {}, "Top questions"),
+      hi ? h("blockquote", { class: "big-q" }, h("p", { class: hi.text.length > 140 ? "long" : null }, hi.text), h("footer", {}, hi.name || "Anonymous", " · ", h("span", { class: "n" }))) : view.list, view.total), joinBlock(false));
+  }
+  view.total.textContent = `${plural(shown.length, "question")} · ${people}`;
+  if (hi) { main.querySelector(".big-q .n").textContent = `▲ ${hi.upvotes}`; return; }
+  const top = sortQuestions(shown, false).slice(0, 5), was = new Map([...view.rows].map(([id, li]) => [id, li.getBoundingClientRect().top]));
+  const keep = new Set(top.map((x) => x.questionId));
+  for (const [id, li] of view.rows) if (!keep.has(id)) { li.remove(); view.rows.delete(id); }
+  top.forEach((x, i) => {
+    let li = view.rows.get(x.questionId);
+    if (!li) view.rows.set(x.questionId, (li = h("li", { class: "new" }, h("span", { class: "n" }), h("span", { class: "t" }, x.text), h("span", { class: "by" }, x.name || ""))));
+    li.firstChild.textContent = `▲ ${x.upvotes}`;
+    if (view.list.children[i] !== li) view.list.insertBefore(li, view.list.children[i] || null);
+  });
+  if (!matchMedia("(prefers-reduced-motion: reduce)").matches) for (const [id, y] of was) {
+    const li = view.rows.get(id), d = li && y - li.getBoundingClientRect().top;
+    if (d) li.animate([{ transform: `translateY(${d}px)` }, { transform: "none" }], { duration: 600, easing: "ease-out" });
+  }
+  if (!top.length) view.list.replaceChildren(h("li", { class: "empty muted" }, "Ask your questions on your phone: scan the code to join."));
+  else view.list.querySelector(".empty")?.remove();
 }
 
 /** The answer wall: newest first, each new one fades in; hidden ones go. */

@@ -1,4 +1,4 @@
-import { api, ballots, ends, follow, h, patch, plural, results, status } from "/assets/tally.js";
+import { api, ballots, ends, follow, h, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
 
 const sessionId = location.pathname.split("/")[2];
 const main = document.getElementById("main"), announce = document.getElementById("announce");
@@ -11,9 +11,28 @@ const current = () => state.polls.find((p) => p.poll.id === state.openPollId);
 const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 const mineOf = (p) => ({ scale: p.myValue, wordcloud: p.myWords, open: (p.myAnswers || []).map((a) => a.answerId) })[p.poll.kind] ?? p.myBallot;
 
+const pollPane = h("div", { id: "poll-pane", role: "tabpanel", "aria-labelledby": "tab-poll" }), qnaPane = h("div", { id: "qna-pane", role: "tabpanel", "aria-labelledby": "tab-qna" });
+let tab = null; // "poll" or "qna", once the Q&A tab is there
+
 function render() {
   document.getElementById("title").textContent = state.title;
-  const p = current();
+  const q = state.qna, hasQ = !!q && state.state !== "ended" && (q.state === "open" || (q.state === "closed" && q.questions.length > 0));
+  if (!hasQ) tab = null; else if (!tab) tab = current() ? "poll" : "qna";
+  else if (current() && shown !== state.openPollId && !ask.value.trim()) tab = "poll"; // a new poll comes to the front, unless a question is being written
+  pollPane.hidden = tab === "qna"; qnaPane.hidden = tab !== "qna";
+  if (hasQ) renderQna(); else qnaPane.replaceChildren();
+  if (!main.contains(pollPane)) main.replaceChildren(tabs, pollPane, qnaPane);
+  patch(tabs, hasQ ? ["poll", "qna"].map((t, i) => h("button", { type: "button", role: "tab", id: "tab-" + t, "aria-controls": t + "-pane", "aria-selected": String(tab === t), tabindex: tab === t ? "0" : "-1",
+    onclick: () => show(t), onkeydown: (ev) => { if (/^Arrow(Left|Right)$/.test(ev.key)) { show(i ? "poll" : "qna"); document.getElementById("tab-" + tab).focus(); } } },
+  t === "qna" ? "Q&A" : current() ? "Poll" : "Poll (none open)")) : []);
+  tabs.hidden = !hasQ;
+  renderPoll();
+}
+const tabs = h("div", { role: "tablist", class: "tabs", "aria-label": "Poll or questions" });
+const show = (t) => { tab = t; render(); };
+
+function renderPoll() {
+  const p = current(), main = pollPane;
   if (!p) {
     if (shown) announce.textContent = state.state === "ended" ? "This session has ended." : "The poll is closed.";
     shown = null;
@@ -169,18 +188,86 @@ function open(p) {
 
 const KINDS = { scale, ranking, wordcloud: words, open };
 
+// Q&A. Which questions are ours and which we upvoted is never in events: kept here, as the ballot is.
+const qs = `/api/v1/sessions/${sessionId}/questions`, mineQ = new Map(), upped = new Set(), unseen = new Set(); // unseen: ours, not in any event yet (pending)
+let newest = false;
+const [ask, askField] = counted("textarea", "ask", "Your question", 280, "", { rows: 3 }), [askName, nameField] = counted("input", "ask-name", "Your name (optional)", 40, "", { autocomplete: "name" });
+const qNote = h("p", { class: "note", role: "status" }), qList = h("ul", { class: "questions", "aria-label": "Questions" });
+const askForm = h("form", { class: "card", onsubmit: (ev) => { ev.preventDefault(); askQuestion(); } }, h("h2", {}, "Ask a question"), askField, nameField,
+  h("button", { type: "submit", class: "primary" }, "Send question"), qNote);
+
+async function qAct(f, done) {
+  try { await f(); qNote.textContent = done || ""; } catch (e) { qNote.textContent = e.message; }
+  render();
+}
+
+function askQuestion() {
+  const text = ask.value.trim(), name = askName.value.trim();
+  if (!text) { qNote.textContent = "Write your question first."; ask.focus(); return; }
+  qAct(async () => {
+    const r = await api("POST", qs, state.qna.anonymous || !name ? { text } : { text, name });
+    const q = { ...r.question, mine: true };
+    mineQ.set(q.questionId, q);
+    if (!state.qna.questions.some((x) => x.questionId === q.questionId)) { unseen.add(q.questionId); state.qna = { ...state.qna, questions: [...state.qna.questions, q] }; }
+    ask.value = ""; ask.oninput();
+  }, state.qna.moderation === "pre" ? "✓ Sent — it is shown once the presenter approves it." : "✓ Question sent.");
+}
+
+const upvote = (q) => qAct(async () => {
+  const r = await api(q.upvotedByMe ? "DELETE" : "POST", `${qs}/${encodeURIComponent(q.questionId)}/upvote`);
+  if (r.upvoted) upped.add(q.questionId); else upped.delete(q.questionId);
+  state.qna = { ...state.qna, questions: state.qna.questions.map((x) => (x.questionId === q.questionId ? { ...x, upvotedByMe: r.upvoted || undefined, upvotes: r.upvotes } : x)) };
+});
+const withdraw = (q) => confirm("Withdraw your question? Its upvotes are lost.") && qAct(async () => {
+  await api("DELETE", `${qs}/${encodeURIComponent(q.questionId)}`);
+  mineQ.delete(q.questionId); unseen.delete(q.questionId);
+  state.qna = { ...state.qna, questions: state.qna.questions.filter((x) => x.questionId !== q.questionId) };
+}, "Your question was withdrawn.");
+
+/** Our own questions and upvotes, put back into a state from the stream (which never carries them). */
+function ours(s) {
+  if (!s.qna) return;
+  const seen = new Set(s.qna.questions.map((q) => q.questionId));
+  for (const id of unseen) if (seen.has(id)) unseen.delete(id);
+  s.qna = { ...s.qna, questions: [...s.qna.questions, ...[...unseen].map((id) => mineQ.get(id))].map((q) => {
+    if (q.mine) mineQ.set(q.questionId, q);
+    if (q.upvotedByMe) upped.add(q.questionId);
+    return { ...q, mine: mineQ.has(q.questionId) || undefined, upvotedByMe: upped.has(q.questionId) || undefined };
+  }) };
+}
+
+function renderQna() {
+  const q = state.qna, open = q.state === "open";
+  askForm.hidden = !open; nameField.hidden = q.anonymous;
+  const list = sortQuestions(q.questions.filter((x) => x.state === "visible" || x.state === "answered" || (x.mine && x.state === "pending")), newest);
+  patch(qList, list.map((x) => h("li", { "data-key": x.questionId, class: [x.mine && "mine", x.state].filter(Boolean).join(" ") },
+    x.mine ? h("span", { class: "votes", title: "Upvotes" }, h("span", { "aria-hidden": "true" }, "▲"), h("span", { class: "n" }, x.upvotes), h("span", { class: "sr" }, " upvotes"))
+      : h("button", { type: "button", class: "votes", "aria-pressed": String(!!x.upvotedByMe), "aria-label": `Upvote “${x.text}”, ${plural(x.upvotes, "upvote")}`, disabled: !open || (x.state === "answered" && !x.upvotedByMe), onclick: () => upvote(x) },
+        h("span", { "aria-hidden": "true" }, "▲"), h("span", { class: "n" }, x.upvotes)),
+    h("div", { class: "q" }, h("p", {}, x.text), h("p", { class: "by" }, x.name || "Anonymous",
+      x.mine ? h("strong", { class: "yours" }, " · Your question") : null, x.state === "answered" ? h("strong", { class: "done" }, " · ✓ Answered") : null),
+    x.state === "pending" ? h("p", { class: "wait" }, "Waiting for the presenter to approve it") : null,
+    x.mine ? h("button", { type: "button", class: "link", "aria-label": `Withdraw your question “${x.text}”`, onclick: () => withdraw(x) }, "Withdraw") : null))));
+  patch(qnaPane, [askForm, open ? null : h("p", { class: "card idle" }, "Questions are closed. These were asked:"),
+    h("section", { class: "card", "aria-labelledby": "qh" }, h("div", { class: "bar" }, h("h2", { id: "qh" }, plural(list.length, "question")),
+      h("div", { role: "group", "aria-label": "Sort", class: "seg" }, [["Top", false], ["Newest", true]].map(([t, v]) => h("button", { type: "button", "aria-pressed": String(newest === v), onclick: () => { newest = v; render(); } }, t)))),
+    list.length ? null : h("p", { class: "muted" }, "No questions yet. Ask the first one!"), qList)]);
+}
+
 (async () => {
   const setStatus = status(document.getElementById("status"));
   try { state = await api("GET", `/api/v1/sessions/${sessionId}`); }
   catch (e) { if (e.status === 401 || e.status === 403 || e.status === 404) { location.replace("/"); return; } setStatus(e.message, "bad"); return; }
-  render();
-  follow({ sessionId, actorType: "participant", snapshot: state, onStatus: setStatus,
+  const snap = state.qna;
+  ours(state); render();
+  follow({ sessionId, actorType: "participant", snapshot: { ...state, qna: snap }, onStatus: setStatus,
     onState: (s) => {
+      s = { ...s };
       s.polls = s.polls.map((x) => {
         const old = state.polls.find((y) => y.poll.id === x.poll.id) || {}, y = { ...x };
         for (const k of MINE) if (y[k] === undefined && old[k] !== undefined) y[k] = old[k];
         return y;
       });
-      state = s; render();
+      ours(s); state = s; render();
     } });
 })();

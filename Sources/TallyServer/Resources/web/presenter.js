@@ -1,4 +1,4 @@
-import { api, bars, follow, h, isChoice, patch, plural, results, status } from "/assets/tally.js";
+import { api, bars, follow, h, isChoice, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -152,6 +152,34 @@ function pollCard(p) {
     body, h("p", { class: "muted" }, `${plural(p.results ? p.results.totalBallots : (p.totalBallots || 0), "ballot")} · ${kindName(p.poll)}`), h("div", { class: "row" }, actions));
 }
 
+const qnaBox = h("div", {}), qset = { moderation: "post", anonymous: true }; // the choices for opening Q&A
+
+/** Q&A: open or close it, the moderation queue, and every question with what the presenter may do. */
+function qnaCard() {
+  const q = state.qna || { state: "off", questions: [] }, base = `/api/v1/sessions/${sessionId}`, open = q.state === "open";
+  const all = sortQuestions(q.questions, false), pending = all.filter((x) => x.state === "pending"), rest = all.filter((x) => x.state !== "pending");
+  const visible = all.filter((x) => x.state === "visible" || x.state === "answered").length;
+  const button = (label, x, what) => h("button", { type: "button", "aria-label": `${label} “${x.text}”`, onclick: () => act(() => api("POST", `${base}/questions/${encodeURIComponent(x.questionId)}/${what}`)) }, label);
+  const row = (x, buttons) => h("li", { "data-key": x.questionId, class: [x.state === "hidden" || x.blocked ? "off" : null, x.highlighted ? "hi" : null].filter(Boolean).join(" ") || null },
+    h("span", { class: "count", title: "Upvotes" }, `▲ ${x.upvotes}`), h("span", { class: "label" }, x.text, x.name ? h("span", { class: "muted" }, ` — ${x.name}`) : null),
+    [x.highlighted && "highlighted", x.state === "answered" && "answered", x.state === "hidden" && "hidden", x.blocked && "blocked"].filter(Boolean)
+      .map((f) => h("span", { class: "flag " + f, title: f === "blocked" ? "On the venue's blocklist: never shown" : null }, f)), x.blocked ? null : buttons);
+  const choose = (k, v) => () => { qset[k] = v; };
+  return h("section", { class: "card qna", "aria-labelledby": "qna-h" }, h("h2", { id: "qna-h" }, "Q&A ", h("span", { class: "tag" }, q.state === "off" ? "not started" : q.state)),
+    open ? h("p", { id: "qna-counts", "aria-live": "polite" }, `${pending.length} waiting for approval · ${plural(visible, "question")} shown · `,
+      q.moderation === "pre" ? "approved first" : "shown at once", q.anonymous ? " · anonymous" : " · names allowed")
+      : state.state === "active" ? h("fieldset", { class: "row" }, h("legend", { class: "sr" }, "Q&A settings"),
+        h("label", { class: "check" }, h("input", { type: "radio", name: "qna-mod", id: "qna-post", checked: qset.moderation === "post", onchange: choose("moderation", "post") }), " Show questions at once"),
+        h("label", { class: "check" }, h("input", { type: "radio", name: "qna-mod", id: "qna-pre", checked: qset.moderation === "pre", onchange: choose("moderation", "pre") }), " Approve questions first"),
+        h("label", { class: "check" }, h("input", { type: "checkbox", id: "qna-anonymous", checked: qset.anonymous, onchange: (ev) => { qset.anonymous = ev.target.checked; } }), " Anonymous (no names)")) : null,
+    state.state === "active" ? h("div", { class: "row" }, h("button", { type: "button", "data-action": open ? "qna-close" : "qna-open",
+      onclick: () => act(() => api("POST", `${base}/qna/${open ? "close" : "open"}`, open ? undefined : { ...qset })) }, open ? "Close Q&A" : q.state === "closed" ? "Open Q&A again" : "Open Q&A")) : null,
+    pending.length ? [h("h3", {}, "Waiting for approval"), h("ul", { class: "mod", "aria-label": "Waiting for approval" }, pending.map((x) => row(x, [button("Approve", x, "approve"), button("Hide", x, "hide")])))] : null,
+    rest.length ? [h("h3", {}, "Questions"), h("ul", { class: "mod", "aria-label": "Questions" }, rest.map((x) => row(x, x.state === "hidden" ? button("Unhide", x, "unhide")
+      : [x.state === "visible" && !x.highlighted ? button("Highlight", x, "highlight") : null, x.state === "visible" ? button("Answered", x, "answered") : null, button("Hide", x, "hide")])))]
+      : q.state === "off" ? null : h("p", { class: "muted" }, "No questions yet."));
+}
+
 let composerForm = null;
 const sessionBox = h("div", {}), pollsBox = h("div", {});
 
@@ -183,7 +211,8 @@ function render() {
   if (state.state === "active" && !composerForm) composerForm = composer();
   if (state.state !== "active" && composerForm) { composerForm.remove(); composerForm = null; }
   patch(pollsBox, state.polls.slice().reverse().map(pollCard));
-  if (!main.contains(sessionBox)) main.replaceChildren(sessionBox, ...(composerForm ? [composerForm] : []), pollsBox);
+  patch(qnaBox, [qnaCard()]);
+  if (!main.contains(sessionBox)) main.replaceChildren(sessionBox, ...(composerForm ? [composerForm] : []), qnaBox, pollsBox);
 }
 
 (async () => {

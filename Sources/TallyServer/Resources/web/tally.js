@@ -16,6 +16,7 @@ export function applyEvent(state, e) {
   const p = e.payload;
   if (e.eventType === "stream.reset") return { ...p };
   const s = { ...state, polls: state.polls.slice(), lastEventId: e.eventId };
+  if (e.eventType[0] === "q") { qnaEvent((s.qna = { ...QNA, ...state.qna }), e.eventType, p); return s; }
   const find = (id) => s.polls.findIndex((x) => x.poll.id === id);
   const put = (id, f) => { const i = find(id); if (i >= 0) s.polls[i] = f({ ...s.polls[i] }); };
   switch (e.eventType) {
@@ -36,6 +37,33 @@ export function applyEvent(state, e) {
   }
   return s;
 }
+
+const QNA = { state: "off", moderation: "post", anonymous: true, questions: [] };
+/** Q&A events: `qna` is the state's copy (its question list copied here before any change). */
+function qnaEvent(qna, type, p) {
+  const l = (qna.questions = (qna.questions || []).slice()), at = (id) => l.findIndex((q) => q.questionId === id);
+  const put = (id, change) => { const i = at(id); if (i >= 0) l[i] = { ...l[i], ...change }; };
+  const shine = (id) => l.forEach((q, i) => { if (q.highlighted !== (q.questionId === id)) l[i] = { ...q, highlighted: q.questionId === id }; });
+  switch (type) {
+    case "qna.opened": Object.assign(qna, { state: "open", moderation: p.moderation, anonymous: p.anonymous }); break;
+    case "qna.closed": qna.state = "closed"; break;
+    case "question.asked": case "question.approved": {
+      const i = at(p.question.questionId);
+      if (i >= 0) l[i] = { ...l[i], ...p.question }; else l.push(p.question);
+      if (p.question.highlighted) shine(p.question.questionId);
+      break;
+    }
+    case "question.hidden": put(p.questionId, { state: "hidden", highlighted: false }); break;
+    case "question.answered": put(p.questionId, { state: "answered", highlighted: false }); break;
+    case "question.highlighted": shine(p.questionId); break;
+    case "question.withdrawn": { const i = at(p.questionId); if (i >= 0) l.splice(i, 1); break; }
+    case "question.upvotes": for (const c of p.counts || []) put(c.questionId, { upvotes: c.upvotes }); break;
+  }
+}
+
+/** Most upvoted first (then the oldest), or the newest first. */
+const age = (a, b) => (a.askedAt > b.askedAt) - (a.askedAt < b.askedAt);
+export const sortQuestions = (l, newest) => l.slice().sort((a, b) => (newest ? age(b, a) : b.upvotes - a.upvotes || age(a, b)));
 
 /**
  * Follows a session. `onState(state)` after every change; `onStatus(text, kind)` for the
@@ -66,7 +94,8 @@ export function follow({ sessionId, actorType, token, snapshot, onState, onStatu
     socket = es;
     es.onopen = () => onStatus("live", "ok");
     es.onmessage = (m) => receive(m.data);
-    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "poll.moderated", "participant.joined", "session.joining", "stream.reset"])
+    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "poll.moderated", "participant.joined", "session.joining", "stream.reset",
+      "qna.opened", "qna.closed", ...["asked", "approved", "hidden", "answered", "highlighted", "withdrawn", "upvotes"].map((t) => "question." + t)])
       es.addEventListener(t, (m) => receive(m.data));
     es.onerror = () => { es.close(); retry(); }; // our own backoff, from our own last eventId
   };
