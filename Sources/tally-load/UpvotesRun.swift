@@ -29,12 +29,7 @@ final class UpvotesRun: @unchecked Sendable {
 
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
-        let (status, body) = try http.request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
-        guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
-        let (created, session) = try http.request("POST", "/api/v1/sessions", json: #"{"title":"Town hall Q&A"}"#, token: operatorToken)
-        guard created == 201, let sessionId = jsonString(session, "sessionId"), let code = jsonString(session, "joinCode"),
-            let displayToken = jsonString(session, "displayToken")
-        else { throw LoadError("could not create a session (\(created))") }
+        let (operatorToken, sessionId, code, displayToken) = try http.openSession(password: password, title: "Town hall Q&A")
         let (opened, _) = try http.request("POST", "/api/v1/sessions/\(sessionId)/qna/open", json: "{}", token: operatorToken)
         guard opened == 200 else { throw LoadError("could not open Q&A (\(opened))") }
         func join() throws -> String {
@@ -86,30 +81,8 @@ final class UpvotesRun: @unchecked Sendable {
                     + "Authorization: Bearer \(tokens[vote.participant])\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
                     .utf8)
         }
-        let state = PacedState(count: requests.count)
         let cpuBefore = server.cpuSeconds
-        let start = now() + 50_000_000
-        let interval = UInt64(seconds * 1e9) / UInt64(requests.count)
-        var channels: [any Channel] = []
-        for k in 0..<connections {
-            let mine = Array(stride(from: k, to: requests.count, by: connections))
-            channels.append(
-                try ClientBootstrap(group: loop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                PacedSender(indexes: mine, requests: requests, start: start, interval: interval, state: state))
-                        }
-                    }
-                    .connect(host: "127.0.0.1", port: server.port).wait())
-        }
-        for _ in 0..<Int((seconds + 20) * 20) {
-            if try loop.submit({ state.finished == self.connections }).wait() { break }
-            usleep(50_000)
-        }
-        let sendSeconds = Double(now() - start) / 1e9
-        for channel in channels { channel.close(promise: nil) }
+        let (state, sendSeconds) = try sendPaced(requests, connections: connections, seconds: seconds, port: server.port, loop: loop)
         usleep(300_000)  // the last coalesced counts
         let cpu = server.cpuSeconds - cpuBefore
         let (statuses, accepted) = try loop.submit { (state.statuses, state.accepted) }.wait()

@@ -41,12 +41,7 @@ final class VoteRun: @unchecked Sendable {
 
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
-        let (status, body) = try http.request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
-        guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
-        let (created, session) = try http.request("POST", "/api/v1/sessions", json: #"{"title":"Votes"}"#, token: operatorToken)
-        guard created == 201, let sessionId = jsonString(session, "sessionId"), let code = jsonString(session, "joinCode") else {
-            throw LoadError("could not create a session (\(created))")
-        }
+        let (operatorToken, sessionId, code, _) = try http.openSession(password: password, title: "Votes")
         let (pollStatus, poll) = try http.request(
             "POST", "/api/v1/sessions/\(sessionId)/polls", json: #"{"question":"Q","options":["a","b"],"open":true}"#, token: operatorToken)
         guard pollStatus == 201, let pollId = jsonString(poll, "pollId") else { throw LoadError("could not create a poll (\(pollStatus))") }
@@ -158,6 +153,23 @@ final class VoteRun: @unchecked Sendable {
     }
 }
 
+/// The status of the next complete HTTP/1.1 response in `buffer` (head + Content-Length body),
+/// consumed; nil while it is not all there.
+func takeResponse(from buffer: inout ByteBuffer) -> Int? {
+    let view = buffer.readableBytesView
+    guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return nil }
+    let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+    let status = Int(head.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0
+    var length = 0
+    for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
+        length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+    }
+    let total = end.upperBound - view.startIndex + length
+    guard buffer.readableBytes >= total else { return nil }
+    buffer.moveReaderIndex(forwardBy: total)
+    return status
+}
+
 /// Counters shared by a phase's connections; touched only on the client's event loop.
 final class PhaseState: @unchecked Sendable {
     var answered = 0
@@ -221,18 +233,7 @@ final class RequestLoop: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
-        while true {
-            let view = buffer.readableBytesView
-            guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return }
-            let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-            let status = Int(head.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0
-            var length = 0
-            for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
-                length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-            }
-            let total = end.upperBound - view.startIndex + length
-            guard buffer.readableBytes >= total else { return }
-            buffer.moveReaderIndex(forwardBy: total)
+        while let status = takeResponse(from: &buffer) {
             state.answered += 1
             if (200..<300).contains(status) { state.ok += 1 } else { state.other[status, default: 0] += 1 }
             state.latencies.append(UInt32(clamping: (now() - sentAt) / 1000))

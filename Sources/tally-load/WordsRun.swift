@@ -63,12 +63,7 @@ final class WordsRun: @unchecked Sendable {
 
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
-        let (status, body) = try http.request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
-        guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
-        let (created, session) = try http.request("POST", "/api/v1/sessions", json: #"{"title":"Word cloud"}"#, token: operatorToken)
-        guard created == 201, let sessionId = jsonString(session, "sessionId"), let code = jsonString(session, "joinCode"),
-            let displayToken = jsonString(session, "displayToken")
-        else { throw LoadError("could not create a session (\(created))") }
+        let (operatorToken, sessionId, code, displayToken) = try http.openSession(password: password, title: "Word cloud")
         let (pollStatus, poll) = try http.request(
             "POST", "/api/v1/sessions/\(sessionId)/polls",
             json: #"{"question":"One word for this conference?","kind":"wordcloud","maxWords":3,"open":true}"#, token: operatorToken)
@@ -118,31 +113,8 @@ final class WordsRun: @unchecked Sendable {
                 ("POST \(path) HTTP/1.1\r\nHost: \(host)\r\nAuthorization: Bearer \(tokens[i])\r\n"
                     + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8)
         }
-        let state = PacedState(count: participants)
         let cpuBefore = server.cpuSeconds
-        let start = now() + 50_000_000
-        let interval = UInt64(seconds * 1e9) / UInt64(participants)
-        var channels: [any Channel] = []
-        for k in 0..<connections {
-            let mine = Array(stride(from: k, to: participants, by: connections))
-            let channel = try ClientBootstrap(group: loop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            PacedSender(indexes: mine, requests: requests, start: start, interval: interval, state: state))
-                    }
-                }
-                .connect(host: "127.0.0.1", port: server.port).wait()
-            channels.append(channel)
-        }
-        // Bounded: the sending window plus 20 s for the last answers.
-        for _ in 0..<Int((seconds + 20) * 20) {
-            if try loop.submit({ state.finished == self.connections }).wait() { break }
-            usleep(50_000)
-        }
-        let sendSeconds = Double(now() - start) / 1e9
-        for channel in channels { channel.close(promise: nil) }
+        let (state, sendSeconds) = try sendPaced(requests, connections: connections, seconds: seconds, port: server.port, loop: loop)
         let (statuses, acks, accepted) = try loop.submit { (state.statuses, state.acks, state.accepted) }.wait()
         let acceptedCount = accepted.filter { $0 }.count
         // Wait (bounded) for the display to show every accepted ballot.
@@ -204,11 +176,57 @@ final class WordsRun: @unchecked Sendable {
     }
 }
 
+extension BlockingHTTP {
+    /// Signs in as the operator and creates a session: (operator token, session id, join code,
+    /// display token).
+    func openSession(password: String, title: String) throws -> (String, String, String, String) {
+        let (status, body) = try request("POST", "/api/v1/auth/login", json: #"{"password":"\#(password)"}"#)
+        guard status == 200, let operatorToken = jsonString(body, "token") else { throw LoadError("operator sign-in failed (\(status))") }
+        let (created, session) = try request("POST", "/api/v1/sessions", json: #"{"title":"\#(title)"}"#, token: operatorToken)
+        guard created == 201, let sessionId = jsonString(session, "sessionId"), let code = jsonString(session, "joinCode"),
+            let displayToken = jsonString(session, "displayToken")
+        else { throw LoadError("could not create a session (\(created))") }
+        return (operatorToken, sessionId, code, displayToken)
+    }
+}
+
 /// RFC 3339 with milliseconds, as the envelope's `timestamp` (seconds since 1970).
 func parseTimestamp(_ text: String) -> Double? {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.date(from: text)?.timeIntervalSince1970
+}
+
+/// Sends `requests` paced evenly over `seconds` (request i at i × seconds / count, or as soon as
+/// its connection's previous answer is in) on `connections` keep-alive connections, and waits —
+/// bounded: the window plus 20 s — for every answer. Read the returned state on `loop`.
+func sendPaced(_ requests: [[UInt8]], connections: Int, seconds: Double, port: Int, loop: any EventLoop) throws -> (
+    state: PacedState, seconds: Double
+) {
+    let state = PacedState(count: requests.count)
+    let start = now() + 50_000_000
+    let interval = UInt64(seconds * 1e9) / UInt64(max(1, requests.count))
+    var channels: [any Channel] = []
+    for k in 0..<connections {
+        let mine = Array(stride(from: k, to: requests.count, by: connections))
+        channels.append(
+            try ClientBootstrap(group: loop)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            PacedSender(indexes: mine, requests: requests, start: start, interval: interval, state: state))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).wait())
+    }
+    for _ in 0..<Int((seconds + 20) * 20) {
+        if try loop.submit({ state.finished == connections }).wait() { break }
+        usleep(50_000)
+    }
+    let elapsed = Double(now() - start) / 1e9
+    for channel in channels { channel.close(promise: nil) }
+    return (state, elapsed)
 }
 
 /// Shared by the paced connections; touched only on the client's event loop.
@@ -274,18 +292,7 @@ final class PacedSender: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
-        while true {
-            let view = buffer.readableBytesView
-            guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return }
-            let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-            let status = Int(head.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0
-            var length = 0
-            for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
-                length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-            }
-            let total = end.upperBound - view.startIndex + length
-            guard buffer.readableBytes >= total else { return }
-            buffer.moveReaderIndex(forwardBy: total)
+        while let status = takeResponse(from: &buffer) {
             buffer.discardReadBytes()
             state.statuses[status, default: 0] += 1
             if (200..<300).contains(status) {

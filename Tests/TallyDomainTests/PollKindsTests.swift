@@ -374,15 +374,7 @@ struct KindReplayTests {
             try room.run(.publishResults(pollId))
         }
 
-        guard case .sessionCreated(let created) = room.events[0] else {
-            Issue.record("the first event creates the session")
-            return
-        }
-        var rebuilt = SessionState(created: created)
-        for event in room.events.dropFirst() {
-            let data = try JSONEncoder().encode(AnyEncodable(event.storedPayload))
-            rebuilt.apply(try SessionEvent.decode(type: event.type, using: JSONPayload(data: data)))
-        }
+        let rebuilt = try room.replayedFromStoredEvents()
         #expect(rebuilt == room.state)
         for poll in rebuilt.polls {
             for viewer in [ResultsViewer.presenter, .room] {
@@ -425,6 +417,20 @@ struct KindReplayTests {
                 }
             }
         }
+    }
+}
+
+extension Room {
+    /// The state rebuilt from this room's events as the log stores them: each payload encoded to
+    /// JSON, decoded by its type name, and applied.
+    func replayedFromStoredEvents() throws -> SessionState {
+        guard case .sessionCreated(let created) = events[0] else { throw DomainError.invalid("the first event creates the session") }
+        var rebuilt = SessionState(created: created)
+        for event in events.dropFirst() {
+            let data = try JSONEncoder().encode(AnyEncodable(event.storedPayload))
+            rebuilt.apply(try SessionEvent.decode(type: event.type, using: JSONPayload(data: data)))
+        }
+        return rebuilt
     }
 }
 

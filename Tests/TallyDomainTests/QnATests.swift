@@ -179,15 +179,7 @@ struct QnATests {
             if !room.state.participants.contains(who) { try room.run(.join(who)) }
             _ = try? room.run(command)
         }
-        guard case .sessionCreated(let created) = room.events[0] else {
-            Issue.record("the first event creates the session")
-            return
-        }
-        var rebuilt = SessionState(created: created)
-        for event in room.events.dropFirst() {
-            let data = try JSONEncoder().encode(AnyEncodable(event.storedPayload))
-            rebuilt.apply(try SessionEvent.decode(type: event.type, using: JSONPayload(data: data)))
-        }
+        let rebuilt = try room.replayedFromStoredEvents()
         #expect(rebuilt == room.state)
         for role in Role.allCases {
             #expect(
