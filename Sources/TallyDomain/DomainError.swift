@@ -37,6 +37,8 @@ public struct SessionLimits: Sendable, Equatable {
     public var maxScaleLabelLength = 40
     /// Audience Q&A: a name, and how many questions (a conference day's worth).
     public var maxNameLength = 40
+    /// A quiz player's nickname on the leaderboard.
+    public var maxNicknameLength = 20
     public var maxQuestionsPerParticipant = 20
     public var maxQuestionsPerSession = 5_000
     /// Written words and answers the room never sees (see `Blocklist`).

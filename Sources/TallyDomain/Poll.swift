@@ -92,12 +92,19 @@ public struct Poll: Codable, Sendable, Equatable {
     public var maxAnswers: Int?
     /// Open polls only (absent means `post`).
     public var moderation: Moderation?
+    /// Quiz questions only (choice polls with right answers and a time limit).
+    public var quiz: QuizSettings?
+    /// Quiz questions, once opened: when, and when the server closes them (RFC 3339, ms).
+    public var openedAt: String?
+    public var closesAt: String?
 
     public init(
         id: PollID, question: String, options: [PollOption], kind: PollKind,
         resultsVisibility: ResultsVisibility, state: PollState = .draft, revealed: Bool = false,
-        scale: ScaleSettings? = nil, maxWords: Int? = nil, maxAnswers: Int? = nil, moderation: Moderation? = nil
+        scale: ScaleSettings? = nil, maxWords: Int? = nil, maxAnswers: Int? = nil, moderation: Moderation? = nil,
+        quiz: QuizSettings? = nil
     ) {
+        self.quiz = quiz
         self.id = id
         self.question = question
         self.options = options
@@ -109,6 +116,15 @@ public struct Poll: Codable, Sendable, Equatable {
         self.maxWords = maxWords
         self.maxAnswers = maxAnswers
         self.moderation = moderation
+    }
+
+    /// The poll as the room may see it: a quiz question's right answers stay the presenter's
+    /// until it closes.
+    public var forRoom: Poll {
+        guard state != .closed, quiz?.correctOptionIds != nil else { return self }
+        var poll = self
+        poll.quiz?.correctOptionIds = nil
+        return poll
     }
 
     /// Answers wait for the presenter's approval before the room sees them.

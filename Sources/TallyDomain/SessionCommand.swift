@@ -6,7 +6,12 @@ public enum SessionCommand: Sendable, Equatable {
     case closePoll(PollID)
     case revealPoll(PollID)
     case endSession
-    case join(ParticipantID)
+    /// A participant joins, with a nickname when they chose one (or the session asks for one).
+    case join(ParticipantID, nickname: String? = nil)
+    /// The presenter makes nicknames required (or optional) for new participants.
+    case setNicknames(NicknamePolicy)
+    /// The presenter starts a new round of the quiz: every score back to zero.
+    case resetScores
     /// The presenter closes (or reopens) the session to new participants.
     case setJoining(open: Bool)
     /// Invalidates a presenter or display link: its tokens stop working at once.
@@ -31,12 +36,16 @@ public enum SessionCommand: Sendable, Equatable {
         public var maxWords: Int?
         public var maxAnswers: Int?
         public var moderation: Moderation?
+        /// Makes a choice poll a quiz question.
+        public var quiz: QuizSettings?
 
         public init(
             pollId: PollID, question: String, options: [String], kind: PollKind,
             resultsVisibility: ResultsVisibility = .live, openImmediately: Bool = false,
-            scale: ScaleSettings? = nil, maxWords: Int? = nil, maxAnswers: Int? = nil, moderation: Moderation? = nil
+            scale: ScaleSettings? = nil, maxWords: Int? = nil, maxAnswers: Int? = nil, moderation: Moderation? = nil,
+            quiz: QuizSettings? = nil
         ) {
+            self.quiz = quiz
             self.pollId = pollId
             self.question = question
             self.options = options

@@ -25,15 +25,23 @@ public enum SessionEvent: Sendable, Equatable {
     case questionWithdrawn(QuestionRef)
     case questionUpvoted(QuestionUpvoted)
     case questionUpvotes(UpvoteCounts)
+    case quizResults(QuizResults)
+    case quizLeaderboard(QuizLeaderboard)
+    case quizScore(QuizScore)
+    case quizReset(QuizReset)
+    case nicknamesChanged(NicknamesChanged)
 
     public struct SessionCreated: Codable, Sendable, Equatable {
         public var sessionId: SessionID
         public var title: String
         public var joinCode: JoinCode
-        public init(sessionId: SessionID, title: String, joinCode: JoinCode) {
+        /// Absent: optional (as every session before nicknames existed).
+        public var nicknames: NicknamePolicy?
+        public init(sessionId: SessionID, title: String, joinCode: JoinCode, nicknames: NicknamePolicy? = nil) {
             self.sessionId = sessionId
             self.title = title
             self.joinCode = joinCode
+            self.nicknames = nicknames
         }
     }
 
@@ -116,9 +124,11 @@ public enum SessionEvent: Sendable, Equatable {
     public struct ParticipantJoined: Codable, Sendable, Equatable {
         public var participantId: ParticipantID
         public var participantCount: Int
-        public init(participantId: ParticipantID, participantCount: Int) {
+        public var nickname: String?
+        public init(participantId: ParticipantID, participantCount: Int, nickname: String? = nil) {
             self.participantId = participantId
             self.participantCount = participantCount
+            self.nickname = nickname
         }
     }
 
@@ -147,18 +157,22 @@ public enum SessionEvent: Sendable, Equatable {
         public var pollId: PollID
         public var participantId: ParticipantID
         public var ballot: Ballot
-        public init(pollId: PollID, participantId: ParticipantID, ballot: Ballot) {
+        /// A quiz question's ballot: whether it is right and what it earned, decided at once.
+        public var quiz: QuizMark?
+        public init(pollId: PollID, participantId: ParticipantID, ballot: Ballot, quiz: QuizMark? = nil) {
             self.pollId = pollId
             self.participantId = participantId
             self.ballot = ballot
+            self.quiz = quiz
         }
 
-        private enum CodingKeys: String, CodingKey { case pollId, participantId }
+        private enum CodingKeys: String, CodingKey { case pollId, participantId, quiz }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             pollId = try c.decode(PollID.self, forKey: .pollId)
             participantId = try c.decode(ParticipantID.self, forKey: .participantId)
+            quiz = try c.decodeIfPresent(QuizMark.self, forKey: .quiz)
             ballot = try Ballot(from: decoder)
         }
 
@@ -166,6 +180,7 @@ public enum SessionEvent: Sendable, Equatable {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(pollId, forKey: .pollId)
             try c.encode(participantId, forKey: .participantId)
+            try c.encodeIfPresent(quiz, forKey: .quiz)
             try ballot.encode(to: encoder)
         }
     }
@@ -207,6 +222,11 @@ public enum SessionEvent: Sendable, Equatable {
         case .questionWithdrawn: "question.withdrawn"
         case .questionUpvoted: "question.upvoted"
         case .questionUpvotes: "question.upvotes"
+        case .quizResults: "quiz.results"
+        case .quizLeaderboard: "quiz.leaderboard"
+        case .quizScore: "quiz.score"
+        case .quizReset: "quiz.reset"
+        case .nicknamesChanged: "session.nicknames"
         }
     }
 
@@ -246,6 +266,9 @@ public enum SessionEvent: Sendable, Equatable {
             case .presenter: .presenter
             case .room: [.display, .participant]
             }
+        case .quizResults, .quizLeaderboard, .quizReset, .nicknamesChanged: .everyone
+        // Each participant's own result, and nobody else's (the presenter has the leaderboard).
+        case .quizScore(let s): .only(s.participantId)
         }
     }
 }
@@ -275,6 +298,11 @@ extension SessionEvent {
         case .questionHidden(let p), .questionAnswered(let p), .questionHighlighted(let p), .questionWithdrawn(let p): p
         case .questionUpvoted(let p): p
         case .questionUpvotes(let p): p
+        case .quizResults(let p): p
+        case .quizLeaderboard(let p): p
+        case .quizScore(let p): p
+        case .quizReset(let p): p
+        case .nicknamesChanged(let p): p
         }
     }
 
@@ -295,6 +323,9 @@ extension SessionEvent {
         case .questionHidden(let r), .questionAnswered(let r), .questionHighlighted(let r), .questionWithdrawn(let r):
             PublicQuestionRef(questionId: r.questionId)
         case .questionUpvotes(let c): PublicCounts(counts: c.counts)
+        // poll.opened reaches the room: a quiz question's right answers are not in it.
+        case .pollOpened(let p): PollPayload(poll: p.poll.forRoom)
+        case .quizScore(let s): PublicQuizScore(s)
         default: storedPayload
         }
     }
@@ -334,6 +365,11 @@ extension SessionEvent {
         case "question.withdrawn": return .questionWithdrawn(try d(QuestionRef.self))
         case "question.upvoted": return .questionUpvoted(try d(QuestionUpvoted.self))
         case "question.upvotes": return .questionUpvotes(try d(UpvoteCounts.self))
+        case "quiz.results": return .quizResults(try d(QuizResults.self))
+        case "quiz.leaderboard": return .quizLeaderboard(try d(QuizLeaderboard.self))
+        case "quiz.score": return .quizScore(try d(QuizScore.self))
+        case "quiz.reset": return .quizReset(try d(QuizReset.self))
+        case "session.nicknames": return .nicknamesChanged(try d(NicknamesChanged.self))
         default: throw DecodeError.unknownType(type)
         }
     }

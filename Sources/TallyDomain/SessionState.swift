@@ -1,3 +1,5 @@
+import Foundation
+
 /// One session as the room knows it: the projection of its events.
 ///
 /// `decide` checks a command against the current state and returns the events it causes (or
@@ -23,6 +25,19 @@ public struct SessionState: Sendable, Equatable {
     public private(set) var linkGenerations: [SessionLink: Int] = [:]
     /// Audience Q&A.
     public internal(set) var qna = QnABoard()
+    /// Whether joining needs a nickname.
+    public private(set) var nicknamePolicy: NicknamePolicy = .optional
+    /// Participants in the order they joined, and their nicknames (with each nickname's key,
+    /// which makes "Ada" and "ADA" one nickname).
+    private var joinOrder: [ParticipantID] = []
+    private var joinIndex: [ParticipantID: Int] = [:]
+    private var nicknames: [ParticipantID: String] = [:]
+    private var nicknameKeys: [String: ParticipantID] = [:]
+    /// Quiz questions: when each opened and closes (ms since 1970), what each ballot earned,
+    /// and the questions a reset took out of the scores.
+    private var quizTimes: [PollID: QuizWindow] = [:]
+    private var quizMarks: [PollID: [ParticipantID: QuizMark]] = [:]
+    private var retiredQuizPolls: Set<PollID> = []
     /// Each poll's ballots, counts and moderation.
     private var tallies: [PollID: PollTally] = [:]
     private var pollIndex: [PollID: Int] = [:]
@@ -32,18 +47,19 @@ public struct SessionState: Sendable, Equatable {
         self.id = created.sessionId
         self.title = created.title
         self.joinCode = created.joinCode
+        self.nicknamePolicy = created.nicknames ?? .optional
     }
 
     /// Validates a new session's title and returns its first event.
     public static func create(
-        id: SessionID, title: String, joinCode: JoinCode, limits: SessionLimits = .init()
+        id: SessionID, title: String, joinCode: JoinCode, nicknames: NicknamePolicy? = nil, limits: SessionLimits = .init()
     ) throws(DomainError) -> SessionEvent.SessionCreated {
         let title = title.trimmingWhitespace
         guard !title.isEmpty else { throw .invalid("title must not be empty") }
         guard title.count <= limits.maxTitleLength else {
             throw .invalid("title is longer than \(limits.maxTitleLength) characters")
         }
-        return .init(sessionId: id, title: title, joinCode: joinCode)
+        return .init(sessionId: id, title: title, joinCode: joinCode, nicknames: nicknames == .required ? .required : nil)
     }
 
     public func poll(_ id: PollID) -> Poll? {
@@ -91,7 +107,9 @@ public struct SessionState: Sendable, Equatable {
     // MARK: decide
 
     /// The events `command` causes, or why it is refused. Does not change the state.
-    public func decide(_ command: SessionCommand, limits: SessionLimits = .init()) throws(DomainError) -> [SessionEvent] {
+    ///
+    /// `now` is the server's clock (monotonic within a run): it times quiz questions.
+    public func decide(_ command: SessionCommand, limits: SessionLimits = .init(), now: Date) throws(DomainError) -> [SessionEvent] {
         switch command {
         case .createPoll(let create):
             try requireActive()
@@ -107,7 +125,7 @@ public struct SessionState: Sendable, Equatable {
             let poll = try Self.newPoll(create, question: question, limits: limits)
             var events: [SessionEvent] = [.pollCreated(.init(poll: poll))]
             if create.openImmediately {
-                events += opening(poll)
+                events += opening(poll, now: now)
             }
             return events
 
@@ -115,7 +133,7 @@ public struct SessionState: Sendable, Equatable {
             try requireActive()
             let poll = try existingPoll(pollId)
             switch poll.state {
-            case .draft: return opening(poll)
+            case .draft: return opening(poll, now: now)
             case .open: throw .conflict("poll \(pollId) is already open")
             case .closed: throw .conflict("poll \(pollId) is closed; create a new poll to ask again")
             }
@@ -127,6 +145,7 @@ public struct SessionState: Sendable, Equatable {
 
         case .revealPoll(let pollId):
             let poll = try existingPoll(pollId)
+            guard poll.quiz == nil else { throw .conflict("a quiz question shows its results when it closes") }
             guard poll.resultsVisibility == .hidden else { throw .conflict("poll \(pollId) already shows live results") }
             guard !poll.revealed else { throw .conflict("poll \(pollId) is already revealed") }
             guard poll.state != .draft else { throw .conflict("poll \(pollId) has not been opened yet") }
@@ -142,14 +161,37 @@ public struct SessionState: Sendable, Equatable {
             events.append(.sessionEnded(.init(sessionId: id)))
             return events
 
-        case .join(let participant):
+        case .join(let participant, let nickname):
             guard lifecycle == .active else { throw .gone("this session has ended; ask for the new join code") }
             guard joiningOpen else { throw .notAllowed("the presenter has closed this session to new participants") }
             guard !participants.contains(participant) else { throw .conflict("participant already joined") }
             guard participants.count < limits.maxParticipantsPerSession else {
                 throw .limitReached("this session is full (\(limits.maxParticipantsPerSession) participants)")
             }
-            return [.participantJoined(.init(participantId: participant, participantCount: participants.count + 1))]
+            let name = try nickname.map { raw throws(DomainError) in try checkedNickname(raw, limits: limits) }
+            if name == nil, nicknamePolicy == .required { throw .invalid("this session asks for a nickname") }
+            return [.participantJoined(.init(participantId: participant, participantCount: participants.count + 1, nickname: name))]
+
+        case .setNicknames(let policy):
+            try requireActive()
+            // Setting what is set already changes nothing (a double click, a second presenter).
+            return policy == nicknamePolicy ? [] : [.nicknamesChanged(.init(nicknames: policy))]
+
+        case .resetScores:
+            try requireActive()
+            if let open = openPollId, poll(open)?.quiz != nil {
+                throw .conflict("a quiz question is open; close it before resetting the scores")
+            }
+            let scored = scoredQuizPolls(closing: nil)
+            // Nothing scored since the last reset: already a fresh round.
+            guard !scored.isEmpty else { return [] }
+            var after = self
+            after.apply(.quizReset(.init(pollIds: scored)))
+            let standings = after.standings()
+            return [
+                .quizReset(.init(pollIds: scored)),
+                .quizLeaderboard(.init(pollId: nil, players: standings.rows.count, entries: standings.entries(top: Standings.topCount))),
+            ]
 
         case .setJoining(let open):
             try requireActive()
@@ -166,7 +208,8 @@ public struct SessionState: Sendable, Equatable {
                 throw .conflict(poll.state == .draft ? "poll \(pollId) is not open yet" : "poll \(pollId) is closed")
             }
             let ballot = try self.ballot(from: input, by: participant, on: poll, limits: limits)
-            var events: [SessionEvent] = [.ballotCast(.init(pollId: pollId, participantId: participant, ballot: ballot))]
+            let mark = try marking(ballot, by: participant, on: poll, now: now)
+            var events: [SessionEvent] = [.ballotCast(.init(pollId: pollId, participantId: participant, ballot: ballot, quiz: mark))]
             // An answer the presenter hid stays hidden when its writer replaces it: the new one
             // is hidden in the same commit.
             if case .answers(let now) = ballot, let newest = now.last, let tally = tallies[pollId],
@@ -211,18 +254,50 @@ public struct SessionState: Sendable, Equatable {
         return poll
     }
 
-    /// Opening a poll closes the one that was open: at most one poll is open per session.
-    private func opening(_ poll: Poll) -> [SessionEvent] {
+    /// Opening a poll closes the one that was open: at most one poll is open per session. A quiz
+    /// question records when it opened and when the server closes it.
+    private func opening(_ poll: Poll, now: Date) -> [SessionEvent] {
         var events: [SessionEvent] = []
         if let open = openPollId, open != poll.id { events += closing(open) }
         var opened = poll
         opened.state = .open
+        if let quiz = poll.quiz {
+            let at = QuizTime.milliseconds(now)
+            opened.openedAt = QuizTime.format(at)
+            opened.closesAt = QuizTime.format(at + Int64(quiz.timeLimitSeconds) * 1000)
+        }
         events.append(.pollOpened(.init(poll: opened)))
         return events
     }
 
+    /// Closing a quiz question scores it in the same commit: the right answers and the
+    /// distribution, the leaderboard, and each participant's own result.
     private func closing(_ pollId: PollID) -> [SessionEvent] {
-        [.pollClosed(.init(pollId: pollId))]
+        let closed: SessionEvent = .pollClosed(.init(pollId: pollId))
+        guard let poll = poll(pollId), let quiz = poll.quiz else { return [closed] }
+        var after = self
+        after.apply(closed)
+        let standings = after.standings()
+        let marks = quizMarks[pollId] ?? [:]
+        var events: [SessionEvent] = [
+            closed,
+            .quizResults(
+                .init(
+                    pollId: pollId, correctOptionIds: quiz.correctOptionIds ?? [], results: after.results(of: pollId, for: .room)!,
+                    answered: marks.count, correct: marks.values.count(where: \.correct))),
+            .quizLeaderboard(.init(pollId: pollId, players: standings.rows.count, entries: standings.entries(top: Standings.topCount))),
+        ]
+        events.reserveCapacity(events.count + standings.rows.count)
+        for participant in joinOrder {
+            guard let row = standings.row(of: participant) else { continue }
+            let mark = marks[participant]
+            events.append(
+                .quizScore(
+                    .init(
+                        participantId: participant, pollId: pollId, answered: mark != nil, correct: mark?.correct ?? false,
+                        points: mark?.points ?? 0, total: row.score, rank: row.rank, players: standings.rows.count)))
+        }
+        return events
     }
 
     /// The current results as events: one for everyone, or — when a written poll holds entries
@@ -295,7 +370,139 @@ public struct SessionState: Sendable, Equatable {
             poll.maxAnswers = maxAnswers
             poll.moderation = create.moderation ?? .post
         }
+        if let quiz = create.quiz { poll = try quizQuestion(poll, quiz) }
         return poll
+    }
+
+    /// A choice poll with right answers, a time limit and points. Its results stay hidden from
+    /// the room until it closes (then `quiz.results` shows them to everyone).
+    private static func quizQuestion(_ poll: Poll, _ quiz: QuizSettings) throws(DomainError) -> Poll {
+        guard poll.kind == .single || poll.kind == .multiple else {
+            throw .invalid("quiz applies to single and multiple polls, not \(poll.kind.rawValue)")
+        }
+        let correct = quiz.correctOptionIds ?? []
+        guard !correct.isEmpty else { throw .invalid("quiz.correctOptionIds must name at least one right option") }
+        guard Set(correct).count == correct.count else { throw .invalid("quiz.correctOptionIds names an option twice") }
+        if let unknown = correct.first(where: { id in !poll.options.contains { $0.id == id } }) {
+            throw .invalid("quiz.correctOptionIds names \(unknown), which is not an option (they are o1 to o\(poll.options.count))")
+        }
+        guard QuizSettings.timeLimits.contains(quiz.timeLimitSeconds) else {
+            throw .invalid("quiz.timeLimitSeconds must be 5 to 300, got \(quiz.timeLimitSeconds)")
+        }
+        guard QuizSettings.pointRange.contains(quiz.points) else {
+            throw .invalid("quiz.points must be 1 to 10000, got \(quiz.points)")
+        }
+        var question = poll
+        question.quiz = quiz
+        question.resultsVisibility = .hidden
+        return question
+    }
+
+    // MARK: quiz
+
+    private struct QuizWindow: Equatable {
+        var opened: Int64
+        var closes: Int64
+    }
+
+    /// A quiz ballot's mark: refused once time is up or when the participant has answered
+    /// already; right or wrong, and its points, from the time since the opening.
+    private func marking(_ ballot: Ballot, by participant: ParticipantID, on poll: Poll, now: Date) throws(DomainError) -> QuizMark? {
+        guard let quiz = poll.quiz, case .choice(let chosen) = ballot else { return nil }
+        guard let times = quizTimes[poll.id] else { return nil }
+        let at = QuizTime.milliseconds(now)
+        guard at <= times.closes else {
+            throw .conflict("time is up: question \(poll.id) closed at \(QuizTime.format(times.closes))")
+        }
+        guard quizMarks[poll.id]?[participant] == nil else { throw .conflict("answers in a quiz are final") }
+        let elapsed = max(0, at - times.opened)
+        let correct = quiz.isCorrect(chosen, kind: poll.kind)
+        return QuizMark(correct: correct, points: correct ? quiz.points(afterMilliseconds: elapsed) : 0, elapsedMs: elapsed)
+    }
+
+    /// Quiz questions that count: closed (or closing now), and not taken out by a reset.
+    private func scoredQuizPolls(closing: PollID?) -> [PollID] {
+        polls.filter { $0.quiz != nil && ($0.state == .closed || $0.id == closing) && !retiredQuizPolls.contains($0.id) }.map(\.id)
+    }
+
+    /// Every participant's standing, best first. Points count once their question has closed,
+    /// so the leaderboard never shows who was right before everyone can know.
+    public func standings() -> Standings {
+        var totals: [ParticipantID: Int] = [:]
+        // When a player reached their score: the question (by position) and how fast.
+        var reached: [ParticipantID: (Int, Int64)] = [:]
+        for pollId in scoredQuizPolls(closing: nil) {
+            guard let position = pollIndex[pollId], let marks = quizMarks[pollId] else { continue }
+            for (participant, mark) in marks where mark.points > 0 {
+                totals[participant, default: 0] += mark.points
+                reached[participant] = (position, mark.elapsedMs)
+            }
+        }
+        let order = joinOrder.sorted { a, b in
+            let (sa, sb) = (totals[a] ?? 0, totals[b] ?? 0)
+            if sa != sb { return sa > sb }
+            switch (reached[a], reached[b]) {
+            case (let ra?, let rb?) where ra != rb: return ra < rb
+            default: return joinIndex[a]! < joinIndex[b]!
+            }
+        }
+        var rows: [Standings.Row] = []
+        rows.reserveCapacity(order.count)
+        for (i, participant) in order.enumerated() {
+            let score = totals[participant] ?? 0
+            // Ties share the rank of the first of them.
+            let rank = i > 0 && rows[i - 1].score == score ? rows[i - 1].rank : i + 1
+            rows.append(.init(participant: participant, nickname: displayName(participant), score: score, rank: rank))
+        }
+        return Standings(rows: rows)
+    }
+
+    /// The name a participant shows on the leaderboard: their nickname, or "Player N" by the
+    /// order they joined in.
+    public func displayName(_ participant: ParticipantID) -> String {
+        nicknames[participant] ?? "Player \((joinIndex[participant] ?? 0) + 1)"
+    }
+
+    public func nickname(of participant: ParticipantID) -> String? { nicknames[participant] }
+
+    /// Whether a closed quiz question still counts toward the scores (no reset since).
+    public func countsTowardScores(_ pollId: PollID) -> Bool {
+        !retiredQuizPolls.contains(pollId)
+    }
+
+    /// Whether the session has quiz questions (then it has a leaderboard).
+    public var hasQuiz: Bool { polls.contains { $0.quiz != nil } }
+
+    /// The leaderboard as `role` may see it: all of it for the presenter and displays (or the top
+    /// `top`), the top ten and their own row for a participant.
+    public func leaderboard(for role: Role, participant: ParticipantID? = nil, top: Int? = nil) -> LeaderboardView {
+        let standings = standings()
+        let limit = role == .participant ? Standings.topCount : top
+        let me = participant.flatMap { standings.row(of: $0) }.map {
+            LeaderboardEntry(nickname: $0.nickname, score: $0.score, rank: $0.rank)
+        }
+        return LeaderboardView(players: standings.rows.count, entries: standings.entries(top: limit), me: role == .participant ? me : nil)
+    }
+
+    /// What a participant's ballot on a quiz question earned.
+    public func quizMark(of participant: ParticipantID, on pollId: PollID) -> QuizMark? {
+        quizMarks[pollId]?[participant]
+    }
+
+    /// When an open quiz question closes (ms since 1970), for the server's timer.
+    public func closesAt(_ pollId: PollID) -> Int64? {
+        quizTimes[pollId]?.closes
+    }
+
+    /// A nickname, tidied and checked: 1 to 20 characters, nothing invisible or blocked, not
+    /// taken (compared without case or width).
+    private func checkedNickname(_ raw: String, limits: SessionLimits) throws(DomainError) -> String {
+        let name = try Self.written(raw, what: "the nickname", max: limits.maxNicknameLength)
+        let key = WrittenText.key(name)
+        guard !key.isEmpty else { throw .invalid("the nickname has nothing to show") }
+        guard !limits.blocklist.matches(name) else { throw .invalid("this nickname is not allowed here; choose another") }
+        guard nicknameKeys[key] == nil else { throw .conflict("the nickname \"\(name)\" is taken; choose another") }
+        return name
     }
 
     private static func optionList(_ raw: [String], limits: SessionLimits) throws(DomainError) -> [PollOption] {
@@ -467,10 +674,17 @@ public struct SessionState: Sendable, Equatable {
         case .pollOpened(let p):
             guard let i = pollIndex[p.poll.id] else { return }
             polls[i].state = .open
+            polls[i].openedAt = p.poll.openedAt
+            polls[i].closesAt = p.poll.closesAt
+            if let opened = p.poll.openedAt.flatMap(QuizTime.parse), let closes = p.poll.closesAt.flatMap(QuizTime.parse) {
+                quizTimes[p.poll.id] = QuizWindow(opened: opened, closes: closes)
+            }
             openPollId = p.poll.id
         case .pollClosed(let p):
             guard let i = pollIndex[p.pollId] else { return }
             polls[i].state = .closed
+            // A quiz question's results (and right answers) are everyone's once it closes.
+            if polls[i].quiz != nil { polls[i].revealed = true }
             if openPollId == p.pollId { openPollId = nil }
         case .pollRevealed(let p):
             guard let i = pollIndex[p.pollId] else { return }
@@ -478,13 +692,20 @@ public struct SessionState: Sendable, Equatable {
         case .pollResults, .pollBallots:
             break
         case .participantJoined(let p):
-            participants.insert(p.participantId)
+            guard participants.insert(p.participantId).inserted else { return }
+            joinIndex[p.participantId] = joinOrder.count
+            joinOrder.append(p.participantId)
+            if let name = p.nickname {
+                nicknames[p.participantId] = name
+                nicknameKeys[WrittenText.key(name)] = p.participantId
+            }
         case .joiningChanged(let j):
             joiningOpen = j.joiningOpen
         case .linkRotated(let r):
             linkGenerations[r.link] = r.generation
         case .ballotCast(let b):
             tallies[b.pollId, default: PollTally()].cast(b.ballot, by: b.participantId)
+            if let mark = b.quiz { quizMarks[b.pollId, default: [:]][b.participantId] = mark }
         case .pollModerated(let m):
             switch (m.entry, m.action) {
             case (.word, .hide), (.word, .unhide): tallies[m.pollId, default: PollTally()].setWord(m.target, hidden: m.action == .hide)
@@ -496,6 +717,12 @@ public struct SessionState: Sendable, Equatable {
         case .qnaOpened, .qnaClosed, .questionAsked, .questionApproved, .questionHidden, .questionAnswered, .questionHighlighted,
             .questionWithdrawn, .questionUpvoted, .questionUpvotes:
             qna.apply(event)
+        case .quizResults, .quizLeaderboard, .quizScore:
+            break
+        case .quizReset(let r):
+            retiredQuizPolls.formUnion(r.pollIds)
+        case .nicknamesChanged(let n):
+            nicknamePolicy = n.nicknames
         }
     }
 }

@@ -19,6 +19,13 @@ public struct SessionView: Codable, Sendable, Equatable {
         /// … or their answers to an open poll, oldest first. What moderation did to them is not
         /// said: a blocked answer looks accepted to its writer.
         public var myAnswers: [MyAnswer]?
+        /// A closed quiz question: whether the participant's answer was right, and its points.
+        public var myQuiz: MyQuiz?
+
+        public struct MyQuiz: Codable, Sendable, Equatable {
+            public var correct: Bool
+            public var points: Int
+        }
 
         public struct MyAnswer: Codable, Sendable, Equatable {
             public var answerId: AnswerID
@@ -29,8 +36,9 @@ public struct SessionView: Codable, Sendable, Equatable {
             }
         }
 
-        init(poll: Poll, results: PollResults?, totalBallots: Int, mine: Ballot?) {
+        init(poll: Poll, results: PollResults?, totalBallots: Int, mine: Ballot?, mark: QuizMark? = nil) {
             self.poll = poll
+            if poll.state == .closed, let mark { myQuiz = MyQuiz(correct: mark.correct, points: mark.points) }
             self.results = results
             self.totalBallots = totalBallots
             switch mine {
@@ -59,6 +67,12 @@ public struct SessionView: Codable, Sendable, Equatable {
     public var participantId: ParticipantID?
     /// Audience Q&A, as this role may see it.
     public var qna: QnAView
+    /// Whether joining needs a nickname.
+    public var nicknames: NicknamePolicy
+    /// Sessions with quiz questions: the top of the leaderboard (and a participant's own row).
+    public var leaderboard: LeaderboardView?
+    /// A participant's own nickname.
+    public var myNickname: String?
 }
 
 extension SessionState {
@@ -81,15 +95,19 @@ extension SessionState {
                 let showCounts = role == .presenter || poll.resultsVisibleToParticipants
                 let results = results(of: poll.id, for: role == .presenter ? .presenter : .room)
                 return .init(
-                    poll: poll,
+                    poll: role == .presenter ? poll : poll.forRoom,
                     results: showCounts ? results : nil,
                     totalBallots: results?.totalBallots ?? 0,
-                    mine: participant.flatMap { ballot(of: $0, on: poll.id) }
+                    mine: participant.flatMap { ballot(of: $0, on: poll.id) },
+                    mark: participant.flatMap { quizMark(of: $0, on: poll.id) }
                 )
             },
             lastEventId: lastEventId,
             participantId: role == .participant ? participant : nil,
-            qna: qna.view(for: role, participant: role == .participant ? participant : nil, order: questionOrder)
+            qna: qna.view(for: role, participant: role == .participant ? participant : nil, order: questionOrder),
+            nicknames: nicknamePolicy,
+            leaderboard: hasQuiz ? leaderboard(for: role, participant: participant, top: Standings.topCount) : nil,
+            myNickname: role == .participant ? participant.flatMap { nickname(of: $0) } : nil
         )
     }
 }

@@ -77,6 +77,17 @@ public final class SQLiteProjection: SettingsStore {
                         PRIMARY KEY (session_id, question_id, participant_id));
                     """)
         }
+        migrator.registerMigration("v6: quiz") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE sessions ADD COLUMN nicknames TEXT NOT NULL DEFAULT 'optional';
+                    ALTER TABLE participants ADD COLUMN nickname TEXT;
+                    ALTER TABLE polls ADD COLUMN opened_at TEXT;
+                    ALTER TABLE polls ADD COLUMN closes_at TEXT;
+                    ALTER TABLE polls ADD COLUMN retired INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE ballots ADD COLUMN quiz BLOB;
+                    """)
+        }
         try migrator.migrate(pool)
     }
 
@@ -112,8 +123,12 @@ public final class SQLiteProjection: SettingsStore {
                 switch logged.event {
                 case .sessionCreated(let c):
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO sessions(id, title, join_code, created_seq, last_seq) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [s, c.title, c.joinCode.value, Int64(logged.sequence), Int64(logged.sequence)])
+                        sql:
+                            "INSERT OR REPLACE INTO sessions(id, title, join_code, created_seq, last_seq, nicknames) VALUES (?, ?, ?, ?, ?, ?)",
+                        arguments: [
+                            s, c.title, c.joinCode.value, Int64(logged.sequence), Int64(logged.sequence),
+                            (c.nicknames ?? .optional).rawValue,
+                        ])
                 case .sessionEnded:
                     try db.execute(sql: "UPDATE sessions SET ended = 1 WHERE id = ?", arguments: [s])
                 case .pollCreated(let p):
@@ -124,7 +139,9 @@ public final class SQLiteProjection: SettingsStore {
                         sql: "INSERT OR REPLACE INTO polls(session_id, poll_id, position, definition, state) VALUES (?, ?, ?, ?, ?)",
                         arguments: [s, p.poll.id, Int64(logged.sequence), try encoder.encode(draft), p.poll.state.rawValue])
                 case .pollOpened(let p):
-                    try db.execute(sql: "UPDATE polls SET state = 'open' WHERE session_id = ? AND poll_id = ?", arguments: [s, p.poll.id])
+                    try db.execute(
+                        sql: "UPDATE polls SET state = 'open', opened_at = ?, closes_at = ? WHERE session_id = ? AND poll_id = ?",
+                        arguments: [p.poll.openedAt, p.poll.closesAt, s, p.poll.id])
                 case .pollClosed(let p):
                     try db.execute(sql: "UPDATE polls SET state = 'closed' WHERE session_id = ? AND poll_id = ?", arguments: [s, p.pollId])
                 case .pollRevealed(let p):
@@ -138,15 +155,16 @@ public final class SQLiteProjection: SettingsStore {
                     try db.execute(sql: "UPDATE sessions SET \(column) = ? WHERE id = ?", arguments: [r.generation, s])
                 case .participantJoined(let j):
                     try db.execute(
-                        sql: "INSERT OR IGNORE INTO participants(session_id, participant_id, position) VALUES (?, ?, ?)",
-                        arguments: [s, j.participantId, Int64(logged.sequence)])
+                        sql: "INSERT OR IGNORE INTO participants(session_id, participant_id, position, nickname) VALUES (?, ?, ?, ?)",
+                        arguments: [s, j.participantId, Int64(logged.sequence), j.nickname])
                 case .ballotCast(let b):
                     // The hot path (one per vote): a prepared statement, reused.
                     try db.cachedStatement(
-                        sql: "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms) VALUES (?, ?, ?, ?, ?)"
+                        sql:
+                            "INSERT OR REPLACE INTO ballots(session_id, poll_id, participant_id, options, at_ms, quiz) VALUES (?, ?, ?, ?, ?, ?)"
                     ).execute(arguments: [
                         s, b.pollId, b.participantId, try Self.encode(b.ballot, encoder),
-                        Int64(logged.timestamp.timeIntervalSince1970 * 1000),
+                        Int64(logged.timestamp.timeIntervalSince1970 * 1000), try b.quiz.map { try encoder.encode($0) },
                     ])
                 case .qnaOpened(let o):
                     try db.execute(
@@ -178,6 +196,14 @@ public final class SQLiteProjection: SettingsStore {
                     ).execute(arguments: [s, u.questionId, u.participantId])
                 case .questionUpvotes:
                     break
+                case .quizResults, .quizLeaderboard, .quizScore:
+                    break
+                case .quizReset(let r):
+                    for poll in r.pollIds {
+                        try db.execute(sql: "UPDATE polls SET retired = 1 WHERE session_id = ? AND poll_id = ?", arguments: [s, poll])
+                    }
+                case .nicknamesChanged(let n):
+                    try db.execute(sql: "UPDATE sessions SET nicknames = ? WHERE id = ?", arguments: [n.nicknames.rawValue, s])
                 case .pollModerated(let m):
                     let column = m.action == .approve ? "approved" : "hidden"
                     try db.execute(
@@ -218,22 +244,31 @@ public final class SQLiteProjection: SettingsStore {
                 sql:
                     """
                     SELECT id, title, join_code, ended, last_seq, joining_closed, presenter_link, display_link,
-                        qna_state, qna_moderation, qna_anonymous, qna_highlighted FROM sessions ORDER BY created_seq
+                        qna_state, qna_moderation, qna_anonymous, qna_highlighted, nicknames FROM sessions ORDER BY created_seq
                     """
             )
             for row in sessions {
                 let id: String = row[0]
                 guard let code = JoinCode(row[2] as String) else { continue }
-                var state = SessionState(created: .init(sessionId: id, title: row[1], joinCode: code))
+                var state = SessionState(
+                    created: .init(
+                        sessionId: id, title: row[1], joinCode: code, nicknames: NicknamePolicy(rawValue: row[12] as String) ?? .optional))
                 let polls = try Row.fetchAll(
-                    db, sql: "SELECT definition, state, revealed FROM polls WHERE session_id = ? ORDER BY position", arguments: [id])
+                    db,
+                    sql:
+                        "SELECT definition, state, revealed, opened_at, closes_at, retired FROM polls WHERE session_id = ? ORDER BY position",
+                    arguments: [id])
                 var openPoll: Poll?
+                var retired: [PollID] = []
                 for p in polls {
                     var poll = try decoder.decode(Poll.self, from: p[0] as Data)
                     state.apply(.pollCreated(.init(poll: poll)))
                     let pollState = PollState(rawValue: p[1] as String) ?? .draft
+                    if (p[5] as Int64) != 0 { retired.append(poll.id) }
                     if pollState != .draft {
                         poll.state = .open
+                        poll.openedAt = p[3]
+                        poll.closesAt = p[4]
                         state.apply(.pollOpened(.init(poll: poll)))
                         if pollState == .closed { state.apply(.pollClosed(.init(pollId: poll.id))) } else { openPoll = poll }
                     }
@@ -242,17 +277,21 @@ public final class SQLiteProjection: SettingsStore {
                     }
                 }
                 if let openPoll { state.apply(.pollOpened(.init(poll: openPoll))) }
+                if !retired.isEmpty { state.apply(.quizReset(.init(pollIds: retired))) }
                 var count = 0
-                for participant in try String.fetchAll(
-                    db, sql: "SELECT participant_id FROM participants WHERE session_id = ? ORDER BY position", arguments: [id])
+                for p in try Row.fetchAll(
+                    db, sql: "SELECT participant_id, nickname FROM participants WHERE session_id = ? ORDER BY position", arguments: [id])
                 {
                     count += 1
-                    state.apply(.participantJoined(.init(participantId: participant, participantCount: count)))
+                    state.apply(.participantJoined(.init(participantId: p[0], participantCount: count, nickname: p[1])))
                 }
                 for b in try Row.fetchAll(
-                    db, sql: "SELECT poll_id, participant_id, options FROM ballots WHERE session_id = ?", arguments: [id])
+                    db, sql: "SELECT poll_id, participant_id, options, quiz FROM ballots WHERE session_id = ?", arguments: [id])
                 {
-                    state.apply(.ballotCast(.init(pollId: b[0], participantId: b[1], ballot: try Self.decodeBallot(b[2] as Data, decoder))))
+                    let mark = try (b[3] as Data?).map { try decoder.decode(QuizMark.self, from: $0) }
+                    state.apply(
+                        .ballotCast(
+                            .init(pollId: b[0], participantId: b[1], ballot: try Self.decodeBallot(b[2] as Data, decoder), quiz: mark)))
                 }
                 for m in try Row.fetchAll(
                     db, sql: "SELECT poll_id, entry, target, hidden, approved FROM moderation WHERE session_id = ?", arguments: [id])

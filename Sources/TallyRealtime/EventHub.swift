@@ -179,9 +179,19 @@ public final class EventHub: Sendable {
         replayCache.record(encoded)
         let targets: [(EncodedEvent, [Subscription])] = state.withLock { state in
             state.published = last.sequence
+            // An event addressed to one participant (their quiz score; a close sends one per
+            // player) finds that participant's streams through an index made once per batch.
+            var streamsOf: [SessionID: [ParticipantID: [Subscription]]] = [:]
             return encoded.compactMap { sessionId, event in
                 guard let subscribers = state.sessions[sessionId] else { return nil }
-                return (event, subscribers.values.filter { event.audience.includes($0.role) })
+                if let addressee = event.audience.addressee {
+                    if streamsOf[sessionId] == nil {
+                        streamsOf[sessionId] = Dictionary(grouping: subscribers.values.filter { $0.participant != nil }) { $0.participant! }
+                    }
+                    let streams = streamsOf[sessionId]?[addressee] ?? []
+                    return (event, streams.filter { event.audience.reaches($0.role, participant: $0.participant) })
+                }
+                return (event, subscribers.values.filter { event.audience.reaches($0.role, participant: $0.participant) })
             }
         }
         // Grouped by event loop: one hop per loop per batch, every event handed to every sink
@@ -247,11 +257,12 @@ public final class EventHub: Sendable {
     }
 
     /// Replay for a stream subscribed at `published` that has seen up to `position`: the
-    /// session's events in (position, published] for `role`, from memory or else from `log`;
+    /// session's events in (position, published] for `role` (and for a participant, their own
+    /// events), from memory or else from `log`;
     /// nil when they cannot all be served (the caller then sends `stream.reset`).
     public func replay(
-        sessionId: SessionID, role: Role, after position: UInt64, through published: UInt64, log: any EventLog,
-        retention: TimeInterval
+        sessionId: SessionID, role: Role, participant: ParticipantID? = nil, after position: UInt64, through published: UInt64,
+        log: any EventLog, retention: TimeInterval
     ) -> [EncodedEvent]? {
         let notBefore = Date(timeIntervalSinceNow: -retention)
         // The room never replays across a retraction: the events before it would carry the
@@ -259,12 +270,12 @@ public final class EventHub: Sendable {
         if let recent = replayCache.events(of: sessionId, after: position, through: published, notBefore: notBefore) {
             if role != .presenter, recent.contains(where: \.retracts) { return nil }
             metrics.replays.increment()
-            return recent.filter { $0.audience.includes(role) }
+            return recent.filter { $0.audience.reaches(role, participant: participant) }
         }
         if let older = log.events(of: sessionId, after: position, through: published) {
             if role != .presenter, older.contains(where: \.event.retractsFromRoom) { return nil }
             metrics.replays.increment()
-            return older.filter { $0.event.audience.includes(role) }.map(wire.encode)
+            return older.filter { $0.event.audience.reaches(role, participant: participant) }.map(wire.encode)
         }
         return nil
     }

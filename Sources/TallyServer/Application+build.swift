@@ -20,6 +20,8 @@ public struct TallyApplication: Sendable {
     let streams: StreamKeeper
     /// Publishes `poll.results` after ballots; drains its pending results at shutdown.
     let results: ResultsCoalescer
+    /// Closes quiz questions at their `closesAt`.
+    let countdowns: Countdowns
     let advertiser: AdvertiserService?
     let systemd: SystemdService
     let projectionWriter: ProjectionWriter
@@ -46,6 +48,7 @@ public struct TallyApplication: Sendable {
             // Near the end, so early to hear about shutdown: streams end before the server
             // waits for connections to finish.
             .init(service: streams),
+            .init(service: countdowns),
             // Last, so first to stop: the results still pending are published and durable
             // before the streams that carry them end.
             .init(service: results),
@@ -174,6 +177,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         resultsInterval: configuration.resultsInterval)
     venue.restore(restored)
     venue.recover(from: tail)
+    venue.resumeCountdowns()
     let access = Access(
         credentials: Credentials(secret: secret),
         signIns: OperatorSignIns(settings: projection),
@@ -309,6 +313,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             hub: hub, signIns: access.signIns, log: log, interval: configuration.sseHeartbeat, retention: configuration.retention,
             logger: logger),
         results: venue.results,
+        countdowns: venue.countdowns,
         advertiser: advertiser,
         systemd: SystemdService(
             notifier: notifier, ready: listening, logger: logger,

@@ -151,7 +151,8 @@ struct EventsController: Sendable {
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.wire.epoch, position.sequence <= sessionLast,
             let backlog = hub.replay(
-                sessionId: session.id, role: viewer.role, after: position.sequence, through: published, log: log, retention: retention),
+                sessionId: session.id, role: viewer.role, participant: viewer.participant, after: position.sequence,
+                through: published, log: log, retention: retention),
             backlog.count <= Self.maxReplay
         {
             // Replay (from, published]; everything later arrives live.

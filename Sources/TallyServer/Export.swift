@@ -67,6 +67,37 @@ public enum SessionExport {
         return rows.map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
     }
 
+    /// A quiz, one row per player and question, best player first: the answer, whether it was
+    /// right, the time it took, the points; and each player's final rank and score.
+    public static func quizCSV(_ state: SessionState) -> String {
+        var rows = [
+            [
+                "rank", "nickname", "score", "question_number", "poll_id", "question", "answer", "correct", "time_seconds", "points",
+                "counts",
+            ]
+        ]
+        let questions = state.polls.enumerated().filter { $0.element.quiz != nil && $0.element.state == .closed }
+        for player in state.standings().rows {
+            for (index, poll) in questions {
+                let label = Dictionary(poll.options.map { ($0.id, $0.label) }, uniquingKeysWith: { a, _ in a })
+                var answer = "", correct = "", time = "", points = "0"
+                if case .choice(let ids) = state.ballot(of: player.participant, on: poll.id) {
+                    answer = ids.map { label[$0] ?? $0 }.joined(separator: "; ")
+                }
+                if let mark = state.quizMark(of: player.participant, on: poll.id) {
+                    correct = mark.correct ? "yes" : "no"
+                    time = String(format: "%.3f", Double(mark.elapsedMs) / 1000)
+                    points = "\(mark.points)"
+                }
+                rows.append([
+                    "\(player.rank)", player.nickname, "\(player.score)", "\(index + 1)", poll.id, poll.question, answer, correct, time,
+                    points, state.countsTowardScores(poll.id) ? "yes" : "no",
+                ])
+            }
+        }
+        return rows.map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    }
+
     private static func number(_ value: Double?) -> String {
         guard let value else { return "" }
         return value == value.rounded() ? "\(Int(value))" : "\(value)"
@@ -131,6 +162,44 @@ public enum SessionExport {
         let polls: [PollExport]
         /// Audience Q&A: every question not withdrawn, oldest first, without its author.
         let questions: [QuestionView]
+        /// A quiz: the final ranking, and each player's answers (players by nickname).
+        let quiz: QuizExport?
+    }
+
+    struct QuizExport: Encodable {
+        struct Player: Encodable {
+            let rank: Int
+            let nickname: String
+            let score: Int
+            let answers: [Answer]
+        }
+        struct Answer: Encodable {
+            let pollId: String
+            let optionIds: [String]?
+            let answered: Bool
+            let correct: Bool
+            let timeMs: Int64?
+            let points: Int
+            /// False for questions before the last reset of the scores.
+            let counts: Bool
+        }
+        let ranking: [Player]
+
+        init(_ state: SessionState) {
+            let questions = state.polls.filter { $0.quiz != nil && $0.state == .closed }
+            ranking = state.standings().rows.map { player in
+                Player(
+                    rank: player.rank, nickname: player.nickname, score: player.score,
+                    answers: questions.map { poll in
+                        let mark = state.quizMark(of: player.participant, on: poll.id)
+                        var chosen: [String]?
+                        if case .choice(let ids) = state.ballot(of: player.participant, on: poll.id) { chosen = ids }
+                        return Answer(
+                            pollId: poll.id, optionIds: chosen, answered: mark != nil, correct: mark?.correct ?? false,
+                            timeMs: mark?.elapsedMs, points: mark?.points ?? 0, counts: state.countsTowardScores(poll.id))
+                    })
+            }
+        }
     }
 
     /// `times`: when each ballot was last cast (`SQLiteProjection.ballotTimes`), poll → participant → ms.
@@ -148,7 +217,8 @@ public enum SessionExport {
                 $0.view(
                     upvotes: state.qna.upvotes($0.questionId), highlighted: state.qna.highlighted == $0.questionId, for: .presenter,
                     viewer: nil, board: state.qna)
-            })
+            },
+            quiz: state.hasQuiz ? QuizExport(state) : nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return (try? encoder.encode(document)) ?? Data("{}".utf8)

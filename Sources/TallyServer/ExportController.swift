@@ -14,6 +14,22 @@ struct ExportController {
         let presenter = api.role(.presenter)
         presenter.get("sessions/:sessionId/export.csv") { request, context in try export(request, context, csv: true) }
         presenter.get("sessions/:sessionId/export.json") { request, context in try export(request, context, csv: false) }
+        presenter.get("sessions/:sessionId/quiz.csv", use: quiz)
+    }
+
+    /// A quiz's players (by nickname), their answers, times and points, and the final ranking.
+    func quiz(_ request: Request, context: TallyRequestContext) throws -> Response {
+        let session = try context.caller.requireSession()
+        let (body, title) = session.read { state, _ in (SessionExport.quizCSV(state), state.title) }
+        let safe = String(title.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/csv; charset=utf-8",
+                .contentDisposition: "attachment; filename=\"tally-quiz-\(safe)-\(session.id).csv\"",
+                .cacheControl: "no-store",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
     /// The presenter's download of the results. In JSON, ballots carry a pseudonym per poll

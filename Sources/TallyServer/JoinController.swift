@@ -24,12 +24,15 @@ struct JoinController {
     struct JoinBody: Decodable {
         let joinCode: String
         let joinKey: String?
+        /// Shown on a quiz's leaderboard; required when the session says so.
+        let nickname: String?
     }
     struct JoinResponse: Encodable {
         let sessionId: String
         let participantId: String
         let participantToken: String
         let title: String
+        let nickname: String?
     }
 
     /// Joins by a typed code (counted against wrong-code budgets) or by the join link's key
@@ -54,7 +57,7 @@ struct JoinController {
         } else {
             session = try limits.session(joinCode: body.joinCode, from: ip, in: venue)
         }
-        let (title, lifecycle) = session.read { state, _ in (state.title, state.lifecycle) }
+        let (title, lifecycle, policy) = session.read { state, _ in (state.title, state.lifecycle, state.nicknamePolicy) }
         guard lifecycle == .active else { throw Problem(.gone, "this session has ended; ask for the new join code") }
         // A phone that already joined (cookie or bearer) keeps its identity and its ballots.
         for grant in context.caller.grants {
@@ -64,19 +67,29 @@ struct JoinController {
                 return joined(session, existing, title: title, status: .ok)
             }
         }
+        // The page asks for a nickname when it reads this type.
+        if body.nickname == nil, policy == .required {
+            throw Problem(.badRequest, "this session asks for a nickname", type: "/problems/nickname-required")
+        }
         // Only a new participant draws on the address's budget.
         if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many new participants from your address") }
         var rng = SystemRandomNumberGenerator()
         let participant = IdentifierAlphabet.make(length: 12, using: &rng)
-        _ = try await session.run(.join(participant))
+        do {
+            _ = try await session.run(.join(participant, nickname: body.nickname))
+        } catch CommandFailure.refused(.conflict(let detail)) where detail.contains("nickname") {
+            throw Problem(.conflict, detail, type: "/problems/nickname-taken")
+        }
         return joined(session, participant, title: title, status: .created)
     }
 
     private func joined(_ session: LiveSession, _ participant: ParticipantID, title: String, status: HTTPResponse.Status) -> Response {
         let grant = Grant.participant(session.id, participant)
         let token = access.credentials.token(for: grant)
+        let nickname = session.read { state, _ in state.nickname(of: participant) }
         var response = json(
-            JoinResponse(sessionId: session.id, participantId: participant, participantToken: token, title: title), status: status)
+            JoinResponse(sessionId: session.id, participantId: participant, participantToken: token, title: title, nickname: nickname),
+            status: status)
         response.headers.append(access.cookie(for: grant, token: token, maxAge: 7 * 24 * 3600))
         return response
     }

@@ -43,6 +43,7 @@ struct PollsController {
         let maxWords: Int?
         let maxAnswers: Int?
         let moderation: Moderation?
+        let quiz: QuizSettings?
     }
 
     struct PollCreatedResponse: Encodable {
@@ -60,7 +61,8 @@ struct PollsController {
             .init(
                 pollId: pollId, question: body.question, options: body.options ?? [], kind: body.kind ?? .single,
                 resultsVisibility: body.resultsVisibility ?? .live, openImmediately: body.open ?? false,
-                scale: body.scale, maxWords: body.maxWords, maxAnswers: body.maxAnswers, moderation: body.moderation))
+                scale: body.scale, maxWords: body.maxWords, maxAnswers: body.maxAnswers, moderation: body.moderation,
+                quiz: body.quiz))
         let logged = try await session.run(command)
         let poll = session.read { state, _ in state.poll(pollId)! }
         var response = json(

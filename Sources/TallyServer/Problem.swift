@@ -10,11 +10,14 @@ public struct Problem: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var detail: String
     public var headers: HTTPFields = [:]
+    /// A URI naming the kind of problem, where a page acts on it (default `about:blank`).
+    public var type: String?
 
-    public init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
+    public init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:], type: String? = nil) {
         self.status = status
         self.detail = detail
         self.headers = headers
+        self.type = type
     }
 
     struct Body: Encodable {
@@ -29,7 +32,7 @@ public struct Problem: HTTPResponseError, Sendable {
     }
 
     func response() -> Response {
-        let body = Body(type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail)
+        let body = Body(type: type ?? "about:blank", title: status.reasonPhrase, status: status.code, detail: detail)
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         headers[.cacheControl] = "no-store"

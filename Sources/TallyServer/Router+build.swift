@@ -29,6 +29,7 @@ func buildRouter(
     SessionsController(venue: venue, hub: hub, access: access, log: log, publicURL: publicURL).addRoutes(to: api)
     PollsController(hub: hub, metrics: metrics, limits: limits).addRoutes(to: api)
     QnAController(hub: hub, limits: limits).addRoutes(to: api)
+    QuizController(hub: hub).addRoutes(to: api)
     JoinController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: api)
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)

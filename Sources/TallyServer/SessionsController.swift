@@ -22,10 +22,15 @@ struct SessionsController {
         let presenter = api.role(.presenter)
         presenter.post("sessions/:sessionId/end", use: endSession)
         presenter.post("sessions/:sessionId/joining", use: setJoining)
+        presenter.post("sessions/:sessionId/nicknames", use: setNicknames)
         presenter.post("sessions/:sessionId/links/rotate", use: rotateLink)
     }
 
-    struct CreateSessionBody: Decodable { let title: String }
+    struct CreateSessionBody: Decodable {
+        let title: String
+        /// `required`: participants choose a nickname when they join (for a quiz's leaderboard).
+        let nicknames: NicknamePolicy?
+    }
     struct SessionCreatedResponse: Encodable {
         let sessionId: String
         let joinCode: String
@@ -36,7 +41,7 @@ struct SessionsController {
 
     func createSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let body = try await decode(CreateSessionBody.self, request, context)
-        let (session, created) = try venue.createSession(title: body.title)
+        let (session, created) = try venue.createSession(title: body.title, nicknames: body.nicknames)
         try await log.acknowledge(created)
         let joinCode = session.read { state, _ in state.joinCode.value }
         let presenterToken = access.token(for: .presenter(session.id))
@@ -123,6 +128,17 @@ struct SessionsController {
         let logged = try await session.run(.setJoining(open: body.open))
         context.logger.info(body.open ? "joining opened" : "joining closed", metadata: ["session": "\(session.id)"])
         return json(EventAck(eventId: hub.eventId(logged.last.sequence)))
+    }
+
+    struct NicknamesBody: Codable { let nicknames: NicknamePolicy }
+
+    /// The presenter makes nicknames required (or optional) for participants who join from now.
+    func setNicknames(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        let session = try context.caller.requireSession()
+        let body = try await decode(NicknamesBody.self, request, context)
+        _ = try await session.run(.setNicknames(body.nicknames))
+        context.logger.info("nicknames \(body.nicknames.rawValue)", metadata: ["session": "\(session.id)"])
+        return json(body)
     }
 
     struct RotateBody: Decodable { let link: SessionLink }

@@ -39,6 +39,7 @@ final class LiveSession: Sendable {
     let log: any EventLog
     private let limits: SessionLimits
     private let results: ResultsCoalescer
+    private let countdowns: Countdowns
     private let inner: Mutex<Inner>
 
     private struct Inner {
@@ -49,20 +50,25 @@ final class LiveSession: Sendable {
     }
 
     /// A session that exists only once `create` (or replaying its `session.created`) succeeds.
-    init(id: SessionID, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer) {
+    init(id: SessionID, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer, countdowns: Countdowns) {
         self.id = id
         self.log = log
         self.limits = limits
         self.results = results
+        self.countdowns = countdowns
         self.inner = Mutex(Inner(state: nil, lastSequence: 0))
     }
 
     /// A session restored from the database projection.
-    init(state: SessionState, lastSequence: UInt64, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer) {
+    init(
+        state: SessionState, lastSequence: UInt64, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer,
+        countdowns: Countdowns
+    ) {
         self.id = state.id
         self.log = log
         self.limits = limits
         self.results = results
+        self.countdowns = countdowns
         self.inner = Mutex(Inner(state: state, lastSequence: lastSequence))
     }
 
@@ -75,30 +81,32 @@ final class LiveSession: Sendable {
     }
 
     /// Creates the session: its first event, through the same writer as every later command.
-    func create(title: String, joinCode: JoinCode) throws(CommandFailure) -> Executed {
-        try commit { [id, limits] state throws(DomainError) in
+    func create(title: String, joinCode: JoinCode, nicknames: NicknamePolicy?) throws(CommandFailure) -> Executed {
+        try commit { [id, limits] state, _ throws(DomainError) in
             guard state == nil else { throw .conflict("session \(id) exists already") }
-            return [.sessionCreated(try SessionState.create(id: id, title: title, joinCode: joinCode, limits: limits))]
+            return [
+                .sessionCreated(try SessionState.create(id: id, title: title, joinCode: joinCode, nicknames: nicknames, limits: limits))
+            ]
         }
     }
 
     /// Runs one command on the session.
     func execute(_ command: SessionCommand) throws(CommandFailure) -> Executed {
-        try commit { [id, limits] state throws(DomainError) in
+        try commit { [id, limits] state, now throws(DomainError) in
             guard let state else { throw .notFound("no session \(id)") }
-            return try state.decide(command, limits: limits)
+            return try state.decide(command, limits: limits, now: now)
         }
     }
 
     /// The one place a decision becomes history: decide, append to the log, apply — all under
-    /// the session's lock.
+    /// the session's lock. The clock is read under it too, so times follow the log's order.
     private func commit(
-        _ decide: (SessionState?) throws(DomainError) -> [SessionEvent]
+        _ decide: (SessionState?, Date) throws(DomainError) -> [SessionEvent]
     ) throws(CommandFailure) -> Executed {
         let result: Result<Executed, CommandFailure> = inner.withLock { inner in
             let events: [SessionEvent]
             do throws(DomainError) {
-                events = try decide(inner.state)
+                events = try decide(inner.state, ServerClock.now())
             } catch {
                 return .failure(.refused(error))
             }
@@ -129,6 +137,10 @@ final class LiveSession: Sendable {
             switch entry.event {
             case .ballotCast(let ballot): results.changed(.results(ballot.pollId), in: self)
             case .questionUpvoted: results.changed(.upvotes, in: self)
+            case .pollOpened(let opened):
+                if let closesAt = opened.poll.closesAt.flatMap(QuizTime.parse) {
+                    countdowns.schedule(opened.poll.id, closesAt: closesAt, in: self)
+                }
             default: break
             }
         }
@@ -147,6 +159,14 @@ final class LiveSession: Sendable {
     /// The session's join code; nil until it is created.
     var joinCode: JoinCode? { inner.withLock { $0.state?.joinCode } }
 
+    /// At start: the open quiz question's countdown, if the box stopped during one.
+    func resumeCountdown() {
+        let open = inner.withLock { inner in
+            inner.state.flatMap { state in state.openPollId.flatMap { id in state.closesAt(id).map { (id, $0) } } }
+        }
+        if let (pollId, closesAt) = open { countdowns.schedule(pollId, closesAt: closesAt, in: self) }
+    }
+
     /// Reads the state under the lock (consistent with `lastSequence`).
     func read<T>(_ body: (SessionState, UInt64) -> T) -> T {
         inner.withLock { inner in
@@ -164,6 +184,8 @@ final class Venue: Sendable {
     let maxSessions: Int
     /// Publishes `poll.results` after ballots (a service of the application).
     let results: ResultsCoalescer
+    /// Closes quiz questions on time (a service of the application).
+    let countdowns = Countdowns()
     private let directory: Mutex<Directory>
     private let activeCount = Mutex<(count: Int, at: ContinuousClock.Instant?)>((0, nil))
 
@@ -188,7 +210,8 @@ final class Venue: Sendable {
             for restored in sessions {
                 add(
                     LiveSession(
-                        state: restored.state, lastSequence: restored.lastSequence, log: log, limits: limits, results: results),
+                        state: restored.state, lastSequence: restored.lastSequence, log: log, limits: limits, results: results,
+                        countdowns: countdowns),
                     to: &directory)
             }
         }
@@ -199,7 +222,8 @@ final class Venue: Sendable {
         directory.withLock { directory in
             for logged in events {
                 if case .sessionCreated = logged.event {
-                    let session = LiveSession(id: logged.sessionId, log: log, limits: limits, results: results)
+                    let session = LiveSession(
+                        id: logged.sessionId, log: log, limits: limits, results: results, countdowns: countdowns)
                     session.replay(logged)
                     add(session, to: &directory)
                 } else if let session = directory.sessions[logged.sessionId] {
@@ -211,7 +235,7 @@ final class Venue: Sendable {
 
     /// Creates a session with a fresh id and join code. The directory lock is held throughout,
     /// so the id and code stay unique and the session count within the limit.
-    func createSession(title: String) throws(CommandFailure) -> (LiveSession, Executed) {
+    func createSession(title: String, nicknames: NicknamePolicy? = nil) throws(CommandFailure) -> (LiveSession, Executed) {
         var rng = SystemRandomNumberGenerator()
         let result: Result<(LiveSession, Executed), CommandFailure> = directory.withLock { directory in
             guard directory.sessions.count < maxSessions else {
@@ -221,9 +245,9 @@ final class Venue: Sendable {
             while directory.sessions[id] != nil { id = IdentifierAlphabet.make(length: 10, using: &rng) }
             var code = JoinCode.random(using: &rng)
             while directory.joinCodes[code] != nil { code = JoinCode.random(using: &rng) }
-            let session = LiveSession(id: id, log: log, limits: limits, results: results)
+            let session = LiveSession(id: id, log: log, limits: limits, results: results, countdowns: countdowns)
             do throws(CommandFailure) {
-                let executed = try session.create(title: title, joinCode: code)
+                let executed = try session.create(title: title, joinCode: code, nicknames: nicknames)
                 add(session, to: &directory)
                 return .success((session, executed))
             } catch {
@@ -240,6 +264,12 @@ final class Venue: Sendable {
         directory.sessions[session.id] = session
         directory.joinCodes[joinCode] = session.id
         directory.order.append(session.id)
+    }
+
+    /// At start, once restored and recovered: quiz questions that were counting down when the
+    /// box stopped close at their time (at once if it has passed).
+    func resumeCountdowns() {
+        for session in allSessions() { session.resumeCountdown() }
     }
 
     func session(_ id: SessionID) -> LiveSession? {

@@ -49,6 +49,11 @@ MATRIX = {
     "POST /api/v1/sessions/{id}/end": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.csv": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/export.json": {"operator", "presenter"},
+    "GET /api/v1/sessions/{id}/quiz.csv": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/nicknames": {"operator", "presenter"},
+    # The quiz leaderboard is on the room's screen: everyone taking part may read it.
+    "GET /api/v1/sessions/{id}/leaderboard": {"operator", "presenter", "participant", "display"},
+    "POST /api/v1/sessions/{id}/leaderboard/reset": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/qr.svg": {"operator", "presenter", "participant", "display"},
     "POST /api/v1/join (with the join code)": {"anonymous", "operator", "presenter", "participant", "display", "other"},
     "POST /api/v1/display/pair (with the join code)": {"anonymous", "operator", "presenter", "participant", "display", "other"},
@@ -147,6 +152,8 @@ def call(venue, row, token):
         body = {"joinCode": venue.code}
     if path.endswith("/joining"):
         body = {"open": False}
+    if path.endswith("/nicknames"):
+        body = {"nicknames": "optional"}
     if path.endswith("/links/rotate"):
         body = {"link": "display"}
     if method == "POST" and body is None:

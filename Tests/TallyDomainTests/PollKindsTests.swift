@@ -6,7 +6,7 @@ import Testing
 extension Room {
     @discardableResult
     mutating func run(_ command: SessionCommand, limits: SessionLimits) throws(DomainError) -> [SessionEvent] {
-        let new = try state.decide(command, limits: limits)
+        let new = try state.decide(command, limits: limits, now: now)
         for event in new { state.apply(event) }
         events += new
         return new

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import TallyDomain
@@ -18,6 +19,8 @@ struct SeededGenerator: RandomNumberGenerator {
 struct Room {
     var state: SessionState
     var events: [SessionEvent] = []
+    /// The injected clock: moves only when a test moves it.
+    var now = Date(timeIntervalSince1970: 1_800_000_000)
 
     init(title: String = "All hands") throws {
         var rng = SeededGenerator(state: 1)
@@ -28,7 +31,7 @@ struct Room {
 
     @discardableResult
     mutating func run(_ command: SessionCommand) throws(DomainError) -> [SessionEvent] {
-        let new = try state.decide(command)
+        let new = try state.decide(command, now: now)
         for event in new { state.apply(event) }
         events += new
         return new
@@ -155,11 +158,12 @@ struct PollTests {
         limits.maxPollsPerSession = 2
         for id in ["a", "b"] {
             let events = try room.state.decide(
-                .createPoll(.init(pollId: id, question: "Q", options: ["x", "y"], kind: .single)), limits: limits)
+                .createPoll(.init(pollId: id, question: "Q", options: ["x", "y"], kind: .single)), limits: limits, now: room.now)
             events.forEach { room.state.apply($0) }
         }
         #expect(throws: DomainError.limitReached("a session holds at most 2 polls")) {
-            try room.state.decide(.createPoll(.init(pollId: "c", question: "Q", options: ["x", "y"], kind: .single)), limits: limits)
+            try room.state.decide(
+                .createPoll(.init(pollId: "c", question: "Q", options: ["x", "y"], kind: .single)), limits: limits, now: room.now)
         }
     }
 }

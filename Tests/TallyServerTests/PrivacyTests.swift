@@ -10,7 +10,7 @@ private func twoPollsOneVoter() throws -> SessionState {
     let created = try SessionState.create(id: "s1", title: "All hands", joinCode: JoinCode.random(using: &rng))
     var state = SessionState(created: created)
     func run(_ command: SessionCommand) throws {
-        for event in try state.decide(command) { state.apply(event) }
+        for event in try state.decide(command, now: Date(timeIntervalSince1970: 1_800_000_000)) { state.apply(event) }
     }
     try run(.join("alice"))
     try run(.join("bob"))

@@ -1,0 +1,90 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TallyDomain
+
+/// The server's clock for timing quiz questions: the wall clock when the process started,
+/// advanced by the monotonic clock since. A wall-clock jump during a run (NTP, a person setting
+/// the date) cannot shorten a countdown or change a score; a restart starts from the wall clock
+/// again, which is what a stored `closesAt` is compared with.
+enum ServerClock {
+    private static let anchor = (wall: Date(), monotonic: ContinuousClock.now)
+
+    static func now() -> Date {
+        let elapsed = anchor.monotonic.duration(to: .now)
+        let (seconds, attoseconds) = elapsed.components
+        return anchor.wall.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}
+
+/// Closes quiz questions at their `closesAt` with no presenter action: a timer per open
+/// question, set when it opens and again at start for one that was open when the box stopped
+/// (which closes at once when its time has passed).
+///
+/// The timers are child tasks of `run()`, so shutdown leaves none behind; a question whose
+/// timer was cancelled by shutdown is closed after the restart. Ballots after `closesAt` are
+/// refused by the session's rules whether or not the close is written yet.
+final class Countdowns: Service, Sendable {
+    private let due: AsyncStream<Due>
+    private let continuation: AsyncStream<Due>.Continuation
+    private let logger: Logger
+
+    private struct Due: Sendable {
+        let session: LiveSession
+        let pollId: PollID
+        /// Milliseconds since 1970.
+        let closesAt: Int64
+    }
+
+    init(logger: Logger = Logger(label: "tally.quiz")) {
+        self.logger = logger
+        (due, continuation) = AsyncStream.makeStream(of: Due.self)
+    }
+
+    /// A quiz question opened (or was found open at start): close it at `closesAt`.
+    func schedule(_ pollId: PollID, closesAt: Int64, in session: LiveSession) {
+        continuation.yield(Due(session: session, pollId: pollId, closesAt: closesAt))
+    }
+
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            await withGracefulShutdownHandler {
+                for await due in self.due {
+                    group.addTask {
+                        let wait = due.closesAt - QuizTime.milliseconds(ServerClock.now())
+                        if wait > 0 {
+                            // Cancelled: the box is stopping; the restart closes the question.
+                            do { try await Task.sleep(for: .milliseconds(wait)) } catch { return }
+                        }
+                        await self.close(due)
+                    }
+                }
+            } onGracefulShutdown: {
+                self.continuation.finish()
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Closes the question unless someone did first. A log that is momentarily busy is tried
+    /// again; one that cannot take writes leaves the question to the restart.
+    private func close(_ due: Due) async {
+        for attempt in 1...50 {
+            do throws(CommandFailure) {
+                _ = try due.session.execute(.closePoll(due.pollId))
+                logger.info("quiz question closed on time", metadata: ["session": "\(due.session.id)", "poll": "\(due.pollId)"])
+                return
+            } catch {
+                // Refused: closed already (by the presenter, or by opening the next question).
+                guard case .logUnavailable(let problem) = error else { return }
+                if attempt == 50 || Task.isCancelled {
+                    logger.error(
+                        "could not close a quiz question on time",
+                        metadata: ["session": "\(due.session.id)", "poll": "\(due.pollId)", "error": "\(problem)"])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+}
