@@ -132,6 +132,64 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
     }
 }
 
+/// Quiz scores: each addressed to one participant, who alone receives it — live, replayed from
+/// memory, and replayed from the log.
+@Suite struct OneParticipantAudienceTests {
+    static func score(_ participant: ParticipantID) -> SessionEvent {
+        .quizScore(.init(participantId: participant, pollId: "q1", answered: true, correct: true, points: 900, total: 900, rank: 1, players: 2))
+    }
+    static let batch = [logged(1, "s1", everyone), logged(2, "s1", score("u1")), logged(3, "s1", score("u2"))]
+
+    @Test func liveDeliveryReachesTheAddresseeAlone() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        let sinks = (0..<5).map { _ in RecordingSink(eventLoop: loop) }
+        _ = try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: sinks[0])
+        _ = try hub.subscribe(sessionId: "s1", role: .participant, participant: "u1", sink: sinks[1])  // a second tab
+        _ = try hub.subscribe(sessionId: "s1", role: .participant, participant: "u2", sink: sinks[2])
+        _ = try hub.subscribe(sessionId: "s1", role: .presenter, sink: sinks[3])
+        _ = try hub.subscribe(sessionId: "s1", role: .display, sink: sinks[4])
+        hub.publish(Self.batch)
+        hub.settle()
+        loop.run()
+        #expect(sinks.map(\.received) == [[1, 2], [1, 2], [1, 3], [1], [1]])
+    }
+
+    @Test func replayFromMemoryAndFromTheLogKeepsEachScoreToItsOwner() throws {
+        let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
+        hub.publish(Self.batch)
+        hub.settle()
+        func replayed(_ hub: EventHub, _ role: Role, _ participant: ParticipantID?, log: any EventLog) -> [UInt64]? {
+            hub.replay(sessionId: "s1", role: role, participant: participant, after: 0, through: 3, log: log, retention: 3600)?.map(\.sequence)
+        }
+        #expect(replayed(hub, .participant, "u1", log: NoLog()) == [1, 2])
+        #expect(replayed(hub, .participant, "u2", log: NoLog()) == [1, 3])
+        #expect(replayed(hub, .display, nil, log: NoLog()) == [1])
+        // A hub started after these events: its memory has none of them, the log has them all.
+        let later = EventHub(epoch: "ab", publishedThrough: 3, metrics: metrics())
+        let log = ListLog(Self.batch)
+        #expect(replayed(later, .participant, "u1", log: log) == [1, 2])
+        #expect(replayed(later, .participant, "u3", log: log) == [1])
+        #expect(replayed(later, .presenter, nil, log: log) == [1])
+    }
+}
+
+/// A log holding a fixed list of events.
+private final class ListLog: EventLog {
+    let stored: [LoggedEvent]
+    init(_ stored: [LoggedEvent]) { self.stored = stored }
+    var epoch: String { "ab" }
+    var durableSequence: UInt64 { stored.last?.sequence ?? 0 }
+    var failure: (any Error)? { nil }
+    func append(sessionId: SessionID, events: [SessionEvent]) throws -> [LoggedEvent] { [] }
+    func waitUntilDurable(_ sequence: UInt64) async throws {}
+    func onDurable(_ observer: @escaping @Sendable ([LoggedEvent]) -> Void) {}
+    func events(of sessionId: SessionID, after: UInt64, through: UInt64) -> [LoggedEvent]? {
+        stored.filter { $0.sessionId == sessionId && $0.sequence > after && $0.sequence <= through }
+    }
+    func reach() -> LogReach { LogReach(newestSequence: durableSequence, retainedEvents: stored.count, limitedByCapacity: false) }
+}
+
 /// A log that holds nothing: a replay that reaches it could not be served from memory.
 private final class NoLog: EventLog {
     var epoch: String { "ab" }
