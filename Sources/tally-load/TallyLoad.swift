@@ -36,6 +36,12 @@ struct TallyLoad: ParsableCommand {
               upvotes        Q&A: 2,000 participants upvote 50 questions
                              (5 each) over 10 s while a display watches:
                              every acknowledged upvote counted
+              quiz           2,000 players (each with a WebSocket) answer a
+                             quiz question within 2 s of its opening, 20
+                             displays watch; the server closes it at
+                             closesAt: every answer accepted and scored,
+                             leaderboard and own scores closesAt → screen
+                             p50/p99 (target p99 ≤ 100 ms)
               compare-nchan  adr-normal on nginx + nchan (2 workers,
                              in-memory), then on Tally; same client, one
                              table
@@ -53,7 +59,7 @@ struct TallyLoad: ParsableCommand {
             See Appliance/bench/README.md.
             """)
 
-    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes or compare-nchan.")
+    @Argument(help: "adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes, quiz or compare-nchan.")
     var scenario: String
 
     @Option(help: "Seconds of publishing (votes: seconds of each phase is half of it).") var duration: Double = 20
@@ -71,7 +77,8 @@ struct TallyLoad: ParsableCommand {
     @Option(help: "nchan module (.so) for --peer nchan.") var nchanModule: String?
     @Option(help: "nginx worker processes for --peer nchan.") var nginxWorkers = 2
     @Option(help: "Keep-alive connections of the votes scenario.") var connections = 64
-    @Option(help: "Participants of the votes (default 500) and wordcloud (default 2000) scenarios.") var participants: Int?
+    @Option(help: "Participants of the votes (default 500), wordcloud, upvotes and quiz (default 2000) scenarios.") var participants: Int?
+    @Option(help: "Displays watching the quiz scenario.") var displays = 20
 
     func run() throws {
         raiseFileLimit()
@@ -109,6 +116,13 @@ struct TallyLoad: ParsableCommand {
             try UpvotesRun(
                 server: server, group: group, password: password, participants: participants ?? 2000, connections: connections,
                 seconds: min(duration, 10)
+            ).execute()
+            return
+        }
+        if scenario == "quiz" {
+            try QuizRun(
+                server: server, group: group, password: password, participants: participants ?? 2000, displays: displays,
+                connections: connections
             ).execute()
             return
         }
@@ -164,9 +178,11 @@ struct Plan {
         case "idle": return Plan(name: name, sessions: 1, subscribers: 10_000, rate: 0)
         case "storm": return Plan(name: name, sessions: 1, subscribers: 2000, rate: 30)
         case "slow": return Plan(name: name, sessions: 1, subscribers: 400, rate: 30)
-        case "votes", "wordcloud", "upvotes": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
+        case "votes", "wordcloud", "upvotes", "quiz": return Plan(name: name, sessions: 1, subscribers: 0, rate: 0)
         default:
-            print("unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes or compare-nchan")
+            print(
+                "unknown scenario \(name): adr-normal, adr-peak, big-room, idle, storm, slow, votes, wordcloud, upvotes, quiz or compare-nchan"
+            )
             Foundation.exit(64)
         }
     }

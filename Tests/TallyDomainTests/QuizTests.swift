@@ -207,7 +207,8 @@ struct QuizTests {
         for (q, kind) in [("q1", PollKind.single), ("q2", .multiple), ("q3", .single)] {
             try room.quiz(q, kind: kind, correct: kind == .single ? ["o2"] : ["o1", "o2"], seconds: 30)
             for i in 0..<40 where rng.next() % 4 != 0 {
-                let choice: [OptionID] = kind == .single ? ["o\(rng.next() % 3 + 1)"] : ["o1", "o2", "o3"].filter { _ in rng.next() % 2 == 0 }
+                let choice: [OptionID] =
+                    kind == .single ? ["o\(rng.next() % 3 + 1)"] : ["o1", "o2", "o3"].filter { _ in rng.next() % 2 == 0 }
                 guard !choice.isEmpty else { continue }
                 try room.answer("p\(i)", choice, on: q, after: Int(rng.next() % 30_000))
             }

@@ -136,7 +136,8 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
 /// memory, and replayed from the log.
 @Suite struct OneParticipantAudienceTests {
     static func score(_ participant: ParticipantID) -> SessionEvent {
-        .quizScore(.init(participantId: participant, pollId: "q1", answered: true, correct: true, points: 900, total: 900, rank: 1, players: 2))
+        .quizScore(
+            .init(participantId: participant, pollId: "q1", answered: true, correct: true, points: 900, total: 900, rank: 1, players: 2))
     }
     static let batch = [logged(1, "s1", everyone), logged(2, "s1", score("u1")), logged(3, "s1", score("u2"))]
 
@@ -160,7 +161,8 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         hub.publish(Self.batch)
         hub.settle()
         func replayed(_ hub: EventHub, _ role: Role, _ participant: ParticipantID?, log: any EventLog) -> [UInt64]? {
-            hub.replay(sessionId: "s1", role: role, participant: participant, after: 0, through: 3, log: log, retention: 3600)?.map(\.sequence)
+            hub.replay(sessionId: "s1", role: role, participant: participant, after: 0, through: 3, log: log, retention: 3600)?.map(
+                \.sequence)
         }
         #expect(replayed(hub, .participant, "u1", log: NoLog()) == [1, 2])
         #expect(replayed(hub, .participant, "u2", log: NoLog()) == [1, 3])
