@@ -160,15 +160,27 @@ public final class EventHub: Sendable {
     /// Called by the event log, in order, once per durable batch (on its commit path: this
     /// only hands the batch to the fan-out queue).
     public func publish(_ batch: [LoggedEvent]) {
-        queue.async { self.route(batch) }
+        queue.async {
+            // A large batch (a quiz question's close: one score per player) goes out in slices,
+            // so its first events — the leaderboard every screen waits for — are not held back
+            // until the last score is encoded.
+            var start = batch.startIndex
+            while start < batch.endIndex {
+                let end = min(start + Self.routingSlice, batch.endIndex)
+                self.route(batch[start..<end])
+                start = end
+            }
+        }
     }
+
+    static let routingSlice = 256
 
     /// Waits until every batch handed to `publish` so far has been routed (tests, shutdown).
     public func settle() {
         queue.sync {}
     }
 
-    private func route(_ batch: [LoggedEvent]) {
+    private func route(_ batch: ArraySlice<LoggedEvent>) {
         guard let last = batch.last else { return }
         metrics.eventsPublished.increment(by: Int64(batch.count))
         // Encode once per event; the buffers are shared by all receivers. Ballots go to nobody:
