@@ -29,10 +29,13 @@ public struct QuizSettings: Codable, Sendable, Equatable {
 
     /// Points for a right answer accepted `elapsedMs` after the opening: all of them at once,
     /// half at the time limit, rounded half away from zero.
+    ///
+    /// In whole numbers: points × (2L − t) / 2L, rounded half up (every term is ≥ 0), so a
+    /// result that is exactly something-and-a-half is never a floating-point hair below it.
     public func points(afterMilliseconds elapsedMs: Int64) -> Int {
-        let limit = Double(timeLimitSeconds) * 1000
-        let t = min(max(Double(elapsedMs), 0), limit)
-        return Int((Double(points) * (1 - (t / limit) / 2)).rounded())
+        let limit = Int64(timeLimitSeconds) * 1000
+        let t = min(max(elapsedMs, 0), limit)
+        return Int((Int64(points) * (2 * limit - t) + limit) / (2 * limit))
     }
 
     /// A `single` ballot is right when its option is a right one; `multiple` needs exactly the

@@ -409,7 +409,9 @@ public struct SessionState: Sendable, Equatable {
     /// already; right or wrong, and its points, from the time since the opening.
     private func marking(_ ballot: Ballot, by participant: ParticipantID, on poll: Poll, now: Date) throws(DomainError) -> QuizMark? {
         guard let quiz = poll.quiz, case .choice(let chosen) = ballot else { return nil }
-        guard let times = quizTimes[poll.id] else { return nil }
+        guard let times = quizTimes[poll.id] else {
+            throw .conflict("question \(poll.id) has no opening time; ask the presenter to reopen it")
+        }
         let at = QuizTime.milliseconds(now)
         guard at <= times.closes else {
             throw .conflict("time is up: question \(poll.id) closed at \(QuizTime.format(times.closes))")
@@ -429,13 +431,14 @@ public struct SessionState: Sendable, Equatable {
     /// so the leaderboard never shows who was right before everyone can know.
     public func standings() -> Standings {
         var totals: [ParticipantID: Int] = [:]
-        // When a player reached their score: the question (by position) and how fast.
-        var reached: [ParticipantID: (Int, Int64)] = [:]
+        // When a player reached their score: the moment (on the server's clock) their last
+        // points were earned — the question's opening plus how fast they answered.
+        var reached: [ParticipantID: Int64] = [:]
         for pollId in scoredQuizPolls(closing: nil) {
-            guard let position = pollIndex[pollId], let marks = quizMarks[pollId] else { continue }
+            guard let marks = quizMarks[pollId], let opened = quizTimes[pollId]?.opened else { continue }
             for (participant, mark) in marks where mark.points > 0 {
                 totals[participant, default: 0] += mark.points
-                reached[participant] = (position, mark.elapsedMs)
+                reached[participant] = max(reached[participant] ?? .min, opened + mark.elapsedMs)
             }
         }
         let order = joinOrder.sorted { a, b in
@@ -489,6 +492,9 @@ public struct SessionState: Sendable, Equatable {
         quizMarks[pollId]?[participant]
     }
 
+    /// When the most recent quiz question opened (ms since 1970).
+    public var newestQuizOpening: Int64? { quizTimes.values.map(\.opened).max() }
+
     /// When an open quiz question closes (ms since 1970), for the server's timer.
     public func closesAt(_ pollId: PollID) -> Int64? {
         quizTimes[pollId]?.closes
@@ -501,8 +507,19 @@ public struct SessionState: Sendable, Equatable {
         let key = WrittenText.key(name)
         guard !key.isEmpty else { throw .invalid("the nickname has nothing to show") }
         guard !limits.blocklist.matches(name) else { throw .invalid("this nickname is not allowed here; choose another") }
+        // "Player 3" is how the leaderboard names a player without a nickname: nobody may take it.
+        let letters = key.filter { $0.isLetter || $0.isNumber }
+        if letters.hasPrefix("player"), letters.dropFirst(6).allSatisfy(\.isNumber) {
+            throw .invalid("\"\(name)\" is how players without a nickname are shown; choose another")
+        }
         guard nicknameKeys[key] == nil else { throw .conflict("the nickname \"\(name)\" is taken; choose another") }
         return name
+    }
+
+    /// Whether `nickname` would be accepted now (the join page's check before a participant
+    /// is made; the join itself checks again under the session's lock).
+    public func check(nickname: String, limits: SessionLimits) throws(DomainError) {
+        _ = try checkedNickname(nickname, limits: limits)
     }
 
     private static func optionList(_ raw: [String], limits: SessionLimits) throws(DomainError) -> [PollOption] {

@@ -7,6 +7,11 @@ import TallyDomain
 /// of decoding and re-encoding ring records per client.
 ///
 /// Bounded: at most `capacity` events and `maxBytes` bytes (both framings counted) for each of
+/// at most `sessions` sessions. Events addressed to one participant (a quiz close sends one
+/// score per player) count against the bytes only, so a close of a couple of thousand players
+/// does not push the leaderboard and what came before out of memory: phones reconnecting across
+/// it are served from here, not from the ring one by one.
+///
 /// at most `sessions` sessions (the most recently active): ≤ 128 MiB in all, and far less in
 /// practice (a choice poll's events are a few hundred bytes; a word cloud's results up to 16 KiB).
 /// What is not here is read from the log.
@@ -70,6 +75,8 @@ public final class ReplayCache: Sendable {
         var events: [EncodedEvent] = []
         var start = 0
         var bytes = 0
+        /// Events held that are not addressed to one participant (what `capacity` counts).
+        var broadcast = 0
         /// When this session last published (for evicting the quietest session).
         var touched: UInt64 = 0
         /// Every event of the session with a sequence ≥ this is held (or had no audience).
@@ -79,9 +86,11 @@ public final class ReplayCache: Sendable {
 
         mutating func append(_ event: EncodedEvent, capacity: Int, maxBytes: Int) {
             let size = Self.size(event)
-            while start < events.count, events.count - start >= capacity || bytes + size > maxBytes {
+            let counted = event.audience.addressee == nil
+            while start < events.count, (counted && broadcast >= capacity) || bytes + size > maxBytes {
                 completeFrom = events[start].sequence + 1
                 bytes -= Self.size(events[start])
+                if events[start].audience.addressee == nil { broadcast -= 1 }
                 start += 1
             }
             if start >= capacity {
@@ -90,6 +99,7 @@ public final class ReplayCache: Sendable {
             }
             events.append(event)
             bytes += size
+            if counted { broadcast += 1 }
         }
 
         func range(after: UInt64, through: UInt64, notBefore: Date) -> [EncodedEvent]? {

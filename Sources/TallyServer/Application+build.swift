@@ -177,6 +177,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         resultsInterval: configuration.resultsInterval)
     venue.restore(restored)
     venue.recover(from: tail)
+    // Never from before what the log and the quiz questions have seen (a box without a
+    // real-time clock may boot with its clock behind).
+    ServerClock.start(notBefore: [tail.last?.timestamp, venue.newestQuizOpening].compactMap { $0 }.max())
     venue.resumeCountdowns()
     let access = Access(
         credentials: Credentials(secret: secret),

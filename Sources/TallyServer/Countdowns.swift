@@ -1,19 +1,27 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TallyDomain
 
 /// The server's clock for timing quiz questions: the wall clock when the process started,
 /// advanced by the monotonic clock since. A wall-clock jump during a run (NTP, a person setting
 /// the date) cannot shorten a countdown or change a score; a restart starts from the wall clock
-/// again, which is what a stored `closesAt` is compared with.
+/// again, which is what a stored `closesAt` is compared with — but never from before the newest
+/// event in the log (`start(notBefore:)`): a box without a real-time clock that boots with its
+/// clock behind would otherwise keep a question open for as long as the clock is behind.
 enum ServerClock {
-    private static let anchor = (wall: Date(), monotonic: ContinuousClock.now)
+    private static let anchor = Mutex((wall: Date(), monotonic: ContinuousClock.now))
+
+    /// At start, before any command: the newest time the log has seen.
+    static func start(notBefore newest: Date?) {
+        anchor.withLock { $0 = (max(Date(), newest ?? .distantPast), ContinuousClock.now) }
+    }
 
     static func now() -> Date {
-        let elapsed = anchor.monotonic.duration(to: .now)
-        let (seconds, attoseconds) = elapsed.components
-        return anchor.wall.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+        let (wall, monotonic) = anchor.withLock { ($0.wall, $0.monotonic) }
+        let (seconds, attoseconds) = monotonic.duration(to: .now).components
+        return wall.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
     }
 }
 
@@ -66,10 +74,13 @@ final class Countdowns: Service, Sendable {
         }
     }
 
-    /// Closes the question unless someone did first. A log that is momentarily busy is tried
-    /// again; one that cannot take writes leaves the question to the restart.
+    /// Closes the question unless someone did first. A log that cannot take the close is tried
+    /// again (backing off to once a second) until it does or the box stops — the restart then
+    /// closes it; meanwhile ballots are refused by time alone.
     private func close(_ due: Due) async {
-        for attempt in 1...50 {
+        var wait = Duration.milliseconds(50)
+        var reported = false
+        while true {
             do throws(CommandFailure) {
                 _ = try due.session.execute(.closePoll(due.pollId))
                 logger.info("quiz question closed on time", metadata: ["session": "\(due.session.id)", "poll": "\(due.pollId)"])
@@ -77,13 +88,14 @@ final class Countdowns: Service, Sendable {
             } catch {
                 // Refused: closed already (by the presenter, or by opening the next question).
                 guard case .logUnavailable(let problem) = error else { return }
-                if attempt == 50 || Task.isCancelled {
+                if !reported {
+                    reported = true
                     logger.error(
-                        "could not close a quiz question on time",
+                        "could not close a quiz question on time; trying again",
                         metadata: ["session": "\(due.session.id)", "poll": "\(due.pollId)", "error": "\(problem)"])
-                    return
                 }
-                try? await Task.sleep(for: .milliseconds(100))
+                do { try await Task.sleep(for: wait) } catch { return }
+                wait = min(wait * 2, .seconds(1))
             }
         }
     }

@@ -71,6 +71,17 @@ struct JoinController {
         if body.nickname == nil, policy == .required {
             throw Problem(.badRequest, "this session asks for a nickname", type: "/problems/nickname-required")
         }
+        // A nickname that would be refused costs nothing of the address's budget.
+        if let nickname = body.nickname {
+            let refusal: DomainError? = session.read { state, _ in
+                do throws(DomainError) {
+                    try state.check(nickname: nickname, limits: venue.limits)
+                    return nil
+                } catch { return error }
+            }
+            if case .conflict(let detail) = refusal { throw Problem(.conflict, detail, type: "/problems/nickname-taken") }
+            if let refusal { throw Problem.from(refusal) }
+        }
         // Only a new participant draws on the address's budget.
         if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many new participants from your address") }
         var rng = SystemRandomNumberGenerator()

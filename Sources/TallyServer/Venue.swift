@@ -272,6 +272,12 @@ final class Venue: Sendable {
         for session in allSessions() { session.resumeCountdown() }
     }
 
+    /// When the most recent quiz question of any session opened (for `ServerClock.start`).
+    var newestQuizOpening: Date? {
+        allSessions().compactMap { $0.read { state, _ in state.newestQuizOpening } }.max()
+            .map { Date(timeIntervalSince1970: Double($0) / 1000) }
+    }
+
     func session(_ id: SessionID) -> LiveSession? {
         directory.withLock { $0.sessions[id] }
     }

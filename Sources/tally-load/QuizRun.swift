@@ -43,7 +43,7 @@ final class QuizRun: @unchecked Sendable {
         let (operatorToken, sessionId, code, displayToken) = try http.openSession(password: password, title: "Quiz night")
         var tokens: [String] = []
         for i in 0..<participants {
-            let (joined, body) = try http.request("POST", "/api/v1/join", json: #"{"joinCode":"\#(code)","nickname":"Player-\#(i)"}"#)
+            let (joined, body) = try http.request("POST", "/api/v1/join", json: #"{"joinCode":"\#(code)","nickname":"Quizzer \#(i)"}"#)
             guard joined == 201, let token = jsonString(body, "participantToken") else { throw LoadError("join failed (\(joined))") }
             tokens.append(token)
         }

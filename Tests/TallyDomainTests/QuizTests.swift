@@ -43,6 +43,18 @@ struct QuizTests {
         let three = QuizSettings(correctOptionIds: ["o1"], timeLimitSeconds: 5, points: 3)
         #expect(three.points(afterMilliseconds: 1_000) == 3 && three.points(afterMilliseconds: 2_500) == 2)
         #expect(QuizSettings(correctOptionIds: nil, timeLimitSeconds: 10, points: 5).points(afterMilliseconds: 10_000) == 3)  // 2.5 → 3
+        // Exactly 871.5 (1000 × (1 − 1.285/5/2)): in floating point a hair below, in whole numbers 872.
+        let five = QuizSettings(correctOptionIds: nil, timeLimitSeconds: 5)
+        #expect(five.points(afterMilliseconds: 1_285) == 872)
+        // Every millisecond of every limit agrees with exact rational arithmetic.
+        for limit in [5, 7, 20, 300] {
+            let settings = QuizSettings(correctOptionIds: nil, timeLimitSeconds: limit, points: 1000)
+            let l = Int64(limit) * 1000
+            for t in stride(from: Int64(0), through: l, by: 7) {
+                let twice = 1000 * (2 * l - t) * 2 / (2 * l)  // 2 × the exact value, floored
+                #expect(settings.points(afterMilliseconds: t) == Int((twice + 1) / 2), "limit \(limit) s, t \(t) ms")
+            }
+        }
     }
 
     @Test func aBallotJustPastTheLimitIsRefusedEvenBeforeTheCloseIsWritten() throws {
@@ -159,6 +171,25 @@ struct QuizTests {
         #expect(room.board() == ["1 Player 1 900", "1 Player 3 900", "1 Player 2 900", "4 Player 4 0"])
     }
 
+    @Test func whoReachedTheScoreFirstIsByTheClockNotTheOrderTheQuestionsWereWritten() throws {
+        var room = try Room()
+        for who in ["a", "b"] { try room.run(.join(who)) }
+        var first = create(.single, "q1", options: ["A", "B"])
+        first.quiz = QuizSettings(correctOptionIds: ["o1"], timeLimitSeconds: 10)
+        var second = first
+        second.pollId = "q2"
+        try room.run(.createPoll(first))
+        try room.run(.createPoll(second))
+        try room.run(.openPoll("q2"))  // the presenter asks the second one first
+        try room.answer("b", ["o1"], on: "q2", after: 1_000)  // 950
+        try room.run(.closePoll("q2"))
+        room.now += 60
+        try room.run(.openPoll("q1"))
+        try room.answer("a", ["o1"], on: "q1", after: 1_000)  // 950, a minute later
+        try room.run(.closePoll("q1"))
+        #expect(room.board() == ["1 Player 2 950", "1 Player 1 950"])
+    }
+
     @Test func aResetStartsANewRound() throws {
         var room = try Room()
         try room.run(.join("a"))
@@ -194,6 +225,11 @@ struct QuizTests {
         #expect(throws: DomainError.self) { try room.run(.join("b", nickname: String(repeating: "x", count: 21)), limits: limits) }
         #expect(throws: DomainError.self) { try room.run(.join("b", nickname: "rude"), limits: limits) }
         #expect(throws: DomainError.self) { try room.run(.join("b", nickname: "\u{200B}"), limits: limits) }
+        for taken in ["Player 3", "player3", "PLAYER  17", "Player"] {
+            #expect(throws: DomainError.self, "\(taken) is how unnamed players show") {
+                try room.run(.join("b", nickname: taken), limits: limits)
+            }
+        }
         try room.run(.join("b", nickname: String(repeating: "x", count: 20)), limits: limits)
         try room.run(.setNicknames(.optional))
         try room.run(.join("c"))

@@ -156,6 +156,16 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         #expect(sinks.map(\.received) == [[1, 2], [1, 2], [1, 3], [1], [1]])
     }
 
+    @Test func aCloseOfManyPlayersStaysInMemoryWithWhatCameBefore() {
+        let cache = ReplayCache(firstLive: 1, capacity: 8)
+        let wire = WireFormat(epoch: "ab")
+        var batch = [("s1", wire.encode(logged(1, "s1", everyone)))]
+        for i in 0..<50 { batch.append(("s1", wire.encode(logged(UInt64(i + 2), "s1", Self.score("u\(i)"))))) }
+        cache.record(batch)
+        let held = cache.events(of: "s1", after: 0, through: 51, notBefore: .distantPast)
+        #expect(held?.count == 51, "scores count against the bytes, not against the 8 events")
+    }
+
     @Test func replayFromMemoryAndFromTheLogKeepsEachScoreToItsOwner() throws {
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         hub.publish(Self.batch)
