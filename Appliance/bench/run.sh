@@ -13,12 +13,13 @@
 #   tally-load votes           server CPU per durable vote vs. per GET /healthz (target ratio ≤ 1.5)
 #   tally-load wordcloud       2,000 phones × 3 words within 10 s: every word counted, results ≤ 16 KiB, display p99
 #   tally-load upvotes         Q&A: 2,000 phones upvote 50 questions (5 each) over 10 s: every upvote counted, display p99
+#   tally-load quiz            2,000 players answer within 2 s, 20 displays: every answer scored, closesAt → leaderboard p99 (target ≤ 100 ms)
 #   tally-load idle --peer nchan   the same 10,000 idle WebSockets on nginx + nchan, for reference
 # The full output goes to $LOG (default /tmp/tally-bench-<time>.log). About 4 minutes of running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ -d /opt/swift/usr/bin ]] && export PATH=/opt/swift/usr/bin:$PATH
-SCENARIOS=${SCENARIOS:-compare-nchan idle storm votes wordcloud upvotes idle-nchan}
+SCENARIOS=${SCENARIOS:-compare-nchan idle storm votes wordcloud upvotes quiz idle-nchan}
 LOG=${LOG:-/tmp/tally-bench-$(date +%Y%m%d-%H%M%S).log}
 
 if [[ " $SCENARIOS " == *" compare-nchan "* ]] && ! Appliance/bench/nchan-peer.sh check >/dev/null 2>&1; then

@@ -74,16 +74,31 @@ final class Countdowns: Service, Sendable {
         }
     }
 
-    /// Closes the question unless someone did first. A log that cannot take the close is tried
-    /// again (backing off to once a second) until it does or the box stops — the restart then
-    /// closes it; meanwhile ballots are refused by time alone.
+    private func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Closes the question unless someone did first, and logs how late after `closesAt` the
+    /// close was durable (and so on its way to the screens). A log that cannot take the close is
+    /// tried again (backing off to once a second) until it does or the box stops — the restart
+    /// then closes it; meanwhile ballots are refused by time alone.
     private func close(_ due: Due) async {
         var wait = Duration.milliseconds(50)
         var reported = false
         while true {
             do throws(CommandFailure) {
-                _ = try due.session.execute(.closePoll(due.pollId))
-                logger.info("quiz question closed on time", metadata: ["session": "\(due.session.id)", "poll": "\(due.pollId)"])
+                let start = ContinuousClock.now
+                let executed = try due.session.execute(.closePoll(due.pollId))
+                let decided = ContinuousClock.now
+                try? await due.session.log.waitUntilDurable(executed.sequence)
+                logger.info(
+                    "quiz question closed on time",
+                    metadata: [
+                        "session": "\(due.session.id)", "poll": "\(due.pollId)", "events": "\(executed.events.count)",
+                        "late_ms": "\(QuizTime.milliseconds(ServerClock.now()) - due.closesAt)",
+                        "decided_ms": "\(milliseconds(start.duration(to: decided)))",
+                        "durable_ms": "\(milliseconds(decided.duration(to: .now)))",
+                    ])
                 return
             } catch {
                 // Refused: closed already (by the presenter, or by opening the next question).
