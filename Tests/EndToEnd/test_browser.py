@@ -283,4 +283,5 @@ def test_pages_are_small_and_strict(server):
         assert status == 200
         total += len(body.encode())
         assert "http://" not in body.replace("http://www.w3.org", "") and "https://" not in body, f"{path} references another host"
+    # The display's and the presenter's own styles are in display.css and presenter.css: phones never load them.
     assert total < 48 * 1024, f"participant page is {total} bytes"

@@ -1,4 +1,4 @@
-import { api, ballots, ends, follow, h, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
+import { api, ballots, bars, ends, follow, h, ordinal, patch, plural, pts, results, secondsLeft, sortQuestions, status, ticker } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -61,7 +61,9 @@ function render() {
   const people = `${state.participantCount || 0} joined`;
   const q = state.qna || { questions: [] }, shown = q.questions.filter((x) => x.state === "visible");
   const hi = shown.find((x) => x.highlighted);
-  if (state.state !== "ended" && q.state === "open" && (hi || !poll)) return qna(hi, shown, people);
+  if (state.state !== "ended" && q.state === "open" && hi) return qna(hi, shown, people);
+  if (quiz(poll, people)) return;
+  if (state.state !== "ended" && q.state === "open" && !poll) return qna(hi, shown, people);
   if (state.state === "ended" || !poll) view = null;
   if (state.state === "ended") { main.replaceChildren(h("section", { class: "idle" }, h("h1", {}, state.title), h("p", {}, "This session has ended."))); return; }
   if (!poll) {
@@ -176,6 +178,86 @@ function qna(hi, shown, people) {
   else view.list.querySelector(".empty")?.remove();
 }
 
+// A quiz: the question with its countdown and the number answered; once the server closes it, the
+// distribution with the right answers marked (for a few seconds), then the leaderboard, which
+// stays up until the next question. The display never sees drafts, so it cannot tell the last
+// question: the podium comes when the presenter ends the session (or on a reload of an ended one).
+let lastQuiz = null, phase = null, before = []; // before: the leaderboard's order before the latest question
+const QUIZ_RESULTS_MS = 6000;
+
+function quiz(poll, people) {
+  const lb = state.leaderboard;
+  if (state.state === "ended") return lb && lb.entries.some((e) => e.score > 0) && podium(lb);
+  if (poll && poll.poll.quiz) { lastQuiz = poll.poll.id; phase = null; question(poll, people); return true; }
+  const x = !poll && state.polls.find((p) => p.poll.id === lastQuiz && p.poll.state === "closed");
+  if (!x) return false;
+  if (!phase && x.outcome) { phase = "results"; setTimeout(() => { if (phase === "results") { phase = "board"; render(); } }, QUIZ_RESULTS_MS); }
+  if (phase === "board" && lb) board(lb);
+  else if (phase === "results") {
+    if (!view || view.key !== "results " + x.poll.id) screen("results " + x.poll.id, "quiz-results", h("p", { class: "kicker" }, "The answer"), h("h1", {}, x.poll.question));
+    patch(view.body, [bars(x.poll, x.results)]);
+    view.total.textContent = `${x.outcome.correct} of ${x.outcome.answered} answered right`;
+  } else question(x, people); // closed: the results are on their way
+  return true;
+}
+
+/** A quiz screen: its parts above the body and the total, with the join code at the side. */
+function screen(key, cls, ...top) {
+  view = { key, body: h("div", { class: "body" }), total: h("p", { class: "total" }) };
+  main.replaceChildren(h("section", { class: "live quiz " + cls }, top, view.body, view.total), ...(cls === "podium" ? [] : [joinBlock(false)]));
+}
+
+function question(p, people) {
+  const open = p.poll.state === "open";
+  if (!view || view.key !== "quiz " + p.poll.id) {
+    screen("quiz " + p.poll.id, "quiz-question", h("div", { class: "quiz-top" }, h("h1", {}, p.poll.question), h("p", { class: "clock" })));
+    view.body.append(h("ul", { class: "tiles" }, p.poll.options.map((o, i) => h("li", { class: "a" + (i % 4) }, h("span", { class: "letter", "aria-hidden": "true" }, "ABCDEFGHIJKL"[i]), o.label))));
+  }
+  patch(main.querySelector(".clock"), [open && p.poll.closesAt ? h("span", { role: "timer", "aria-label": "Seconds left", "data-closes": p.poll.closesAt }, secondsLeft(p.poll)) : h("span", { class: "up" }, "Time is up")]);
+  view.total.textContent = `${p.totalBallots || 0} answered · ${people}`;
+}
+
+/** The leaderboard: rows keyed by nickname slide from their place before the question to the new one (a CSS transition). */
+function board(lb) {
+  const rows = lb.entries.slice(0, 10);
+  if (!view || view.key !== "board") {
+    screen("board", "quiz-board", h("h1", {}, "Leaderboard"));
+    view.list = h("ol", { class: "board", "aria-label": "Leaderboard" });
+    view.rows = new Map();
+    view.body.append(view.list);
+    place(before.slice(0, 10));
+    void view.list.offsetHeight; // the old order is drawn first, so the move to the new one is a transition
+  }
+  place(rows);
+  view.total.textContent = plural(lb.players || 0, "player");
+  const v = view;
+  clearTimeout(v.tidy); // once the rows stopped, the DOM order follows them too (what a screen reader reads)
+  v.tidy = setTimeout(() => rows.forEach((e, i) => { const li = v.rows.get(e.nickname); if (li && v.list.children[i] !== li) v.list.insertBefore(li, v.list.children[i] || null); }), 1500);
+}
+
+function place(rows) {
+  const keep = new Set(rows.map((e) => e.nickname));
+  for (const [k, li] of view.rows) if (!keep.has(k)) { li.remove(); view.rows.delete(k); }
+  rows.forEach((e, i) => {
+    let li = view.rows.get(e.nickname);
+    if (!li) view.list.append(li = h("li", { class: "new" }, h("span", { class: "place" }), h("span", { class: "name" }, e.nickname), h("span", { class: "score" })));
+    view.rows.set(e.nickname, li);
+    li.children[0].textContent = ordinal(e.rank); li.children[2].textContent = pts(e.score);
+    li.style.setProperty("--i", i);
+  });
+  view.list.style.setProperty("--n", rows.length);
+}
+
+/** The final podium: the top three, first in the middle (the list stays in rank order for screen readers). */
+function podium(lb) {
+  if (view && view.key === "podium") return true;
+  screen("podium", "podium", h("p", { class: "kicker" }, state.title), h("h1", {}, "Final standings"));
+  view.body.append(h("ol", { class: "steps3", "aria-label": "Podium" }, lb.entries.slice(0, 3).map((e, i) => h("li", { class: "p" + (i + 1) },
+    h("span", { class: "name" }, e.nickname), h("span", { class: "score" }, pts(e.score)), h("span", { class: "step" }, ordinal(e.rank))))));
+  view.total.textContent = `${plural(lb.players || 0, "player")} · thank you for playing!`;
+  return true;
+}
+
 /** The answer wall: newest first, each new one fades in; hidden ones go. */
 function wall(r) {
   if (!view.wall) { view.wall = { ul: h("ul", { class: "wall", "aria-label": "Answers" }), els: new Map(), first: true }; view.body.replaceChildren(view.wall.ul); }
@@ -197,6 +279,14 @@ function wall(r) {
   try { wifi = await api("GET", "/api/v1/wifi"); } catch (e) { wifi = null; } // 404: no Wi-Fi configured
   try { state = await api("GET", `/api/v1/sessions/${sessionId}`, undefined, token); }
   catch (e) { setStatus(e.message, "bad"); setTimeout(() => location.reload(), 5000); return; } // the box may be restarting
+  const last = state.polls.filter((p) => p.poll.state !== "draft").slice(-1)[0];
+  if (last && last.poll.quiz && state.leaderboard) { lastQuiz = last.poll.id; phase = "board"; }
   render();
-  follow({ sessionId, actorType: "display", token, snapshot: state, onStatus: setStatus, onState: (s) => { state = { ...s, joinUrl: state.joinUrl }; render(); } });
+  ticker();
+  follow({ sessionId, actorType: "display", token, snapshot: state, onStatus: setStatus, onState: (s) => {
+    const was = state.leaderboard;
+    if (s.quizReset && s.quizReset !== state.quizReset) lastQuiz = null;
+    if (was && s.leaderboard && s.leaderboard.entries !== was.entries) before = was.entries;
+    state = { ...s, joinUrl: state.joinUrl }; render();
+  } });
 })();

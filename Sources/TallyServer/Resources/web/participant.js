@@ -1,9 +1,9 @@
-import { api, ballots, ends, follow, h, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
+import { api, ballots, bars, ends, follow, h, ordinal, patch, plural, pts, results, secondsLeft, sortQuestions, status, ticker } from "/assets/tally.js";
 
 const sessionId = location.pathname.split("/")[2];
 const main = document.getElementById("main"), announce = document.getElementById("announce");
-const MINE = ["myBallot", "myValue", "myWords", "myAnswers"]; // our own ballot: in the snapshot, never in events
-let state, shown = null, draft = {}; // draft: what is chosen, ordered or being edited and not sent yet
+const MINE = ["myBallot", "myValue", "myWords", "myAnswers", "myQuiz"]; // our own ballot: in the snapshot, never in events
+let state, shown = null, lastQuiz = null, told = null, draft = {}; // draft: what is chosen, ordered or being edited and not sent yet
 // The ballot is rebuilt only when the poll changes or we act, so typing is never interrupted by votes.
 const card = h("div"), below = h("div", { "aria-live": "off" }), note = h("p", { class: "note", role: "status" });
 const say = (t) => { note.textContent = t; };
@@ -11,7 +11,7 @@ const current = () => state.polls.find((p) => p.poll.id === state.openPollId);
 const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 const mineOf = (p) => ({ scale: p.myValue, wordcloud: p.myWords, open: (p.myAnswers || []).map((a) => a.answerId) })[p.poll.kind] ?? p.myBallot;
 
-const pollPane = h("div", { id: "poll-pane", role: "tabpanel", "aria-labelledby": "tab-poll" }), qnaPane = h("div", { id: "qna-pane", role: "tabpanel", "aria-labelledby": "tab-qna" });
+const pollPane = h("div", { id: "poll-pane" }), qnaPane = h("div", { id: "qna-pane" });
 let tab = null; // "poll" or "qna", once the Q&A tab is there
 
 function render() {
@@ -20,6 +20,9 @@ function render() {
   if (!hasQ) tab = null; else if (!tab) tab = current() ? "poll" : "qna";
   else if (current() && shown !== state.openPollId && !ask.value.trim()) tab = "poll"; // a new poll comes to the front, unless a question is being written
   pollPane.hidden = tab === "qna"; qnaPane.hidden = tab !== "qna";
+  for (const [el, t] of [[pollPane, "tab-poll"], [qnaPane, "tab-qna"]]) { // a tab panel only beside its tab
+    if (hasQ) { el.role = "tabpanel"; el.setAttribute("aria-labelledby", t); } else { el.removeAttribute("role"); el.removeAttribute("aria-labelledby"); }
+  }
   if (hasQ) renderQna(); else qnaPane.replaceChildren();
   if (!main.contains(pollPane)) main.replaceChildren(tabs, pollPane, qnaPane);
   patch(tabs, hasQ ? ["poll", "qna"].map((t, i) => h("button", { type: "button", role: "tab", id: "tab-" + t, "aria-controls": t + "-pane", "aria-selected": String(tab === t), tabindex: tab === t ? "0" : "-1",
@@ -36,21 +39,26 @@ function renderPoll() {
   if (!p) {
     if (shown) announce.textContent = state.state === "ended" ? "This session has ended." : "The poll is closed.";
     shown = null;
-    const closed = state.polls.filter((x) => x.poll.state === "closed" && x.results).slice(-1)[0];
-    main.replaceChildren(h("p", { class: "card idle" }, state.state === "ended" ? "This session has ended. Thank you!" : "No poll is open right now. Keep this page open — the next question appears here."),
-      closed ? h("section", { class: "card" }, h("h2", {}, closed.poll.question), results(closed.poll, closed.results, mineOf(closed))) : null);
+    const closed = state.polls.filter((x) => x.poll.state === "closed" && x.results).slice(-1)[0], scored = state.polls.find((x) => x.poll.id === lastQuiz && x.poll.state === "closed");
+    patch(main, [h("p", { class: "card idle" }, state.state === "ended" ? "This session has ended. Thank you!" : "No poll is open right now. Keep this page open — the next question appears here."),
+      scored ? verdict(scored) : closed ? h("section", { class: "card" }, h("h2", {}, closed.poll.question), results(closed.poll, closed.results, mineOf(closed))) : null]);
     return;
   }
-  if (shown !== p.poll.id) { shown = p.poll.id; draft = {}; say(""); announce.textContent = "New question: " + p.poll.question; redraw(); }
+  lastQuiz = p.poll.quiz ? p.poll.id : null;
+  if (shown !== p.poll.id) {
+    shown = p.poll.id; draft = {}; say(""); redraw();
+    announce.textContent = "New question: " + p.poll.question + (p.poll.quiz ? `. ${p.poll.quiz.timeLimitSeconds} seconds to answer.` : "");
+  }
   patch(below, [p.results ? h("section", { class: "card" }, h("h2", {}, "Results"), results(p.poll, p.results, mineOf(p)))
-    : h("p", { class: "muted center" }, `Results will be shown when the presenter reveals them · ${ballots(p.poll.kind, p.totalBallots || 0)} so far`)]);
+    : h("p", { class: "muted center" }, p.poll.quiz ? `${p.totalBallots || 0} answered` + (state.myNickname ? ` · you play as ${state.myNickname}` : "")
+      : `Results will be shown when the presenter reveals them · ${ballots(p.poll.kind, p.totalBallots || 0)} so far`)]);
   if (!main.contains(card)) main.replaceChildren(card, below);
 }
 
 /** Builds the ballot again, keeping the keyboard focus on the same control (or its row's next one). */
 function redraw() {
   const id = card.contains(document.activeElement) && document.activeElement.id;
-  const p = current(), b = (KINDS[p.poll.kind] || choice)(p);
+  const p = current(), b = (p.poll.quiz ? quiz : KINDS[p.poll.kind] || choice)(p);
   card.replaceChildren(h("form", { class: "card", onsubmit: (ev) => { ev.preventDefault(); b.submit(); } },
     h("fieldset", {}, h("legend", {}, h("h2", {}, p.poll.question)), h("p", { class: "muted", id: "hint" }, b.hint), b.body), b.button, note));
   let el = id && document.getElementById(id);
@@ -188,6 +196,33 @@ function open(p) {
 
 const KINDS = { scale, ranking, wordcloud: words, open };
 
+/** A quiz question: a countdown and large answer buttons; the first answer is final. */
+function quiz(p) {
+  const multiple = p.poll.kind === "multiple", locked = p.myBallot, chosen = locked || draft.ids || [], left = secondsLeft(p.poll), over = left === 0;
+  return {
+    hint: locked ? "✓ Answer locked in" : over ? "Time is up" : multiple ? "Choose every right answer, then lock in. Answers are final." : "Tap your answer. It is final.",
+    body: [p.poll.closesAt ? h("p", { class: "clock" }, h("span", { role: "timer", "aria-label": "Seconds left", "data-closes": p.poll.closesAt }, left), h("span", { "aria-hidden": "true" }, " s")) : null,
+      h("div", { class: "answer-grid" }, p.poll.options.map((o, i) => h("button", { type: "button", class: "answer a" + (i % 4), id: "qa-" + o.id, "aria-pressed": String(chosen.includes(o.id)), disabled: !!locked || over,
+        onclick: () => { if (!multiple) return send({ optionIds: [o.id] }, LOCKED); draft.ids = chosen.includes(o.id) ? chosen.filter((x) => x !== o.id) : [...chosen, o.id]; redraw(); } },
+      h("span", { class: "letter", "aria-hidden": "true" }, "ABCDEFGHIJKL"[i]), o.label)))],
+    button: multiple && !locked ? h("button", { type: "submit", class: "primary", disabled: !chosen.length || over }, "Lock in") : null,
+    submit: () => chosen.length && !locked && !over && send({ optionIds: chosen }, LOCKED),
+  };
+}
+const LOCKED = "✓ Answer locked in. Your result comes when the time is up.";
+
+/** A closed quiz question: right or wrong with the points, the rank and the total, and how the room answered. */
+function verdict(x) {
+  const q = x.myQuiz, lb = state.leaderboard || {}, me = lb.me, answered = q ? q.answered !== false : !!x.myBallot, right = (x.poll.quiz.correctOptionIds || []).map((id) => (x.poll.options.find((o) => o.id === id) || {}).label);
+  const head = !answered ? "No answer this time" : !q ? "Counting…" : q.correct ? `✓ Right! +${pts(q.points)}` : "✗ Not right: 0 points";
+  const rank = me && me.rank ? `${ordinal(me.rank)} of ${lb.players}` : null;
+  if (q && told !== x.poll.id) { told = x.poll.id; announce.textContent = [head, rank && "You are " + rank, me && "Total " + pts(me.score)].filter(Boolean).join(". "); }
+  return h("section", { class: "card verdict " + (q && q.correct ? "right" : "wrong") }, h("h2", {}, x.poll.question), h("p", { class: "big" }, head),
+    right.length ? h("p", {}, (right.length > 1 ? "The right answers: " : "The right answer: ") + right.join(", ")) : null,
+    me ? h("p", { class: "standing" }, state.myNickname ? h("strong", {}, state.myNickname) : null, state.myNickname ? " · " : null, rank ? [h("strong", { class: "place" }, rank), " · "] : null, `total ${pts(me.score)}`) : null,
+    x.results ? bars(x.poll, x.results, x.myBallot) : null);
+}
+
 // Q&A. Which questions are ours and which we upvoted is never in events: kept here, as the ballot is.
 const qs = `/api/v1/sessions/${sessionId}/questions`, mineQ = new Map(), upped = new Set(), unseen = new Set(); // unseen: ours, not in any event yet (pending)
 let newest = false;
@@ -259,7 +294,14 @@ function renderQna() {
   try { state = await api("GET", `/api/v1/sessions/${sessionId}`); }
   catch (e) { if (e.status === 401 || e.status === 403 || e.status === 404) { location.replace("/"); return; } setStatus(e.message, "bad"); return; }
   const snap = state.qna;
+  lastQuiz = (state.polls.filter((x) => x.poll.quiz && x.poll.state === "closed").slice(-1)[0] || { poll: {} }).poll.id;
   ours(state); render();
+  ticker((n) => {
+    const p = current();
+    if (!p || !p.poll.quiz) return;
+    if (n === 10 && p.poll.quiz.timeLimitSeconds > 10) announce.textContent = "10 seconds left";
+    if (n === 0) { announce.textContent = "Time is up"; redraw(); }
+  });
   follow({ sessionId, actorType: "participant", snapshot: { ...state, qna: snap }, onStatus: setStatus,
     onState: (s) => {
       s = { ...s };
@@ -268,6 +310,8 @@ function renderQna() {
         for (const k of MINE) if (y[k] === undefined && old[k] !== undefined) y[k] = old[k];
         return y;
       });
+      if (!s.myNickname) s.myNickname = state.myNickname;
+      if (s.leaderboard && !s.leaderboard.me && s.leaderboard.me !== null && state.leaderboard) s.leaderboard = { ...s.leaderboard, me: state.leaderboard.me };
       ours(s); state = s; render();
     } });
 })();

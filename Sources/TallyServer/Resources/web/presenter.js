@@ -1,4 +1,4 @@
-import { api, bars, follow, h, isChoice, patch, plural, results, sortQuestions, status } from "/assets/tally.js";
+import { api, bars, follow, h, isChoice, ordinal, patch, plural, pts, results, secondsLeft, sortQuestions, status, ticker } from "/assets/tally.js";
 
 const main = document.getElementById("main");
 const setStatus = status(document.getElementById("status"));
@@ -33,14 +33,15 @@ async function home() {
     return;
   }
   const { sessions } = await api("GET", "/api/v1/sessions");
-  const title = h("input", { id: "title", required: true, maxlength: 200, placeholder: "Friday all-hands" });
+  const title = h("input", { id: "title", required: true, maxlength: 200, placeholder: "Friday all-hands" }), named = h("input", { type: "checkbox", id: "new-nicknames" });
   const create = (ev) => {
     ev.preventDefault();
-    act(async () => { const s = await api("POST", "/api/v1/sessions", { title: title.value }); location.assign("/presenter/" + s.sessionId); });
+    act(async () => { const s = await api("POST", "/api/v1/sessions", { title: title.value, nicknames: named.checked ? "required" : "optional" }); location.assign("/presenter/" + s.sessionId); });
   };
   const signOut = () => act(async () => { await api("POST", "/api/v1/auth/logout"); });
   main.replaceChildren(
-    h("form", { class: "card", onsubmit: create }, h("h2", {}, "New session"), field("Title", title), h("button", { type: "submit", class: "primary" }, "Create"), errorLine()),
+    h("form", { class: "card", onsubmit: create }, h("h2", {}, "New session"), field("Title", title),
+      h("label", { class: "check" }, named, " Require nicknames (for a quiz's leaderboard)"), h("button", { type: "submit", class: "primary" }, "Create"), errorLine()),
     h("p", {}, h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out")),
     h("section", { class: "card" }, h("h2", {}, "Sessions"),
       sessions.length
@@ -63,6 +64,15 @@ function composer() {
   const min = numbers("scale-min", 0, 1, 1), max = numbers("scale-max", 2, 10, 5);
   const minLabel = h("input", { id: "scale-min-label", maxlength: 40, placeholder: "Not at all" }), maxLabel = h("input", { id: "scale-max-label", maxlength: 40, placeholder: "Completely" });
   const maxWords = numbers("max-words", 1, 3, 3), maxAnswers = numbers("max-answers", 1, 5, 1), pre = h("input", { type: "checkbox", id: "pre-moderation" });
+  // A quiz question: a choice poll with its right answers (option ids are o1…oN by position), a time limit and points.
+  const quiz = h("input", { type: "checkbox", id: "quiz", onchange: () => show() }), rights = h("div", { class: "rights" });
+  const limit = h("input", { type: "number", id: "time-limit", min: 5, max: 300, value: 20 }), points = h("input", { type: "number", id: "points", min: 1, max: 10000, value: 1000 });
+  const lines = () => opts.value.split("\n").map((x) => x.trim()).filter(Boolean);
+  const marks = () => patch(rights, lines().length ? lines().map((l, i) => h("label", { class: "check" }, h("input", { type: "checkbox", id: "right-o" + (i + 1), value: "o" + (i + 1) }), " ", l))
+    : [h("p", { class: "muted" }, "Type the options above, then tick the right ones here.")]);
+  opts.oninput = marks;
+  const quizBox = h("div", {}, h("label", { class: "check" }, quiz, " Quiz question: right answers, a countdown and points"),
+    h("fieldset", { class: "quiz-fields" }, h("legend", {}, "Right answers"), rights, h("div", { class: "row" }, field("Time limit (seconds, 5–300)", limit), field("Points for a right answer at once", points))));
   // Only the fields of the chosen kind are shown (and required).
   const extra = {
     options: field("Options", opts),
@@ -70,8 +80,12 @@ function composer() {
     wordcloud: h("div", { class: "row" }, field("Words per person", maxWords)),
     open: h("div", {}, h("div", { class: "row" }, field("Answers per person", maxAnswers)), h("label", { class: "check" }, pre, " Approve answers before they are shown")),
   };
-  const group = () => (isChoice(kind.value) || kind.value === "ranking" ? "options" : kind.value);
-  const show = () => { for (const [g, el] of Object.entries(extra)) el.hidden = g !== group(); opts.required = group() === "options"; };
+  const group = () => (isChoice(kind.value) || kind.value === "ranking" ? "options" : kind.value), isQuiz = () => quiz.checked && isChoice(kind.value);
+  const visField = field("Results", vis);
+  const show = () => {
+    for (const [g, el] of Object.entries(extra)) el.hidden = g !== group();
+    opts.required = group() === "options"; quizBox.hidden = !isChoice(kind.value); quizBox.lastChild.hidden = !isQuiz(); visField.hidden = isQuiz(); marks();
+  };
   show();
   const submit = (ev) => {
     ev.preventDefault();
@@ -85,12 +99,17 @@ function composer() {
       }
       if (kind.value === "wordcloud") body.maxWords = Number(maxWords.value);
       if (kind.value === "open") { body.maxAnswers = Number(maxAnswers.value); body.moderation = pre.checked ? "pre" : "post"; }
+      if (isQuiz()) {
+        body.quiz = { correctOptionIds: [...rights.querySelectorAll("input:checked")].map((i) => i.value), timeLimitSeconds: Number(limit.value), points: Number(points.value) };
+        if (!body.quiz.correctOptionIds.length) throw new Error("Tick at least one right answer.");
+        body.resultsVisibility = "hidden"; // the server keeps a quiz question's results from the room until it closes
+      }
       await api("POST", `/api/v1/sessions/${sessionId}/polls`, body);
-      q.value = ""; opts.value = ""; minLabel.value = ""; maxLabel.value = ""; q.focus();
+      q.value = ""; opts.value = ""; minLabel.value = ""; maxLabel.value = ""; marks(); q.focus();
     });
   };
   return h("form", { class: "card", id: "composer", onsubmit: submit },
-    h("h2", {}, "New poll"), field("Question", q), h("div", { class: "row" }, field("Kind", kind), field("Results", vis)), Object.values(extra),
+    h("h2", {}, "New poll"), field("Question", q), h("div", { class: "row" }, field("Kind", kind), visField), Object.values(extra), quizBox,
     h("label", { class: "check" }, now, " Open it now"), h("button", { type: "submit", class: "primary" }, "Create poll"));
 }
 
@@ -100,7 +119,7 @@ function kindName(poll) {
   if (poll.kind === "scale" && poll.scale) return `scale ${poll.scale.min}–${poll.scale.max}`;
   if (poll.kind === "wordcloud") return `word cloud · ${plural(poll.maxWords || 3, "word")} each`;
   if (poll.kind === "open") return `open text · ${plural(poll.maxAnswers || 1, "answer")} each` + (poll.moderation === "pre" ? " · approved first" : "");
-  return isChoice(poll.kind) ? poll.kind + " choice" : poll.kind;
+  return (isChoice(poll.kind) ? poll.kind + " choice" : poll.kind) + (poll.quiz ? ` · quiz · ${poll.quiz.timeLimitSeconds} s · ${plural(poll.quiz.points, "point")}` : "");
 }
 
 // Blocked: on the venue's blocklist, never shown to the room (its writer is not told).
@@ -144,12 +163,14 @@ function pollCard(p) {
   const actions = [];
   if (state.state === "active" && p.poll.state === "draft") actions.push(cmd("open"));
   if (p.poll.state === "open") actions.push(cmd("close"));
-  if (p.poll.resultsVisibility === "hidden" && !p.poll.revealed && p.poll.state !== "draft") actions.push(cmd("reveal"));
-  const tag = p.poll.state + (p.poll.resultsVisibility === "hidden" ? (p.poll.revealed ? " · revealed" : " · hidden") : "");
+  if (p.poll.resultsVisibility === "hidden" && !p.poll.revealed && p.poll.state !== "draft" && !p.poll.quiz) actions.push(cmd("reveal"));
+  const tag = p.poll.state + (p.poll.quiz ? " · quiz" : p.poll.resultsVisibility === "hidden" ? (p.poll.revealed ? " · revealed" : " · hidden") : "");
   const body = isChoice(p.poll.kind) ? bars(p.poll, p.results) : !p.results ? null
     : p.poll.kind === "wordcloud" || p.poll.kind === "open" ? moderation(p, base) : results(p.poll, p.results);
   return h("article", { class: "card poll " + p.poll.state, "data-poll": p.poll.id, "data-key": p.poll.id }, h("h3", {}, p.poll.question, " ", h("span", { class: "tag" }, tag)),
-    body, h("p", { class: "muted" }, `${plural(p.results ? p.results.totalBallots : (p.totalBallots || 0), "ballot")} · ${kindName(p.poll)}`), h("div", { class: "row" }, actions));
+    body, h("p", { class: "muted" }, p.poll.quiz ? `${p.results ? p.results.totalBallots : (p.totalBallots || 0)} answered` : plural(p.results ? p.results.totalBallots : (p.totalBallots || 0), "ballot"),
+      p.poll.quiz && p.poll.state === "open" && p.poll.closesAt ? [" · ", h("span", { role: "timer", "data-closes": p.poll.closesAt }, secondsLeft(p.poll)), " s left"] : null,
+      ` · ${kindName(p.poll)}`), h("div", { class: "row" }, actions));
 }
 
 const qnaBox = h("div", {}), qset = { moderation: "post", anonymous: true }; // the choices for opening Q&A
@@ -180,8 +201,27 @@ function qnaCard() {
       : q.state === "off" ? null : h("p", { class: "muted" }, "No questions yet."));
 }
 
+/** The quiz: the next question in creation order, the room's progress, the leaderboard, nicknames, a new round. */
+function quizCard() {
+  const l = state.polls, base = `/api/v1/sessions/${sessionId}`, on = l.find((p) => p.poll.state === "open"), lb = state.leaderboard;
+  const anchor = on ? l.indexOf(on) : l.map((p) => p.poll.state !== "draft").lastIndexOf(true);
+  const next = l.slice(anchor + 1).find((p) => p.poll.state === "draft") || l.find((p) => p.poll.state === "draft"), active = state.state === "active";
+  const reset = () => confirm("Reset every score to 0 for a new round?") && act(() => api("POST", `${base}/leaderboard/reset`));
+  return h("section", { class: "card quiz", "aria-labelledby": "quiz-h" }, h("h2", { id: "quiz-h" }, "Quiz"),
+    active ? h("div", { class: "row" }, h("button", { type: "button", class: "primary", "data-action": "next", disabled: !next, onclick: () => act(() => api("POST", `${base}/polls/${next.poll.id}/open`)) },
+      next ? `Next question: ${next.poll.question}` : "Next question (create a draft first)"),
+    lb ? h("button", { type: "button", "data-action": "reset-scores", onclick: reset }, "Reset scores") : null) : null,
+    active ? h("label", { class: "check" }, h("input", { type: "checkbox", id: "nicknames", checked: state.nicknames === "required",
+      onchange: (ev) => act(() => api("POST", `${base}/nicknames`, { nicknames: ev.target.checked ? "required" : "optional" })) }), " Require nicknames to join") : null,
+    on && on.poll.closesAt ? h("p", { id: "quiz-live" }, h("strong", {}, `${on.results ? on.results.totalBallots : on.totalBallots || 0} of ${state.participantCount || 0} answered`), " · ",
+      h("span", { role: "timer", "data-closes": on.poll.closesAt }, secondsLeft(on.poll)), " s left") : null,
+    lb ? [h("h3", {}, `Leaderboard · ${plural(lb.players || 0, "player")}`), lb.entries.length ? h("ol", { class: "leaders", "aria-label": "Leaderboard" }, lb.entries.map((e) =>
+      h("li", { "data-key": e.nickname }, h("span", { class: "place" }, ordinal(e.rank)), h("span", { class: "label" }, e.nickname), h("span", { class: "count" }, pts(e.score)))))
+      : h("p", { class: "muted" }, "No scores yet.")] : null);
+}
+
 let composerForm = null;
-const sessionBox = h("div", {}), pollsBox = h("div", {});
+const sessionBox = h("div", {}), pollsBox = h("div", {}), quizArea = h("div", {});
 
 function render() {
   const displayUrl = `/display/${sessionId}?token=${encodeURIComponent(state.displayToken || "")}`;
@@ -212,7 +252,8 @@ function render() {
   if (state.state !== "active" && composerForm) { composerForm.remove(); composerForm = null; }
   patch(pollsBox, state.polls.slice().reverse().map(pollCard));
   patch(qnaBox, [qnaCard()]);
-  if (!main.contains(sessionBox)) main.replaceChildren(sessionBox, ...(composerForm ? [composerForm] : []), qnaBox, pollsBox);
+  patch(quizArea, [quizCard()]);
+  if (!main.contains(sessionBox)) main.replaceChildren(sessionBox, ...(composerForm ? [composerForm] : []), quizArea, qnaBox, pollsBox);
 }
 
 (async () => {
@@ -220,6 +261,7 @@ function render() {
   try { state = await api("GET", `/api/v1/sessions/${sessionId}`); }
   catch (e) { if (e.status === 401 || e.status === 403) { location.replace("/presenter"); return; } setStatus(e.message, "bad"); return; }
   render();
+  ticker();
   follow({ sessionId, actorType: "presenter", snapshot: state, onStatus: setStatus,
     onState: (s) => { state = { ...s, displayToken: state.displayToken, joinUrl: state.joinUrl }; render(); } });
 })();

@@ -16,14 +16,14 @@ export function applyEvent(state, e) {
   const p = e.payload;
   if (e.eventType === "stream.reset") return { ...p };
   const s = { ...state, polls: state.polls.slice(), lastEventId: e.eventId };
-  if (e.eventType[0] === "q") { qnaEvent((s.qna = { ...QNA, ...state.qna }), e.eventType, p); return s; }
+  if (/^q(na|uestion)\./.test(e.eventType)) { qnaEvent((s.qna = { ...QNA, ...state.qna }), e.eventType, p); return s; }
   const find = (id) => s.polls.findIndex((x) => x.poll.id === id);
   const put = (id, f) => { const i = find(id); if (i >= 0) s.polls[i] = f({ ...s.polls[i] }); };
   switch (e.eventType) {
     case "poll.created": if (find(p.poll.id) < 0) s.polls.push({ poll: p.poll }); break;
-    case "poll.opened":
+    case "poll.opened": // a quiz question's right answers are in no poll.opened: the presenter keeps its own
       if (find(p.poll.id) < 0) s.polls.push({ poll: p.poll });
-      put(p.poll.id, (x) => ({ ...x, poll: { ...x.poll, state: "open" } }));
+      put(p.poll.id, (x) => ({ ...x, poll: { ...x.poll, ...p.poll, quiz: p.poll.quiz && { ...x.poll.quiz, ...p.poll.quiz }, state: "open" } }));
       s.openPollId = p.poll.id; break;
     case "poll.closed":
       put(p.pollId, (x) => ({ ...x, poll: { ...x.poll, state: "closed" } }));
@@ -34,6 +34,13 @@ export function applyEvent(state, e) {
     case "session.joining": s.joiningOpen = p.joiningOpen; break;
     case "participant.joined": s.participantCount = p.participantCount; break;
     case "session.ended": s.state = "ended"; s.openPollId = null; break;
+    case "session.nicknames": s.nicknames = p.nicknames; break;
+    case "quiz.results": put(p.pollId, (x) => ({ ...x, outcome: p, results: p.results, totalBallots: p.results.totalBallots, poll: { ...x.poll, quiz: { ...x.poll.quiz, correctOptionIds: p.correctOptionIds } } })); break;
+    case "quiz.leaderboard": s.leaderboard = { ...state.leaderboard, players: p.players, entries: p.entries }; break;
+    case "quiz.score": // ours alone
+      put(p.pollId, (x) => ({ ...x, myQuiz: p }));
+      s.leaderboard = { entries: [], ...state.leaderboard, players: p.players, me: { nickname: state.myNickname, score: p.total, rank: p.rank } }; break;
+    case "quiz.reset": s.leaderboard = { ...state.leaderboard, entries: [], me: null }; s.quizReset = p.pollIds; break;
   }
   return s;
 }
@@ -65,6 +72,22 @@ function qnaEvent(qna, type, p) {
 const age = (a, b) => (a.askedAt > b.askedAt) - (a.askedAt < b.askedAt);
 export const sortQuestions = (l, newest) => l.slice().sort((a, b) => (newest ? age(b, a) : b.upvotes - a.upvotes || age(a, b)));
 
+/** The server's clock minus ours (ms), from the events' stamps: a quiz question's countdown runs on the server's time. */
+let skew = null;
+/** Seconds left of an open quiz question (by the server's clock), or null. */
+export const secondsLeft = (poll) => (poll.closesAt ? Math.max(0, Math.ceil((Date.parse(poll.closesAt) - Date.now() - (skew || 0)) / 1000)) : null);
+/** Keeps every countdown ([data-closes]) ticking between renders; onChange(seconds, element) when one changes. */
+export function ticker(onChange) {
+  setInterval(() => {
+    for (const el of document.querySelectorAll("[data-closes]")) {
+      const n = secondsLeft({ closesAt: el.dataset.closes });
+      if (el.textContent !== String(n)) { el.textContent = n; if (onChange) onChange(n, el); }
+    }
+  }, 200);
+}
+export const pts = (n) => `${n.toLocaleString("en")} point${n === 1 ? "" : "s"}`;
+export const ordinal = (n) => n + (["th", "st", "nd", "rd"][n % 100 > 10 && n % 100 < 14 ? 0 : n % 10] || "th");
+
 /**
  * Follows a session. `onState(state)` after every change; `onStatus(text, kind)` for the
  * connection indicator. Returns { stop }.
@@ -81,6 +104,8 @@ export function follow({ sessionId, actorType, token, snapshot, onState, onStatu
     let e; try { e = JSON.parse(text); } catch { return; }
     if (e.eventType !== "stream.reset" && !isAfter(e.eventId, last)) return; // already applied
     last = e.eventId; attempt = 0;
+    const t = Date.parse(e.timestamp) - Date.now(); // never received before it was stamped: the largest is the closest
+    if (t === t && (skew == null || t > skew)) skew = t;
     state = applyEvent(state, e); onState(state);
   };
   const retry = () => {
@@ -94,7 +119,7 @@ export function follow({ sessionId, actorType, token, snapshot, onState, onStatu
     socket = es;
     es.onopen = () => onStatus("live", "ok");
     es.onmessage = (m) => receive(m.data);
-    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "poll.moderated", "participant.joined", "session.joining", "stream.reset",
+    for (const t of ["session.created", "session.ended", "poll.created", "poll.opened", "poll.closed", "poll.revealed", "poll.results", "poll.ballots", "poll.moderated", "participant.joined", "session.joining", "stream.reset", "session.nicknames", "quiz.results", "quiz.leaderboard", "quiz.score", "quiz.reset",
       "qna.opened", "qna.closed", ...["asked", "approved", "hidden", "answered", "highlighted", "withdrawn", "upvotes"].map((t) => "question." + t)])
       es.addEventListener(t, (m) => receive(m.data));
     es.onerror = () => { es.close(); retry(); }; // our own backoff, from our own last eventId
@@ -127,7 +152,7 @@ export async function api(method, path, body, token) {
   if (token) headers.Authorization = "Bearer " + token;
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const data = r.status === 204 ? null : await r.json().catch(() => null);
-  if (!r.ok) { const err = new Error((data && data.detail) || r.statusText); err.status = r.status; throw err; }
+  if (!r.ok) { const err = new Error((data && data.detail) || r.statusText); err.status = r.status; err.type = (data && data.type) || ""; throw err; }
   return data;
 }
 
@@ -166,19 +191,20 @@ export const isChoice = (kind) => kind === "single" || kind === "multiple";
 /** "3 votes" for the kinds people vote in, "3 responses" for the ones they write in. */
 export const ballots = (kind, n) => plural(n, kind === "wordcloud" || kind === "open" ? "response" : "vote");
 
-const meters = (label, rows) => h("ul", { class: "bars", "aria-label": label }, rows.map(([name, value, pct, mine]) => {
-  const li = h("li", { class: mine ? "mine" : null }, h("span", { class: "label" }, name), h("span", { class: "count" }, value), h("span", { class: "bar" }));
+const meters = (label, rows, quiz) => h("ul", { class: quiz ? "bars quiz" : "bars", "aria-label": label }, rows.map(([name, value, pct, mine, right]) => {
+  const li = h("li", { class: [mine && "mine", right && "right"].filter(Boolean).join(" ") || null }, h("span", { class: "label" }, name, right ? h("span", { class: "ok" }, " ✓ right answer") : null),
+    h("span", { class: "count" }, value), h("span", { class: "bar" }));
   li.lastChild.style.setProperty("--w", pct + "%");
   return li;
 }));
 
-/** Result bars: one row per option with its count and share. */
+/** Result bars: one row per option with its count and share (a quiz question's right answers marked once known). */
 export function bars(poll, results, mine) {
-  const counts = (results && results.counts) || [], total = counts.reduce((a, c) => a + c.count, 0);
+  const counts = (results && results.counts) || [], total = counts.reduce((a, c) => a + c.count, 0), right = poll.quiz && poll.quiz.correctOptionIds;
   return meters("Results", poll.options.map((o) => {
     const n = (counts.find((c) => c.optionId === o.id) || { count: 0 }).count, pct = total ? Math.round((100 * n) / total) : 0;
-    return [o.label, `${n} · ${pct}%`, pct, mine && mine.includes(o.id)];
-  }));
+    return [o.label, `${n} · ${pct}%`, pct, mine && mine.includes(o.id), right && right.includes(o.id)];
+  }), right);
 }
 
 /** A ranking's result: options best first, bars by Borda points. */
