@@ -67,9 +67,11 @@ public enum NicknamePolicy: String, Codable, Sendable, CaseIterable, StrictlyDec
     case required
 }
 
-/// Instants in the quiz's records: milliseconds since 1970 inside, RFC 3339 UTC with
-/// milliseconds on the wire (`2026-12-02T13:36:33.123Z`).
-public enum QuizTime {
+/// Instants in the records (event timestamps, a quiz's opening and closing): milliseconds since
+/// 1970 inside, RFC 3339 UTC with milliseconds on the wire (`2026-12-02T13:36:33.123Z`),
+/// formatted from the whole milliseconds — formatting a `Date`'s fraction directly can print
+/// .122 for a time stored as .123, a millisecond before a deadline it met.
+public enum EventTime {
     public static func milliseconds(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
     }

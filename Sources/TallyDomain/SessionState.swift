@@ -262,9 +262,9 @@ public struct SessionState: Sendable, Equatable {
         var opened = poll
         opened.state = .open
         if let quiz = poll.quiz {
-            let at = QuizTime.milliseconds(now)
-            opened.openedAt = QuizTime.format(at)
-            opened.closesAt = QuizTime.format(at + Int64(quiz.timeLimitSeconds) * 1000)
+            let at = EventTime.milliseconds(now)
+            opened.openedAt = EventTime.format(at)
+            opened.closesAt = EventTime.format(at + Int64(quiz.timeLimitSeconds) * 1000)
         }
         events.append(.pollOpened(.init(poll: opened)))
         return events
@@ -412,9 +412,9 @@ public struct SessionState: Sendable, Equatable {
         guard let times = quizTimes[poll.id] else {
             throw .conflict("question \(poll.id) has no opening time; ask the presenter to reopen it")
         }
-        let at = QuizTime.milliseconds(now)
+        let at = EventTime.milliseconds(now)
         guard at <= times.closes else {
-            throw .conflict("time is up: question \(poll.id) closed at \(QuizTime.format(times.closes))")
+            throw .conflict("time is up: question \(poll.id) closed at \(EventTime.format(times.closes))")
         }
         guard quizMarks[poll.id]?[participant] == nil else { throw .conflict("answers in a quiz are final") }
         let elapsed = max(0, at - times.opened)
@@ -693,7 +693,7 @@ public struct SessionState: Sendable, Equatable {
             polls[i].state = .open
             polls[i].openedAt = p.poll.openedAt
             polls[i].closesAt = p.poll.closesAt
-            if let opened = p.poll.openedAt.flatMap(QuizTime.parse), let closes = p.poll.closesAt.flatMap(QuizTime.parse) {
+            if let opened = p.poll.openedAt.flatMap(EventTime.parse), let closes = p.poll.closesAt.flatMap(EventTime.parse) {
                 quizTimes[p.poll.id] = QuizWindow(opened: opened, closes: closes)
             }
             openPollId = p.poll.id

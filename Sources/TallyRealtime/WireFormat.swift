@@ -65,7 +65,8 @@ public struct WireFormat: Sendable {
 
     /// RFC 3339 with milliseconds, UTC (`2026-12-02T13:36:33.123Z`).
     public static func formatTimestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        // The log's times are whole milliseconds: rounding recovers them exactly.
+        EventTime.format(Int64((date.timeIntervalSince1970 * 1000).rounded()))
     }
 
     /// The appliance's one JSON style (events and API responses alike): sorted keys, stable

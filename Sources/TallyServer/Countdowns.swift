@@ -59,7 +59,7 @@ final class Countdowns: Service, Sendable {
             await withGracefulShutdownHandler {
                 for await due in self.due {
                     group.addTask {
-                        let wait = due.closesAt - QuizTime.milliseconds(ServerClock.now())
+                        let wait = due.closesAt - EventTime.milliseconds(ServerClock.now())
                         if wait > 0 {
                             // Cancelled: the box is stopping; the restart closes the question.
                             do { try await Task.sleep(for: .milliseconds(wait)) } catch { return }
@@ -95,7 +95,7 @@ final class Countdowns: Service, Sendable {
                     "quiz question closed on time",
                     metadata: [
                         "session": "\(due.session.id)", "poll": "\(due.pollId)", "events": "\(executed.events.count)",
-                        "late_ms": "\(QuizTime.milliseconds(ServerClock.now()) - due.closesAt)",
+                        "late_ms": "\(EventTime.milliseconds(ServerClock.now()) - due.closesAt)",
                         "decided_ms": "\(milliseconds(start.duration(to: decided)))",
                         "durable_ms": "\(milliseconds(decided.duration(to: .now)))",
                     ])

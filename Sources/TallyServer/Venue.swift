@@ -138,7 +138,7 @@ final class LiveSession: Sendable {
             case .ballotCast(let ballot): results.changed(.results(ballot.pollId), in: self)
             case .questionUpvoted: results.changed(.upvotes, in: self)
             case .pollOpened(let opened):
-                if let closesAt = opened.poll.closesAt.flatMap(QuizTime.parse) {
+                if let closesAt = opened.poll.closesAt.flatMap(EventTime.parse) {
                     countdowns.schedule(opened.poll.id, closesAt: closesAt, in: self)
                 }
             default: break

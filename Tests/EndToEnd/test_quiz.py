@@ -95,7 +95,9 @@ def test_the_server_closes_on_time_and_each_phone_gets_only_its_own_score(server
     assert all(b == boards["presenter"] for b in boards.values()), "every screen shows the same leaderboard"
     entries = boards["presenter"]["entries"]
     assert [e["nickname"] for e in entries] == ["Ada", "Cy", "Bob"], "right answers first, the faster one ahead"
-    assert [e["rank"] for e in entries] == [1, 2, 3] and entries[2]["score"] == 0
+    # A point is 10 ms here: two quick answers may tie, and then share the rank (Ada, first to it, ahead).
+    tie = entries[0]["score"] == entries[1]["score"]
+    assert [e["rank"] for e in entries] == [1, 1 if tie else 2, 3] and entries[2]["score"] == 0
     assert 500 <= entries[1]["score"] <= entries[0]["score"] <= 1000
     assert boards["presenter"]["players"] == 3
     results = next(e for e in seen["display"] if e["eventType"] == "quiz.results")["payload"]
@@ -234,7 +236,7 @@ def test_a_kill_during_the_countdown_keeps_the_deadline_and_a_later_restart_keep
     assert status == 409 and "final" in body["detail"], "the answer given before the crash still counts"
     got = display.collect(lambda e: e["eventType"] == "quiz.leaderboard", timeout=15)
     closed = next(e for e in got if e["eventType"] == "poll.closed")
-    assert instant(closed["timestamp"]) >= closes_at
+    assert instant(closed["timestamp"]) >= closes_at, (closed, created["poll"])
     display.close()
     before = leaderboard(server, sid, presenter)
     assert [e["nickname"] for e in before["entries"]] == ["Ada", "Bob"] and before["entries"][1]["score"] >= 500

@@ -14,7 +14,7 @@ extension Room {
     }
 
     mutating func answer(_ who: ParticipantID, _ options: [OptionID], on poll: PollID = "q1", after ms: Int) throws(DomainError) {
-        let opened = state.poll(poll)!.openedAt.flatMap(QuizTime.parse)!
+        let opened = state.poll(poll)!.openedAt.flatMap(EventTime.parse)!
         now = Date(timeIntervalSince1970: Double(opened + Int64(ms)) / 1000)
         try cast(who, .options(options), on: poll)
     }

@@ -271,6 +271,17 @@ private final class NoLog: EventLog {
         #expect(envelope["eventType"] as? String == "session.joining")
     }
 
+    /// The log stores whole milliseconds; the envelope must print exactly those (a quiz's close
+    /// stamped in its deadline's millisecond must not read as a millisecond before it).
+    @Test func timestampsPrintTheMillisecondTheLogStored() {
+        let start: Int64 = 1_764_716_290_000
+        for ms in stride(from: start, to: start + 5_000, by: 1) {
+            let printed = WireFormat.formatTimestamp(Date(timeIntervalSince1970: Double(ms) / 1000))
+            #expect(EventTime.parse(printed) == ms, "\(ms) printed as \(printed)")
+        }
+        #expect(WireFormat.formatTimestamp(Date(timeIntervalSince1970: 1_764_716_290.123)) == "2025-12-02T22:58:10.123Z")
+    }
+
     @Test func closeReasonsAreCutToAControlFrameOnACharacterBoundary() {
         var frame = WireFormat.closeFrame(code: 4401, reason: String(repeating: "é", count: 100))
         #expect(frame.readInteger(as: UInt8.self) == 0x88)
