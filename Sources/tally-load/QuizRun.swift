@@ -43,11 +43,14 @@ final class QuizRun: @unchecked Sendable {
     /// What the screens and phones received, on the client's loop: when (wall clock, seconds)
     /// each got the leaderboard or its score, and what was in them.
     final class Seen: @unchecked Sendable {
-        var leaderboards: [(at: Double, players: Int, top: String)] = []
+        var leaderboards: [(display: Int, at: Double, players: Int, top: String)] = []
         var scores: [Int: [Double]] = [:]
         var scoreMismatches = 0
         var results: (answered: Int, correct: Int)?
     }
+
+    /// Three in four answer right.
+    func right(_ player: Int) -> Bool { player % 4 != 3 }
 
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
@@ -83,12 +86,15 @@ final class QuizRun: @unchecked Sendable {
                 case "quiz.leaderboard":
                     let entries = inner["entries"] as? [[String: Any]] ?? []
                     let top = entries.map { "\($0["nickname"] ?? "")=\($0["score"] ?? "")" }.joined(separator: ",")
-                    seen.leaderboards.append((wall, inner["players"] as? Int ?? 0, top))
+                    seen.leaderboards.append((index, wall, inner["players"] as? Int ?? 0, top))
                 case "quiz.results" where index == 0:
                     seen.results = (inner["answered"] as? Int ?? -1, inner["correct"] as? Int ?? -1)
                 case "quiz.score":
                     seen.scores[index, default: []].append(wall)
-                    if inner["players"] as? Int != self.participants { seen.scoreMismatches += 1 }
+                    // Its own: this phone's answer was right exactly when the score says so.
+                    if inner["players"] as? Int != self.participants || inner["correct"] as? Bool != self.right(index) {
+                        seen.scoreMismatches += 1
+                    }
                 default: break
                 }
             }
@@ -115,9 +121,9 @@ final class QuizRun: @unchecked Sendable {
         }
         let host = "127.0.0.1:\(server.port)"
         let path = "/api/v1/sessions/\(sessionId)/polls/\(pollId)/votes"
-        let right = (0..<participants).map { $0 % 4 != 3 }
+        let isRight = (0..<participants).map(right)
         let requests: [[UInt8]] = (0..<participants).map { i in
-            let body = #"{"optionIds":["\#(right[i] ? "o2" : "o\(1 + (i % 2) * 2)")"]}"#
+            let body = #"{"optionIds":["\#(isRight[i] ? "o2" : "o\(1 + (i % 2) * 2)")"]}"#
             return Array(
                 ("POST \(path) HTTP/1.1\r\nHost: \(host)\r\nAuthorization: Bearer \(tokens[i])\r\n"
                     + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8)
@@ -142,12 +148,14 @@ final class QuizRun: @unchecked Sendable {
         }
         let cpu = server.cpuSeconds - cpuBefore
         let acceptedCount = accepted.filter { $0 }.count
-        let expectedCorrect = (0..<participants).filter { accepted[$0] && right[$0] }.count
+        let expectedCorrect = (0..<participants).filter { accepted[$0] && isRight[$0] }.count
         let (boards, scores, mismatches, results) = try loop.submit { (seen.leaderboards, seen.scores, seen.scoreMismatches, seen.results) }
             .wait()
         let boardLatency = boards.map { UInt32(clamping: max(0, Int64(($0.at - closesAt) * 1e6))) }.sorted()
         let scoreLatency = scores.values.flatMap { $0 }.map { UInt32(clamping: max(0, Int64(($0 - closesAt) * 1e6))) }.sorted()
-        let sameBoard = Set(boards.map(\.top)).count == 1 && boards.allSatisfy { $0.players == participants }
+        let sameBoard =
+            Set(boards.map(\.top)).count == 1 && boards.allSatisfy { $0.players == participants }
+            && Set(boards.map(\.display)).count == displays
         let onePerPhone = scores.count == participants && scores.values.allSatisfy { $0.count == 1 }
 
         print(
@@ -161,12 +169,14 @@ final class QuizRun: @unchecked Sendable {
                 "quiz.results says \(String(describing: results)), expected \(acceptedCount) answered, \(expectedCorrect) right")
         }
         if boards.count != displays || !sameBoard {
-            failures.append("\(boards.count)/\(displays) displays got one and the same leaderboard")
+            failures.append("\(Set(boards.map(\.display)).count)/\(displays) displays got exactly one, and the same, leaderboard")
         }
-        if !onePerPhone || mismatches > 0 { failures.append("\(scores.count)/\(participants) phones got exactly one score of their own") }
+        if !onePerPhone || mismatches > 0 {
+            failures.append("\(scores.count)/\(participants) phones got exactly one score, \(mismatches) not their own")
+        }
         print(
             failures.isEmpty
-                ? "checks: every answer accepted and scored (\(expectedCorrect) right); every display got the same leaderboard; every phone exactly one score"
+                ? "checks: every answer accepted and scored (\(expectedCorrect) right); every display got the same leaderboard, once; every phone exactly one score, its own"
                 : "checks FAILED: " + failures.joined(separator: "; "))
         print("| measure | p50 | p99 | max |")
         print("|---|---|---|---|")
@@ -178,6 +188,11 @@ final class QuizRun: @unchecked Sendable {
             String(
                 format: "| quiz.score: closesAt → phone (ms), %d phones | %.1f | %.1f | %.1f |", scoreLatency.count,
                 pct(scoreLatency, 0.5), pct(scoreLatency, 0.99), Double(scoreLatency.last ?? 0) / 1000))
+        // A benchmark's target, reported (not a test's assertion).
+        print(
+            String(
+                format: "target: leaderboard on every display ≤ 100 ms (p99) after closesAt: %@ (%.1f ms)",
+                pct(boardLatency, 0.99) <= 100 ? "met" : "MISSED", pct(boardLatency, 0.99)))
         if !failures.isEmpty { throw LoadError("the quiz scenario failed its checks") }
     }
 }

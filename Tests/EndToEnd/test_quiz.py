@@ -202,13 +202,16 @@ def test_quiz_rules_at_the_api(server):
     server.ok("POST", f"/api/v1/sessions/{sid}/leaderboard/reset", {}, presenter)
     got = display.collect(lambda e: e["eventType"] == "quiz.leaderboard")
     assert types(got) == ["quiz.reset", "quiz.leaderboard"] and got[-1]["payload"]["entries"][0]["score"] == 0
-    display.close()
+    assert got[-1]["payload"]["pollId"] is None, "a reset's leaderboard belongs to no question"
     assert leaderboard(server, sid, phone)["me"]["score"] == 0
     again = server.ok("POST", f"/api/v1/sessions/{sid}/leaderboard/reset", {}, presenter)
     assert again["eventId"] == server.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)["lastEventId"], "a second reset changes nothing"
 
-    # The presenter's nickname setting, for joins from now on.
+    # The presenter's nickname setting, for joins from now on; the room's screens hear of it.
     assert server.ok("POST", f"/api/v1/sessions/{sid}/nicknames", {"nicknames": "required"}, presenter) == {"nicknames": "required"}
+    changed = display.collect(lambda e: e["eventType"] == "session.nicknames")[-1]
+    assert changed["payload"] == {"nicknames": "required"}
+    display.close()
     assert join(server, s["joinCode"])[1]["type"] == "/problems/nickname-required"
     assert server.ok("POST", f"/api/v1/sessions/{sid}/nicknames", {"nicknames": "required"}, presenter) == {"nicknames": "required"}
     assert server.request("POST", f"/api/v1/sessions/{sid}/nicknames", {"nicknames": "loud"}, presenter)[0] == 400
