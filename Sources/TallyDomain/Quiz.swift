@@ -176,6 +176,14 @@ extension SessionEvent {
             self.players = players
             self.entries = entries
         }
+        // A reset's leaderboard says `"pollId": null` rather than leaving the key out, so pages and the docs
+        // can tell "after a reset" from a missing field.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pollId, forKey: .pollId)
+            try c.encode(players, forKey: .players)
+            try c.encode(entries, forKey: .entries)
+        }
     }
 
     /// One participant's result for a question that closed; it reaches that participant only.
