@@ -10,7 +10,7 @@ import TallyDomain
 /// crash the projection is exactly "every event up to N", and startup replays the ring after N.
 /// The ring never overwrites an event this projection does not hold yet.
 public final class SQLiteProjection: SettingsStore {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     public init(path: String) throws {
         var config = Configuration()

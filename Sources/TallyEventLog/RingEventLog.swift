@@ -271,7 +271,7 @@ public final class RingEventLog: EventLog {
     }
 
     /// A record read from the ring as the event it holds.
-    private static func loggedEvent(_ record: RingFile.Record, _ decoder: JSONDecoder) throws -> LoggedEvent {
+    static func loggedEvent(_ record: RingFile.Record, _ decoder: JSONDecoder) throws -> LoggedEvent {
         do {
             let event = try SessionEvent.decode(type: record.type, using: RingPayload(data: record.data, decoder: decoder))
             return LoggedEvent(

@@ -162,8 +162,10 @@ final class RingFile {
         return try openExisting(path: path)
     }
 
-    static func openExisting(path: String) throws -> RingFile {
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+    /// `writable: false` maps the ring read-only, for reading a ring another process writes
+    /// (a backup of a running box): a stray store then faults instead of corrupting it.
+    static func openExisting(path: String, writable: Bool = true) throws -> RingFile {
+        let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
         guard fd >= 0 else { throw Failure.io("cannot open \(path): \(String(cString: strerror(errno)))") }
         var page = [UInt8](repeating: 0, count: headerSize)
         let got = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
@@ -177,7 +179,7 @@ final class RingFile {
             throw Failure.notARing("\(path) is shorter than its header says; move it away to start a new one")
         }
         let total = headerSize + header.capacity
-        guard let base = mmap(nil, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+        guard let base = mmap(nil, total, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else {
             close(fd)
             throw Failure.io("cannot map \(path): \(String(cString: strerror(errno)))")
         }

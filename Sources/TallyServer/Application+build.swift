@@ -335,7 +335,7 @@ func milliseconds(_ d: Duration) -> Int64 {
 /// A start-up failure with a message for the person at the console.
 public struct StartupError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// The appliance's stable id (mDNS TXT `id`): made once, kept in the data directory.

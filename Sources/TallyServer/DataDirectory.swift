@@ -92,5 +92,32 @@ public enum DataDirectory {
         return Tightened(path: path, was: was, now: wanted)
     }
 
+    /// The file `tally serve` holds locked while it runs, so `tally restore` can tell a running
+    /// box from a stopped one (the kernel drops the lock when the process ends, however it ends).
+    public static let lockFile = "tally.lock"
+
+    /// An exclusive `flock` on the data directory's lock file, held until this value is gone.
+    public final class Lock: Sendable {
+        private let fd: Int32
+
+        /// Takes the lock, or throws `Failure` naming what holds it when another process does.
+        public init(directory: String) throws {
+            let path = URL(fileURLWithPath: directory).appendingPathComponent(DataDirectory.lockFile).path
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, fileMode)
+            guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                let busy = errno == EWOULDBLOCK
+                close(fd)
+                throw Failure(
+                    description: busy
+                        ? "Tally is running with the data directory \(directory); stop it first (sudo systemctl stop tally)"
+                        : "cannot lock \(path): \(String(cString: strerror(errno)))")
+            }
+            self.fd = fd
+        }
+
+        deinit { close(fd) }
+    }
+
     static func octal(_ mode: mode_t) -> String { "0" + String(mode, radix: 8) }
 }

@@ -33,6 +33,7 @@ func buildRouter(
     JoinController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: api)
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)
+    BackupController(dataDirectory: configuration.dataDirectory, logger: logger).addRoutes(to: api)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention)
         .addRoutes(to: router, api: api)
 

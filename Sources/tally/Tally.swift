@@ -11,7 +11,7 @@ struct Tally: AsyncParsableCommand {
         commandName: "tally",
         abstract: "Live polling for a room full of phones, served from a box at the venue.",
         version: TallyConfiguration.version,
-        subcommands: [Serve.self, Discover.self, ResetPassword.self, Export.self],
+        subcommands: [Serve.self, Discover.self, ResetPassword.self, Export.self, Backup.self, Restore.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -130,8 +130,21 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "tally")
         do {
+            // Held while the server runs: `tally restore` refuses a directory a server is using.
+            let lock: DataDirectory.Lock
+            do {
+                // Only made here when absent; the server repairs its permissions (and logs it).
+                if !FileManager.default.fileExists(atPath: config.dataDirectory) {
+                    try FileManager.default.createDirectory(
+                        atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                }
+                lock = try DataDirectory.Lock(directory: config.dataDirectory)
+            } catch {
+                throw StartupError("\(error)")
+            }
             let app = try buildApplication(config, logger: logger)
             try await app.run()
+            withExtendedLifetime(lock) {}
         } catch let error as StartupError {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(1)

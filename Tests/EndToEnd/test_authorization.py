@@ -65,6 +65,8 @@ MATRIX = {
     # The room's Wi-Fi is on the room's screen anyway: open to anyone.
     "GET /api/v1/wifi": {"anonymous", "operator", "presenter", "participant", "display", "other"},
     "GET /api/v1/wifi.svg": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    # The whole box's data, signing secret included: the operator's alone.
+    "GET /api/v1/operator/backup": {"operator"},
 }
 
 # The role a stream reports (in its stream.reset) for each allowed caller.

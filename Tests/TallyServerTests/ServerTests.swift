@@ -77,6 +77,9 @@ struct ContractTests {
         var configuration = TallyConfiguration()
         configuration.dataDirectory = dir.path
         configuration.port = 0
+        // The smallest ring, removed afterwards: a default 1 GiB ring per run fills /tmp.
+        configuration.ringSize = 1 << 20
+        defer { try? FileManager.default.removeItem(at: dir) }
         let app = try buildApplication(configuration, logger: Logger(label: "test"))
         let routed = Set(
             app.routes.filter { !$0.hasPrefix("HEAD ") }.map {
