@@ -157,8 +157,16 @@ struct Serve: AsyncParsableCommand {
 func dataDirectory(_ option: String?, config: String?) throws -> String {
     if let option { return option }
     let settings = try Settings.layered(config: config, environment: ProcessInfo.processInfo.environment, defaultFile: defaultConfigFile)
+    // On the appliance the unit passes the service's state directory on its own command line, not
+    // in the configuration: staff at the console mean that one.
+    if settings.values["data-dir"] == nil, FileManager.default.fileExists(atPath: serviceDataDirectory) {
+        return serviceDataDirectory
+    }
     return try settings.configuration().0.dataDirectory
 }
+
+/// The packaged service's data (`StateDirectory=tally`).
+let serviceDataDirectory = "/var/lib/tally"
 
 /// For the offline commands: the files they create (SQLite's -wal/-shm) are private whatever the
 /// umask of the shell they run from, and a directory an older version left readable is repaired,
@@ -180,7 +188,7 @@ struct ResetPassword: ParsableCommand {
         commandName: "reset-password",
         abstract: "Set a new operator password (takes effect at once, also while the server runs).")
 
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: as `tally serve` would use).")
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
@@ -225,7 +233,7 @@ struct Export: ParsableCommand {
     var format: String = "csv"
     @Option(name: .shortAndLong, help: "Output file (default: standard output).")
     var output: String?
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: as `tally serve` would use).")
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
