@@ -136,7 +136,8 @@ enum ConsoleWarnings {
         if s < 60 { return "\(s) s" }
         if s < 3600 { return "\(s / 60) min" }
         if s < 86400 { return s % 3600 / 60 == 0 ? "\(s / 3600) h" : "\(s / 3600) h \(s % 3600 / 60) min" }
-        return s % 86400 / 3600 == 0 ? "\(s / 86400) days" : "\(s / 86400) days \(s % 86400 / 3600) h"
+        let days = s / 86400 == 1 ? "1 day" : "\(s / 86400) days"
+        return s % 86400 / 3600 == 0 ? days : "\(days) \(s % 86400 / 3600) h"
     }
 
     /// "2.5 GB", "812 MB" (decimal units, as disks are sold).

@@ -26,15 +26,20 @@ struct OperatorController: Sendable {
         if request.method == .head { return Response(status: .ok, headers: headers) }
         let console = self.console
         let access = self.access
+        let channel = context.channel
         let body = ResponseBody { writer in
             // One snapshot at once, then one per sampler tick (every 2 s: also the heartbeat).
             // The stream ends when the sign-in that opened it ends (checked each tick, as other
             // operator streams are revoked) and at shutdown (the console closes), so the server
             // can drain.
             var first = true
+            var revoked = false
             while first || (await console.nextTick()) {
                 first = false
-                guard access.grants(of: request).contains(.operator) else { break }
+                guard access.grants(of: request).contains(.operator) else {
+                    revoked = true
+                    break
+                }
                 let data = try JSONEncoder.tally.encode(console.snapshot(for: request))
                 var buffer = ByteBuffer(string: "event: \(Self.eventType)\ndata: ")
                 buffer.writeBytes(data)
@@ -42,6 +47,8 @@ struct OperatorController: Sendable {
                 try await writer.write(buffer)
             }
             try await writer.finish(nil)
+            // As a revoked `/events` stream: the connection closes too, not only the body.
+            if revoked { channel.close(promise: nil) }
         }
         return Response(status: .ok, headers: headers, body: body)
     }
