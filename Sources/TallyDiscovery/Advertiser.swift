@@ -249,7 +249,8 @@ public final class Advertiser: @unchecked Sendable {
             let old = advertisement.name
             advertisement.name = String(cString: alternative)
             avahi_free(alternative)
-            status.set(.starting, name: advertisement.name, reason: "the name was taken on this network; publishing as \(advertisement.name)")
+            status.set(
+                .starting, name: advertisement.name, reason: "the name was taken on this network; publishing as \(advertisement.name)")
             logger.notice(
                 "mDNS: name already taken on this network; using an alternative",
                 metadata: ["was": "\(old)", "now": "\(advertisement.name)"])

@@ -466,10 +466,6 @@ struct HistoryPoint: Encodable, Sendable {
     enum Key: String, CodingKey { case at, connections, streams, latencyP99Ms, eventsPerSecond }
 }
 
-private func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
-
 private func milliseconds(_ secondsValue: Double) -> Double {
     (secondsValue * 1000 * 100).rounded() / 100
 }

@@ -34,7 +34,8 @@ struct OperatorController: Sendable {
             // can drain.
             var first = true
             var revoked = false
-            while first || (await console.nextTick()) {
+            while true {
+                if !first, !(await console.nextTick()) { break }
                 first = false
                 guard access.grants(of: request).contains(.operator) else {
                     revoked = true

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import TallyDiscovery
+import TallyDomain
 import TallyRealtime
 import Testing
 
@@ -40,7 +41,8 @@ struct OperatorConsoleTests {
             let anonymous = try await api.call(.get, "/api/v1/operator/status")
             #expect(anonymous.status == .unauthorized)
             #expect(String(buffer: anonymous.body).contains("sign in on /presenter"))
-            for token in [session["presenterToken"], session["displayToken"], participant["participantToken"]].compactMap({ $0 as? String }) {
+            for token in [session["presenterToken"], session["displayToken"], participant["participantToken"]].compactMap({ $0 as? String })
+            {
                 let refused = try await api.call(.get, "/api/v1/operator/status", token: token)
                 #expect(refused.status == .forbidden)
             }
@@ -115,7 +117,7 @@ struct OperatorConsoleTests {
             #expect(town["participants"] as? Int == 3)
             #expect((town["streams"] as? [String: Int]) == ["websocket": 3, "sse": 1])
             #expect((town["openPoll"] as? [String: Any])?["question"] as? String == "Coffee or tea?")
-            #expect(body["warnings"] is [[String: String]])
+            #expect((body["warnings"] as? [[String: Any]]) != nil)
             #expect((body["history"] as? [String: Any])?["intervalSeconds"] as? Int == 10)
         }
     }
@@ -147,8 +149,8 @@ struct OperatorConsoleTests {
         ]
         let window = Histograms.window(now: now, then: then)
         #expect(window.map(\.count) == [10, 10, 100, 110])
-        // Rank 55 of 110: 35th of the 90 in (0.01, 0.1].
-        #expect(abs(Histograms.quantile(0.5, of: window)! - (0.01 + 0.09 * 35 / 90)) < 1e-12)
+        // Rank 55 of 110: the 45th of the 90 in (0.01, 0.1] (10 lie at or below 0.001).
+        #expect(abs(Histograms.quantile(0.5, of: window)! - (0.01 + 0.09 * 45 / 90)) < 1e-12)
         // Rank 108.9 lies in +Inf: the highest finite bound.
         #expect(Histograms.quantile(0.99, of: window) == 0.1)
         #expect(Histograms.quantile(0.5, of: Histograms.window(now: now, then: now)) == nil, "nothing delivered: no latency")
@@ -194,7 +196,9 @@ struct ConsoleWarningTests {
 
     @Test func aHealthyBoxHasNoWarnings() {
         #expect(ConsoleWarnings.check(calm).isEmpty)
-        #expect(codes { $0.advertising = .init(phase: .disabled, name: "x", reason: "mDNS is off (--no-mdns)") } == [], "off by choice is a state")
+        #expect(
+            codes { $0.advertising = .init(phase: .disabled, name: "x", reason: "mDNS is off (--no-mdns)") } == [],
+            "off by choice is a state")
         #expect(codes { $0.advertising = .init(phase: .starting, name: "x") } == [])
     }
 
@@ -207,16 +211,36 @@ struct ConsoleWarningTests {
         #expect(warning.code == "replay-short")
         #expect(warning.message.hasPrefix("Replay reaches back only 3 h 1 min (the ring is full)"))
         #expect(warning.action.contains("ring-size in /etc/tally/tally.conf"))
-        #expect(codes { $0.ringLimitedByCapacity = true; $0.oldestEventAge = nil } == ["replay-short"], "nothing replayable at all")
-        #expect(codes { $0.ringLimitedByCapacity = true; $0.oldestEventAge = 25 * 3600 } == [])
+        #expect(
+            codes {
+                $0.ringLimitedByCapacity = true
+                $0.oldestEventAge = nil
+            } == ["replay-short"], "nothing replayable at all")
+        #expect(
+            codes {
+                $0.ringLimitedByCapacity = true
+                $0.oldestEventAge = 25 * 3600
+            } == [])
         #expect(codes { $0.oldestEventAge = 60 } == [], "a young ring that is not full reaches as far as there is")
     }
 
     @Test func aFillingDiskIsAWarning() throws {
         // Below 1 GiB, whatever the share; below 10 %, whatever the size.
-        #expect(codes { $0.diskFreeBytes = 800_000_000; $0.diskTotalBytes = 4_000_000_000 } == ["disk-low"])
-        #expect(codes { $0.diskFreeBytes = 2_500_000_000; $0.diskTotalBytes = 252_000_000_000 } == ["disk-low"])
-        #expect(codes { $0.diskFreeBytes = 5_000_000_000; $0.diskTotalBytes = 20_000_000_000 } == [])
+        #expect(
+            codes {
+                $0.diskFreeBytes = 800_000_000
+                $0.diskTotalBytes = 4_000_000_000
+            } == ["disk-low"])
+        #expect(
+            codes {
+                $0.diskFreeBytes = 2_500_000_000
+                $0.diskTotalBytes = 252_000_000_000
+            } == ["disk-low"])
+        #expect(
+            codes {
+                $0.diskFreeBytes = 5_000_000_000
+                $0.diskTotalBytes = 20_000_000_000
+            } == [])
         var facts = calm
         facts.diskFreeBytes = 2_500_000_000
         facts.diskTotalBytes = 252_000_000_000
@@ -242,7 +266,8 @@ struct ConsoleWarningTests {
         facts.now = Date(timeIntervalSince1970: 946_684_800)
         #expect(ConsoleWarnings.check(facts)[0].message.contains("it says 2000-01-01, before this software was built (2026-09-21)"))
         #expect(codes { $0.newestEvent = $0.now.addingTimeInterval(3600) } == ["clock-went-back"])
-        #expect(codes { $0.newestEvent = $0.now.addingTimeInterval(2) } == [], "stamps are clamped: a second or two is not a clock gone back")
+        #expect(
+            codes { $0.newestEvent = $0.now.addingTimeInterval(2) } == [], "stamps are clamped: a second or two is not a clock gone back")
         #expect(codes { $0.clockJump = (7200, $0.now) } == ["clock-jumped"])
         #expect(ConsoleWarnings.clockJump(wallElapsed: 3602, monotonicElapsed: 2) == 3600)
         #expect(ConsoleWarnings.clockJump(wallElapsed: -58, monotonicElapsed: 2) == -60)
