@@ -7,6 +7,7 @@ less than the 24 h retention, and the console shows that warning with what to do
 are refused by the API and see a sign-in message on the page; the stream ends with the sign-in
 and at shutdown. The screenshot lands in artifacts/screenshots (the README's is a copy)."""
 
+import threading
 import urllib.parse
 
 import pytest
@@ -105,8 +106,26 @@ def test_the_console_shows_the_room_live_and_warns_when_replay_runs_short(applia
     assert "What to do: Give the ring more space" in warning, warning
     assert "(ring full)" in console.find_element(By.ID, "storage").text
 
-    # The sparklines have drawn something (SVG in the page, no library).
-    assert console.execute_script("return document.querySelectorAll('#history svg polyline').length") >= 2
+    # The sparklines (SVG drawn by the page, no library) fill in, a point every 10 s, while the
+    # room keeps voting: wait for a minute of them for the screenshot.
+    voting = threading.Event()
+
+    def keep_voting():
+        n = 0
+        while not voting.is_set():
+            phone = phones[n % len(phones)]
+            server.vote(sid, poll, phone["participantToken"], ["o1" if (n // 7) % 3 else "o2"])
+            n += 1
+            voting.wait(0.05 + 0.25 * ((n // 40) % 3))
+
+    voter = threading.Thread(target=keep_voting, daemon=True)
+    voter.start()
+    try:
+        wait(console, lambda d: d.execute_script("return document.querySelectorAll('#history svg polyline')[0].getAttribute('points').split(' ').length") >= 7,
+             timeout=120, message="a minute of sparkline points")
+    finally:
+        voting.set()
+        voter.join()
     height = console.execute_script("return document.documentElement.scrollHeight")
     console.set_window_size(1280, min(max(height + 140, 900), 2400))
     wait(console, lambda d: row(d, sid) and "replay-short" in warning_codes(d), message="settled for the screenshot")

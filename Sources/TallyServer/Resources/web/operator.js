@@ -48,8 +48,9 @@ function span(seconds) {
   const s = Math.round(seconds);
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min";
-  if (s < 86400) return Math.floor(s / 3600) + " h " + (Math.floor(s / 60) % 60) + " min";
-  return Math.floor(s / 86400) + " d " + (Math.floor(s / 3600) % 24) + " h";
+  const two = (a, unit, b, sub) => a + " " + unit + (b ? ` ${b} ${sub}` : "");
+  if (s < 86400) return two(Math.floor(s / 3600), "h", Math.floor(s / 60) % 60, "min");
+  return two(Math.floor(s / 86400), "d", Math.floor(s / 3600) % 24, "h");
 }
 function bytes(n) {
   if (n == null) return "—";
@@ -64,7 +65,7 @@ const facts = (id, rows) => h("dl", { class: "facts", id }, rows.map(([k, v, cls
 
 function render(s) {
   const d = s.delivery, st = s.storage, b = s.box, ring = st.ring;
-  const mdns = b.mdns.advertised ? `“${b.mdns.name}”, advertised` : b.mdns.state === "disabled" ? `off (${b.mdns.reason || "--no-mdns"})` : `“${b.mdns.name}”, not advertised: ${b.mdns.reason || b.mdns.state}`;
+  const mdns = b.mdns.advertised ? `“${b.mdns.name}”, advertised` : b.mdns.state === "disabled" ? "off (--no-mdns)" : `“${b.mdns.name}”, not advertised: ${b.mdns.reason || b.mdns.state}`;
   const free = st.totalBytes ? `${bytes(st.freeBytes)} of ${bytes(st.totalBytes)} (${Math.round((100 * st.freeBytes) / st.totalBytes)} %)` : "—";
   patch(main, [
     h("p", { class: "actions" },
@@ -86,7 +87,7 @@ function render(s) {
             h("td", { class: "title" }, x.title), h("td", { class: "code" }, x.joinCode), h("td", { class: "n participants" }, num(x.participants)),
             h("td", { class: "n websocket" }, num(x.streams.websocket)), h("td", { class: "n sse" }, num(x.streams.sse)),
             h("td", { class: "poll" }, x.openPoll ? x.openPoll.question : h("span", { class: "muted" }, "none open")),
-            h("td", { class: "n votes" }, rate(x.votesPerSecond))))))
+            h("td", { class: "n rate" }, rate(x.votesPerSecond))))))
         : h("p", { class: "muted" }, "No session is running.")),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", {}, "Delivery"), facts("delivery", [
@@ -120,9 +121,9 @@ function render(s) {
     h("section", { class: "card", id: "history" },
       h("h2", {}, "Last 15 minutes"),
       h("div", { class: "spark" },
-        spark("Connections", s.history, (p) => p.connections, num),
-        spark("Latency p99", s.history, (p) => p.latencyP99Ms, ms),
-        spark("Events per second", s.history, (p) => p.eventsPerSecond, rate))),
+        spark("Connections", s.history.points, (p) => p.connections, num),
+        spark("Latency p99", s.history.points, (p) => p.latencyP99Ms, ms),
+        spark("Events per second", s.history.points, (p) => p.eventsPerSecond, rate))),
   ]);
 }
 
