@@ -40,10 +40,15 @@ public final class Advertiser: @unchecked Sendable {
     private var warnedNoDaemon = false
     private var published = false
     private var onPublished: (@Sendable (String) -> Void)?
+    /// What the operator's console shows: advertised or not, and why.
+    private let status: AdvertisingStatus
 
-    public init(_ advertisement: Advertisement, logger: Logger, onPublished: (@Sendable (String) -> Void)? = nil) {
+    public init(
+        _ advertisement: Advertisement, logger: Logger, status: AdvertisingStatus? = nil, onPublished: (@Sendable (String) -> Void)? = nil
+    ) {
         self.advertisement = advertisement
         self.logger = logger
+        self.status = status ?? AdvertisingStatus(.init(phase: .starting, name: advertisement.name))
         self.onPublished = onPublished
     }
 
@@ -78,6 +83,7 @@ public final class Advertiser: @unchecked Sendable {
         avahi_threaded_poll_stop(poll)
         avahi_threaded_poll_free(poll)
         self.poll = nil
+        status.set(.withdrawn, reason: "the appliance is shutting down")
         if published { logger.info("mDNS: advertisement withdrawn", metadata: ["name": "\(advertisement.name)"]) }
     }
 
@@ -95,6 +101,7 @@ public final class Advertiser: @unchecked Sendable {
                 Unmanaged<Advertiser>.fromOpaque(userdata).takeUnretainedValue().clientChanged(client, state)
             }, opaque, &error)
         if made == nil {
+            status.set(.unreachable, reason: "avahi-daemon cannot be reached (\(String(cString: avahi_strerror(error))))")
             // No D-Bus or no daemon at all: say so once, keep trying quietly.
             if !warnedNoDaemon {
                 warnedNoDaemon = true
@@ -114,17 +121,24 @@ public final class Advertiser: @unchecked Sendable {
         switch state {
         case AVAHI_CLIENT_S_RUNNING:
             warnedNoDaemon = false
+            status.set(.starting, reason: "avahi is registering the advertisement")
             register(client)
         case AVAHI_CLIENT_S_COLLISION, AVAHI_CLIENT_S_REGISTERING:
             // The host name changed or collided: withdraw until the client is RUNNING again.
+            status.set(.starting, reason: "the host name changed or collided; avahi is registering it again")
             if let group { avahi_entry_group_reset(group) }
         case AVAHI_CLIENT_CONNECTING:
+            status.set(.unreachable, reason: "avahi-daemon is not running")
             if !warnedNoDaemon {
                 warnedNoDaemon = true
                 logger.notice("mDNS: not advertising (avahi-daemon is not running); serving anyway and will advertise when it appears")
             }
         case AVAHI_CLIENT_FAILURE:
             let error = avahi_client_errno(client)
+            status.set(
+                .unreachable,
+                reason: error == AVAHI_ERR_DISCONNECTED
+                    ? "avahi-daemon went away; reconnecting" : "the avahi client failed (\(String(cString: avahi_strerror(error))))")
             if error == AVAHI_ERR_DISCONNECTED {
                 logger.notice("mDNS: avahi-daemon went away; reconnecting")
             } else {
@@ -197,6 +211,7 @@ public final class Advertiser: @unchecked Sendable {
         }
         if result == 0 { result = avahi_entry_group_commit(group) }
         if result != 0 {
+            status.set(.failed, reason: "avahi would not publish the records (\(String(cString: avahi_strerror(result))))")
             logger.warning("mDNS: cannot publish", metadata: ["error": "\(String(cString: avahi_strerror(result)))"])
         }
 
@@ -206,6 +221,7 @@ public final class Advertiser: @unchecked Sendable {
         switch state {
         case AVAHI_ENTRY_GROUP_ESTABLISHED:
             published = true
+            status.set(.advertised, name: advertisement.name)
             // The id is what a kiosk is pinned to (`tally discover --appliance-id`): say it here.
             logger.info(
                 "mDNS: advertised",
@@ -218,6 +234,7 @@ public final class Advertiser: @unchecked Sendable {
             rename(group)
         case AVAHI_ENTRY_GROUP_FAILURE:
             let client = avahi_entry_group_get_client(group)
+            status.set(.failed, reason: "the advertisement failed (\(String(cString: avahi_strerror(avahi_client_errno(client)))))")
             logger.warning(
                 "mDNS: advertisement failed", metadata: ["error": "\(String(cString: avahi_strerror(avahi_client_errno(client))))"])
         default:
@@ -232,6 +249,8 @@ public final class Advertiser: @unchecked Sendable {
             let old = advertisement.name
             advertisement.name = String(cString: alternative)
             avahi_free(alternative)
+            status.set(
+                .starting, name: advertisement.name, reason: "the name was taken on this network; publishing as \(advertisement.name)")
             logger.notice(
                 "mDNS: name already taken on this network; using an alternative",
                 metadata: ["was": "\(old)", "now": "\(advertisement.name)"])

@@ -46,19 +46,25 @@ public struct AdvertiserService: Service {
     let makeAdvertisement: @Sendable (Int) -> Advertisement
     let ready: ListenerReady
     let logger: Logger
+    /// Advertised or not, and why (read by the operator's console).
+    public let status: AdvertisingStatus
 
-    public init(ready: ListenerReady, logger: Logger, advertisement: @escaping @Sendable (Int) -> Advertisement) {
+    public init(
+        ready: ListenerReady, logger: Logger, status: AdvertisingStatus, advertisement: @escaping @Sendable (Int) -> Advertisement
+    ) {
         self.ready = ready
         self.logger = logger
+        self.status = status
         self.makeAdvertisement = advertisement
     }
 
     public func run() async throws {
         guard let port = await cancelWhenGracefulShutdownOrNil({ await ready.wait() }) ?? nil else { return }
-        let advertiser = Advertiser(makeAdvertisement(port), logger: logger)
+        let advertiser = Advertiser(makeAdvertisement(port), logger: logger, status: status)
         do {
             try advertiser.start()
         } catch {
+            status.set(.failed, reason: "\(error)")
             logger.warning("mDNS: not advertising", metadata: ["error": "\(error)"])
             // Returning early would stop the whole service group: idle until shutdown.
             try? await gracefulShutdown()

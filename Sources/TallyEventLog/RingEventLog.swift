@@ -97,6 +97,12 @@ public final class RingEventLog: EventLog {
     }
 
     public var durableSequence: UInt64 { state.withLock { $0.durableSequence } }
+    /// Events the projection holds (durable − this = how far SQLite trails the ring).
+    public var projectedSequence: UInt64 { state.withLock { $0.projectedThrough } }
+    /// The newest timestamp written (never decreasing): a wall clock earlier than this went back.
+    public var newestTimestamp: Date? {
+        state.withLock { $0.lastTimestampMs > 0 ? Date(timeIntervalSince1970: Double($0.lastTimestampMs) / 1000) : nil }
+    }
     public var failure: (any Error)? { state.withLock { $0.failure } }
 
     public func onDurable(_ observer: @escaping @Sendable ([LoggedEvent]) -> Void) {

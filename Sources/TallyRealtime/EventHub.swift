@@ -157,6 +157,18 @@ public final class EventHub: Sendable {
 
     public var connectionCount: Int { state.withLock { $0.count } }
 
+    /// Open streams of each session by transport (the operator's console): what the
+    /// subscriptions' sinks are, counted under the hub's lock.
+    public func openStreams() -> [SessionID: [Transport: Int]] {
+        state.withLock { state in
+            state.sessions.mapValues { streams in
+                streams.values.reduce(into: [Transport: Int]()) { counts, stream in
+                    counts[stream.sink is SSESink ? .sse : .webSocket, default: 0] += 1
+                }
+            }
+        }
+    }
+
     /// Called by the event log, in order, once per durable batch (on its commit path: this
     /// only hands the batch to the fan-out queue).
     public func publish(_ batch: [LoggedEvent]) {

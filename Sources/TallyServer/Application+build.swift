@@ -22,6 +22,8 @@ public struct TallyApplication: Sendable {
     let results: ResultsCoalescer
     /// Closes quiz questions at their `closesAt`.
     let countdowns: Countdowns
+    /// The operator's console: samples the instruments, feeds `GET /api/v1/operator/status`.
+    let console: OperatorConsole
     let advertiser: AdvertiserService?
     let systemd: SystemdService
     let projectionWriter: ProjectionWriter
@@ -48,6 +50,8 @@ public struct TallyApplication: Sendable {
             // Near the end, so early to hear about shutdown: streams end before the server
             // waits for connections to finish.
             .init(service: streams),
+            // Before the streams keeper stops: console streams end with the others.
+            .init(service: console),
             .init(service: countdowns),
             // Last, so first to stop: the results still pending are published and durable
             // before the streams that carry them end.
@@ -221,9 +225,20 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let events = EventsController(
         venue: venue, hub: hub, access: access, limits: limits, log: log, retention: configuration.retention,
         queueLimit: configuration.streamQueueLimit, hosts: hosts, trustedProxies: configuration.trustedProxies)
+    let mdnsName =
+        configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")"
+    let advertising = AdvertisingStatus(
+        configuration.mdns
+            ? .init(phase: .starting, name: mdnsName, reason: "waiting for the listener")
+            : .init(phase: .disabled, name: mdnsName, reason: "mDNS is off (--no-mdns)"))
+    let console = OperatorConsole(
+        sources: .init(
+            venue: venue, hub: hub, log: log, metrics: metrics, configuration: configuration, publicURL: publicURL,
+            advertising: advertising))
     let (router, routeRoles) = buildRouter(
         configuration: configuration, hosts: hosts, venue: venue, hub: hub, events: events, access: access, password: password,
-        log: log, projection: projection, publicURL: publicURL, limits: limits, setupCode: setupCode, metrics: metrics, logger: logger)
+        log: log, projection: projection, publicURL: publicURL, limits: limits, setupCode: setupCode, metrics: metrics,
+        console: console, logger: logger)
 
     if let setupCode {
         logger.notice(
@@ -235,10 +250,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let applianceId = try applianceIdentifier(projection)
     let advertiser: AdvertiserService? =
         configuration.mdns
-        ? AdvertiserService(ready: listening, logger: logger) { port in
+        ? AdvertiserService(ready: listening, logger: logger, status: advertising) { port in
             Advertisement(
-                name: configuration.name
-                    ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")",
+                name: mdnsName,
                 port: port,
                 txt: [
                     "txtvers=1", "id=\(applianceId)", "api=/api/v1", "events=/events", "path=/display",
@@ -250,7 +264,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         : nil
     if !configuration.mdns { logger.info("mDNS advertising is off (--no-mdns)") }
     let connections = configuration.connections
-    raiseOpenFileLimit(toAtLeast: connections.maxConnections + 256, logger: logger)
+    raiseOpenFileLimit(toAtLeast: connections.maxConnections + ConsoleWarnings.descriptorReserve, logger: logger)
     let counter = ConnectionCounter(limits: connections, trustedProxies: configuration.trustedProxies)
     let channelConfiguration = EventsChannel.Configuration(
         http1: .init(
@@ -317,6 +331,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             logger: logger),
         results: venue.results,
         countdowns: venue.countdowns,
+        console: console,
         advertiser: advertiser,
         systemd: SystemdService(
             notifier: notifier, ready: listening, logger: logger,

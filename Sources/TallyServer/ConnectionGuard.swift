@@ -254,7 +254,7 @@ func raiseOpenFileLimit(toAtLeast wanted: Int, logger: Logger) {
     if Int(clamping: limit.rlim_cur) < wanted {
         logger.warning(
             "the open-files limit is below the connection cap: raise LimitNOFILE (or ulimit -n)",
-            metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(wanted - 256)"])
+            metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(wanted - ConsoleWarnings.descriptorReserve)"])
     } else {
         logger.info("open-files limit", metadata: ["limit": "\(limit.rlim_cur)"])
     }

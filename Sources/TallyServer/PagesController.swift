@@ -15,6 +15,8 @@ struct PagesController: Sendable {
         router.get("presenter/:sessionId") { _, _ in page("presenter.html") }
         router.get("display") { _, _ in page("display.html") }
         router.get("display/:sessionId") { _, _ in page("display.html") }
+        // The page is public like the others; its numbers come from an operator-only stream.
+        router.get("operator") { _, _ in page("operator.html") }
         router.get("assets/:file") { _, context in
             let name = context.parameters.get("file") ?? ""
             guard let text = EmbeddedResources.files["web/" + name], !name.hasSuffix(".html") else {

@@ -9,7 +9,7 @@ import TallyRealtime
 func buildRouter(
     configuration: TallyConfiguration, hosts: HostAllowlist, venue: Venue, hub: EventHub, events: EventsController,
     access: Access, password: OperatorPassword, log: any EventLog, projection: SQLiteProjection, publicURL: PublicURL, limits: Limits,
-    setupCode: SetupCode?, metrics: ServerMetrics, logger: Logger
+    setupCode: SetupCode?, metrics: ServerMetrics, console: OperatorConsole, logger: Logger
 ) -> (router: Router<TallyRequestContext>, roles: [String: RouteRole]) {
     let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
     // Middlewares first (they wrap only the routes added after them).
@@ -33,6 +33,7 @@ func buildRouter(
     JoinController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: api)
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)
+    OperatorController(console: console, access: access).addRoutes(to: api)
     BackupController(dataDirectory: configuration.dataDirectory, logger: logger).addRoutes(to: api)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention)
         .addRoutes(to: router, api: api)

@@ -41,6 +41,9 @@ final class LiveSession: Sendable {
     private let results: ResultsCoalescer
     private let countdowns: Countdowns
     private let inner: Mutex<Inner>
+    /// Ballots accepted since the server started (the operator's console turns it into votes
+    /// per second); replayed ballots are history, not load, and do not count.
+    private let accepted = Atomic<Int>(0)
 
     private struct Inner {
         /// Nil until `session.created` is applied.
@@ -135,7 +138,9 @@ final class LiveSession: Sendable {
         let executed = try result.get()
         for entry in executed.events {
             switch entry.event {
-            case .ballotCast(let ballot): results.changed(.results(ballot.pollId), in: self)
+            case .ballotCast(let ballot):
+                accepted.add(1, ordering: .relaxed)
+                results.changed(.results(ballot.pollId), in: self)
             case .questionUpvoted: results.changed(.upvotes, in: self)
             case .pollOpened(let opened):
                 if let closesAt = opened.poll.closesAt.flatMap(EventTime.parse) {
@@ -155,6 +160,9 @@ final class LiveSession: Sendable {
             state = SessionState(created: created)
         }
     }
+
+    /// Ballots this session has accepted since the server started.
+    var ballotsAccepted: Int { accepted.load(ordering: .relaxed) }
 
     /// The session's join code; nil until it is created.
     var joinCode: JoinCode? { inner.withLock { $0.state?.joinCode } }

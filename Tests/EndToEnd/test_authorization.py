@@ -65,6 +65,9 @@ MATRIX = {
     # The room's Wi-Fi is on the room's screen anyway: open to anyone.
     "GET /api/v1/wifi": {"anonymous", "operator", "presenter", "participant", "display", "other"},
     "GET /api/v1/wifi.svg": {"anonymous", "operator", "presenter", "participant", "display", "other"},
+    # The operator console's snapshot and stream: venue staff only (the /operator page itself is
+    # public like every page; it shows non-operators how to sign in, never numbers).
+    "GET /api/v1/operator/status": {"operator"},
     # The whole box's data, signing secret included: the operator's alone.
     "GET /api/v1/operator/backup": {"operator"},
 }

@@ -28,7 +28,8 @@ async function home() {
       h("h2", {}, first ? "Choose the operator password" : "Sign in"),
       first ? h("p", { class: "muted" }, "First start: this password protects the appliance (at least 8 characters). The set-up code is on the appliance's own screen and in its log.") : null,
       first ? field("Set-up code", code) : null,
-      field(first ? "New operator password" : "Operator password", pw), h("button", { type: "submit", class: "primary" }, first ? "Set password" : "Sign in"), errorLine()));
+      field(first ? "New operator password" : "Operator password", pw), h("button", { type: "submit", class: "primary" }, first ? "Set password" : "Sign in"), errorLine(),
+      h("p", { class: "muted" }, "Venue staff: once signed in, the ", h("a", { href: "/operator", id: "console-link" }, "operator console"), " shows the box's health, connections and warnings.")));
     (code || pw).focus();
     return;
   }
@@ -42,7 +43,7 @@ async function home() {
   main.replaceChildren(
     h("form", { class: "card", onsubmit: create }, h("h2", {}, "New session"), field("Title", title),
       h("label", { class: "check" }, named, " Require nicknames (for a quiz's leaderboard)"), h("button", { type: "submit", class: "primary" }, "Create"), errorLine()),
-    h("p", {}, h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out")),
+    h("p", {}, h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out"), " ", h("a", { href: "/operator", id: "console-link" }, "Operator console")),
     h("section", { class: "card" }, h("h2", {}, "Sessions"),
       sessions.length
         ? h("ul", { class: "list" }, sessions.slice().reverse().map((s) => h("li", {}, h("a", { href: "/presenter/" + s.sessionId }, s.title),
