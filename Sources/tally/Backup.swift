@@ -14,7 +14,9 @@ struct Backup: ParsableCommand {
 
     @Option(name: .customLong("to"), help: "Archive to write (a .tar file), e.g. /media/usb/tally-backup.tar.")
     var destination: String
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
@@ -54,7 +56,9 @@ struct Restore: ParsableCommand {
 
     @Argument(help: "The archive (from `tally backup` or the operator page's download).")
     var archive: String
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?

@@ -188,7 +188,9 @@ struct ResetPassword: ParsableCommand {
         commandName: "reset-password",
         abstract: "Set a new operator password (takes effect at once, also while the server runs).")
 
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
@@ -233,7 +235,9 @@ struct Export: ParsableCommand {
     var format: String = "csv"
     @Option(name: .shortAndLong, help: "Output file (default: standard output).")
     var output: String?
-    @Option(name: .customLong("data-dir"), help: "Data directory (default: the configured one, else /var/lib/tally when the package made it, else ./.tally-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
     var dataDir: String?
     @Option(help: "Configuration file.")
     var config: String?
