@@ -10,19 +10,25 @@ import TallyDomain
 /// again, which is what a stored `closesAt` is compared with — but never from before the newest
 /// event in the log (`start(notBefore:)`): a box without a real-time clock that boots with its
 /// clock behind would otherwise keep a question open for as long as the clock is behind.
-enum ServerClock {
-    private static let anchor = Mutex((wall: Date(), monotonic: ContinuousClock.now))
+final class ServerClock: Sendable {
+    /// The process's clock (one server per process; in-process tests share it).
+    static let shared = ServerClock()
+
+    private let anchor = Mutex((wall: Date(), monotonic: ContinuousClock.now))
 
     /// At start, before any command: the newest time the log has seen.
-    static func start(notBefore newest: Date?) {
+    func start(notBefore newest: Date?) {
         anchor.withLock { $0 = (max(Date(), newest ?? .distantPast), ContinuousClock.now) }
     }
 
-    static func now() -> Date {
+    func now() -> Date {
         let (wall, monotonic) = anchor.withLock { ($0.wall, $0.monotonic) }
         let (seconds, attoseconds) = monotonic.duration(to: .now).components
         return wall.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
     }
+
+    static func start(notBefore newest: Date?) { shared.start(notBefore: newest) }
+    static func now() -> Date { shared.now() }
 }
 
 /// Closes quiz questions at their `closesAt` with no presenter action: a timer per open
