@@ -14,6 +14,7 @@ VERSION="${TALLY_DEB_VERSION:-}"
 if [ "${1:-}" = --repack ]; then
     [ $# -ge 3 ] || { echo "usage: $0 --repack DEB VERSION [OUTPUT_DIR]" >&2; exit 2; }
     SOURCE="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; VERSION="$3"
+    dpkg --validate-version "$VERSION" || { echo "not a Debian version: $VERSION" >&2; exit 2; }
     OUT="$(mkdir -p "${4:-$(dirname "$SOURCE")}" && cd "${4:-$(dirname "$SOURCE")}" && pwd)"
     STAGE="$(mktemp -d)"
     trap 'rm -rf "$STAGE"' EXIT
@@ -28,6 +29,8 @@ if [ "${1:-}" = --version ]; then
     [ $# -ge 2 ] || { echo "usage: $0 [--version VERSION] [OUTPUT_DIR]" >&2; exit 2; }
     VERSION="$2"; shift 2
 fi
+# Checked before the long build, not by dpkg-deb at its end.
+if [ -n "$VERSION" ] && ! dpkg --validate-version "$VERSION"; then echo "not a Debian version: $VERSION" >&2; exit 2; fi
 OUT="$(mkdir -p "${1:-$ROOT/artifacts}" && cd "${1:-$ROOT/artifacts}" && pwd)"
 cd "$ROOT"
 
@@ -37,8 +40,6 @@ say "release build with --static-swift-stdlib (about 5 minutes the first time)"
 swift build -c release --static-swift-stdlib --product tally --scratch-path "$ROOT/.build-release-static"
 BIN="$("$ROOT/.build-release-static/release/tally" --version >/dev/null && echo "$ROOT/.build-release-static/release/tally")"
 VERSION="${VERSION:-$("$BIN" --version)}"
-# dpkg refuses a bad Version only at the very end; say so before the packaging starts.
-dpkg --validate-version "$VERSION" || { echo "not a Debian version: $VERSION" >&2; exit 2; }
 ARCH="$(dpkg --print-architecture)"
 
 STAGE="$(mktemp -d)"

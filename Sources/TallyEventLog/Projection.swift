@@ -31,7 +31,7 @@ public final class SQLiteProjection: SettingsStore {
     /// The database format, oldest migration first; the last one names the format this binary
     /// writes. A change to the format is a new migration at the end: never edit or remove a
     /// registered one (databases out there have run it), and test it from the previous format
-    /// (`ProjectionTests`).
+    /// (`UpgradeTests`).
     static func migrator() -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in

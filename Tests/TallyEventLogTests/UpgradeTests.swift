@@ -115,8 +115,12 @@ import Testing
 
         // The migrated database takes the new release's facts: a nickname and a quiz ballot.
         try projection.apply([
-            LoggedEvent(sequence: 41, sessionId: "s1", timestamp: Date(), event: .participantJoined(.init(participantId: "d", participantCount: 4, nickname: "Dee"))),
-            LoggedEvent(sequence: 42, sessionId: "s1", timestamp: Date(), event: .ballotCast(.init(pollId: "p2", participantId: "d", ballot: .scale(3)))),
+            LoggedEvent(
+                sequence: 41, sessionId: "s1", timestamp: Date(),
+                event: .participantJoined(.init(participantId: "d", participantCount: 4, nickname: "Dee"))),
+            LoggedEvent(
+                sequence: 42, sessionId: "s1", timestamp: Date(),
+                event: .ballotCast(.init(pollId: "p2", participantId: "d", ballot: .scale(3)))),
         ])
         let again = try #require(try SQLiteProjection(path: databasePath).load().last)
         #expect(again.state.participantCount == 4 && again.state.nickname(of: "d") == "Dee")
