@@ -116,11 +116,18 @@ def dpkg(*args):
         time.sleep(2)
 
 
-def installed_version():
+def package_state():
+    """dpkg's state of `tally` (installed, config-files, …) and its version; None when unknown or purged."""
     out = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", "tally"], capture_output=True, text=True)
-    if out.returncode != 0 or out.stdout.split()[2:3] != ["installed"]:
+    fields = out.stdout.split()
+    if out.returncode != 0 or len(fields) < 3 or fields[2] == "not-installed":
         return None
-    return out.stdout.split()[3]
+    return fields[2], (fields[3] if len(fields) > 3 else "")
+
+
+def installed_version():
+    state = package_state()
+    return state[1] if state and state[0] == "installed" else None
 
 
 def previous_version_of(deb):
@@ -155,8 +162,8 @@ def test_upgrade_keeps_data_configuration_and_password(deb):
     unit test `UpgradeTests`."""
     if os.geteuid() != 0:
         pytest.skip("installs a package: needs root")
-    if subprocess.run(["dpkg-query", "-W", "tally"], capture_output=True).returncode == 0:
-        pytest.skip("a tally package is already known to dpkg on this machine: not touching it")
+    if package_state() is not None:
+        pytest.skip(f"a tally package is already on this machine ({' '.join(package_state())}): not touching it")
     for path in (STATE_DIR, "/var/lib/tally", "/etc/tally"):
         if os.path.lexists(path):
             pytest.skip(f"{path} exists and is not this test's: not touching it")
@@ -230,7 +237,7 @@ def test_upgrade_keeps_data_configuration_and_password(deb):
     finally:
         for server in servers:
             server.stop(signal.SIGKILL)
-        if subprocess.run(["dpkg-query", "-W", "tally"], capture_output=True).returncode == 0:
+        if package_state() is not None:
             subprocess.run(["dpkg", "--purge", "tally"], capture_output=True)
         subprocess.run(["rm", "-rf", STATE_DIR, "/etc/tally", work])
         if made_private:
