@@ -165,7 +165,11 @@ let package = Package(
         .testTarget(name: "TallyDomainTests", dependencies: ["TallyDomain"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TallyEventLogTests",
-            dependencies: ["TallyEventLog", "TallyDomain", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "TallyEventLog", "TallyDomain", .product(name: "Logging", package: "swift-log"),
+                // The upgrade tests write databases as older releases left them.
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TallyServerTests",

@@ -2,9 +2,35 @@
 # Builds tally_<version>_<arch>.deb: a release build with the Swift runtime linked statically,
 # stripped, with the systemd units, the example configuration and the standalone Wi-Fi examples.
 #
-#   Appliance/build-deb.sh [OUTPUT_DIR]      (default: ./artifacts)
+#   Appliance/build-deb.sh [--version VERSION] [OUTPUT_DIR]      (default: ./artifacts)
+#
+# The package version is the binary's (`tally --version`) unless --version (or TALLY_DEB_VERSION)
+# names another, e.g. a lower one to try an upgrade from, built from the same sources.
+# `--repack DEB VERSION [OUTPUT_DIR]` makes that lower-version package from a built one in seconds,
+# without a second release build: the same files under another Version (what the upgrade test does).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VERSION="${TALLY_DEB_VERSION:-}"
+if [ "${1:-}" = --repack ]; then
+    [ $# -ge 3 ] || { echo "usage: $0 --repack DEB VERSION [OUTPUT_DIR]" >&2; exit 2; }
+    SOURCE="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; VERSION="$3"
+    dpkg --validate-version "$VERSION" || { echo "not a Debian version: $VERSION" >&2; exit 2; }
+    OUT="$(mkdir -p "${4:-$(dirname "$SOURCE")}" && cd "${4:-$(dirname "$SOURCE")}" && pwd)"
+    STAGE="$(mktemp -d)"
+    trap 'rm -rf "$STAGE"' EXIT
+    dpkg-deb -R "$SOURCE" "$STAGE/pkg"
+    sed -i "s/^Version: .*/Version: ${VERSION}/" "$STAGE/pkg/DEBIAN/control"
+    DEB="$OUT/tally_${VERSION}_$(dpkg-deb -f "$SOURCE" Architecture).deb"
+    dpkg-deb --root-owner-group --build "$STAGE/pkg" "$DEB" >/dev/null
+    echo "$DEB"
+    exit 0
+fi
+if [ "${1:-}" = --version ]; then
+    [ $# -ge 2 ] || { echo "usage: $0 [--version VERSION] [OUTPUT_DIR]" >&2; exit 2; }
+    VERSION="$2"; shift 2
+fi
+# Checked before the long build, not by dpkg-deb at its end.
+if [ -n "$VERSION" ] && ! dpkg --validate-version "$VERSION"; then echo "not a Debian version: $VERSION" >&2; exit 2; fi
 OUT="$(mkdir -p "${1:-$ROOT/artifacts}" && cd "${1:-$ROOT/artifacts}" && pwd)"
 cd "$ROOT"
 
@@ -13,7 +39,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 say "release build with --static-swift-stdlib (about 5 minutes the first time)"
 swift build -c release --static-swift-stdlib --product tally --scratch-path "$ROOT/.build-release-static"
 BIN="$("$ROOT/.build-release-static/release/tally" --version >/dev/null && echo "$ROOT/.build-release-static/release/tally")"
-VERSION="$("$BIN" --version)"
+VERSION="${VERSION:-$("$BIN" --version)}"
 ARCH="$(dpkg --print-architecture)"
 
 STAGE="$(mktemp -d)"
@@ -52,6 +78,10 @@ Description: live event polling appliance
  itself over mDNS; keeps every acknowledged vote across crashes and power cuts.
 CONTROL
 echo "/etc/tally/tally.conf" > "$PKG/DEBIAN/conffiles"
+# Upgrades (dpkg -i of a newer package over an older one): the old service keeps running while
+# dpkg unpacks (prerm upgrade stops nothing), the files are replaced, then postinst configure
+# <old-version> restarts it once on the new binary, which migrates the data forward at start.
+# The data directory is touched only by purge; the edited conffile is kept by dpkg.
 cat > "$PKG/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
@@ -63,14 +93,26 @@ fi
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable tally.service >/dev/null
-    systemctl restart tally.service || true
-    echo "Tally is running. Open http://$(hostname).local/presenter to choose the operator password."
+    # One restart, after the new files are in place: an upgrade's only downtime. A failed start
+    # (e.g. data from a newer Tally after a downgrade) leaves the package installed and says where
+    # the reason is, rather than failing dpkg half-way.
+    if systemctl restart tally.service; then
+        if [ -n "$2" ]; then
+            echo "Tally restarted on the new version (was $2): sessions, votes, settings and the operator password are kept."
+        else
+            echo "Tally is running. Open http://$(hostname).local/presenter to choose the operator password."
+        fi
+    else
+        echo "Tally did not start: see journalctl -u tally.service (data written by a newer Tally is refused, untouched)." >&2
+    fi
 fi
 exit 0
 SCRIPT
 cat > "$PKG/DEBIAN/prerm" <<'SCRIPT'
 #!/bin/sh
 set -e
+# Only a removal stops the service. On upgrade it keeps serving until the new postinst restarts
+# it, so an upgrade is one restart, never a stop whose start is forgotten.
 if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
     systemctl stop tally.service || true
     systemctl disable tally.service >/dev/null || true
@@ -81,7 +123,8 @@ cat > "$PKG/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-# Sessions and votes stay in /var/lib/private/tally unless the package is purged.
+# Sessions, votes, the secret and the operator password stay in /var/lib/private/tally on
+# remove and upgrade; only purge deletes them.
 if [ "$1" = purge ]; then rm -rf /var/lib/private/tally /var/lib/tally; fi
 exit 0
 SCRIPT

@@ -13,6 +13,10 @@ public final class SQLiteProjection: SettingsStore {
     let pool: DatabasePool
 
     public init(path: String) throws {
+        let migrator = Self.migrator()
+        // Before the pool opens (it may switch the journal mode) or anything migrates: a newer
+        // Tally's database is refused untouched, so installing that version again finds it whole.
+        try Self.refuseNewerFormat(at: path, migrator: migrator)
         var config = Configuration()
         config.label = "tally-projection"
         config.prepareDatabase { db in
@@ -21,6 +25,14 @@ public final class SQLiteProjection: SettingsStore {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        try migrator.migrate(pool)
+    }
+
+    /// The database format, oldest migration first; the last one names the format this binary
+    /// writes. A change to the format is a new migration at the end: never edit or remove a
+    /// registered one (databases out there have run it), and test it from the previous format
+    /// (`UpgradeTests`).
+    static func migrator() -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(
@@ -88,7 +100,27 @@ public final class SQLiteProjection: SettingsStore {
                     ALTER TABLE ballots ADD COLUMN quiz BLOB;
                     """)
         }
-        try migrator.migrate(pool)
+        return migrator
+    }
+
+    /// The format this binary writes: its last migration ("v6: quiz").
+    public static let format = migrator().migrations.last ?? ""
+
+    /// Throws `NewerDataFormat`, having only read the file, when the database at `path` has
+    /// migrations this binary does not know: a newer Tally wrote it, and migrating or writing it
+    /// here could break it for that version. Nothing happens when there is no database yet.
+    static func refuseNewerFormat(at path: String, migrator: DatabaseMigrator) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        var config = Configuration()
+        config.label = "tally-projection-format"
+        config.readonly = true
+        let unknown = try DatabaseQueue(path: path, configuration: config).read { db in
+            try migrator.appliedIdentifiers(db).subtracting(migrator.migrations)
+        }
+        guard unknown.isEmpty else {
+            throw NewerDataFormat(
+                path: path, found: unknown.sorted().map { "\"\($0)\"" }.joined(separator: ", "), known: "\"\(format)\"")
+        }
     }
 
     /// When each ballot was last cast (ms since 1970), per poll and participant: for exports.

@@ -171,6 +171,10 @@ final class RingFile {
         let got = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
         guard got == headerSize, let header = decode(page) else {
             close(fd)
+            // Not damage: a newer Tally's ring. Refused untouched, never "moved away" or replaced.
+            if let newer = newerVersion(page) {
+                throw NewerDataFormat(path: path, found: "format version \(newer)", known: "format version \(version)")
+            }
             throw Failure.notARing("\(path) is not a Tally event ring (bad header); move it away to start a new one")
         }
         var info = stat()
@@ -200,6 +204,26 @@ final class RingFile {
             let crc = tally_crc32c(0, p.baseAddress, 56)
             p.storeBytes(of: crc.littleEndian, toByteOffset: 56, as: UInt32.self)
         }
+    }
+
+    /// The version of a ring a newer Tally wrote, or nil. The magic and the version field are
+    /// the part of the header every version keeps, so a newer ring is told apart from a damaged
+    /// one even if the rest of its header is laid out differently.
+    static func newerVersion(_ page: [UInt8]) -> UInt32? {
+        guard page.count >= 12, Array(page[0..<8]) == magic else { return nil }
+        let found = page.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        return found > version ? found : nil
+    }
+
+    /// Throws `NewerDataFormat` when the ring at `path` was written by a newer Tally, having
+    /// only read its header: checked before anything in the data directory is opened for writing.
+    static func refuseNewerFormat(at path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }  // absent or unreadable: opening it proper says which
+        defer { close(fd) }
+        var page = [UInt8](repeating: 0, count: 12)
+        guard page.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 12, 0) }) == 12, let newer = newerVersion(page) else { return }
+        throw NewerDataFormat(path: path, found: "format version \(newer)", known: "format version \(version)")
     }
 
     static func decode(_ page: [UInt8]) -> Header? {

@@ -123,6 +123,12 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         }
     }
     let dataDirectory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL
+    let databasePath = DataDirectory.databasePath(in: dataDirectory.path)
+    let ringPath = DataDirectory.ringPath(in: dataDirectory.path)
+    // Data a newer Tally wrote (after a downgrade) is refused before anything here writes to the
+    // directory, so installing that version again finds it whole. Thrown as is: `tally serve`
+    // says it in one line and exits with its own status, which the unit does not restart.
+    try DataFormat.refuseNewer(databasePath: databasePath, ringPath: ringPath)
     // The secret, the password hash and every ballot live here: private whatever the umask, and
     // a directory left readable by an older version is repaired.
     DataDirectory.keepNewFilesPrivate()
@@ -137,8 +143,6 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     } catch {
         throw StartupError("\(error)")
     }
-    let databasePath = DataDirectory.databasePath(in: dataDirectory.path)
-    let ringPath = DataDirectory.ringPath(in: dataDirectory.path)
     let projection: SQLiteProjection
     let restored: [SQLiteProjection.RestoredSession]
     let projected: UInt64
@@ -146,6 +150,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         projection = try SQLiteProjection(path: databasePath)
         projected = try projection.projectedThrough()
         restored = try projection.load()
+    } catch let error as NewerDataFormat {
+        throw error
     } catch {
         throw StartupError("cannot open the database at \(databasePath): \(error)")
     }
@@ -160,9 +166,14 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let log: RingEventLog
     do {
         log = try RingEventLog(path: ringPath, options: ringOptions, projectedThrough: projected, logger: logger)
+    } catch let error as NewerDataFormat {
+        throw error
     } catch {
         throw StartupError("\(error)")
     }
+
+    // Older formats have been carried forward by now: this is what the directory holds.
+    logger.info("data format", metadata: ["data_dir": "\(dataDirectory.path)", "format": "\(DataFormat.summary)"])
 
     let secret = try applianceSecret(projection)
     let password = try OperatorPassword(configured: configuration.operatorPassword, settings: projection)

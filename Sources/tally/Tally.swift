@@ -15,6 +15,10 @@ struct Tally: AsyncParsableCommand {
         defaultSubcommand: Serve.self)
 }
 
+/// `tally serve`'s exit status for data a newer Tally wrote (EX_DATAERR): the unit's
+/// `RestartPreventExitStatus=` names it, since restarting cannot help until Tally is upgraded.
+let newerDataExitCode: Int32 = 65
+
 /// The default configuration file, read when it exists.
 let defaultConfigFile = "/etc/tally/tally.conf"
 
@@ -148,6 +152,9 @@ struct Serve: AsyncParsableCommand {
         } catch let error as StartupError {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(1)
+        } catch let error as NewerDataFormat {
+            logger.critical("cannot start: \(error.description)")
+            throw ExitCode(newerDataExitCode)
         }
     }
 }

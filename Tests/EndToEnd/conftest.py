@@ -32,7 +32,8 @@ def free_port():
 class Server:
     """One running `tally serve` process."""
 
-    def __init__(self, data_dir, port=None, extra_args=(), env=None, mdns=False, password=PASSWORD):
+    def __init__(self, data_dir, port=None, extra_args=(), env=None, mdns=False, password=PASSWORD, binary=None):
+        self.binary = binary or BINARY  # another build, e.g. the one a .deb installed
         self.data_dir = data_dir
         self.password = password
         self.port = port or free_port()
@@ -44,7 +45,7 @@ class Server:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
+            [self.binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
              *(["--operator-password", self.password] if self.password else []), "--ring-size", "8MiB", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + 30
