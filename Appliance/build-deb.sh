@@ -92,7 +92,13 @@ if [ "$1" = configure ] && [ -f /etc/tally/tally.conf ]; then
 fi
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
-    systemctl enable tally.service >/dev/null
+    # Enabled on the first install only: an operator who disabled the service keeps that choice
+    # through upgrades (an upgrade then restarts nothing that was not running).
+    if [ -z "$2" ]; then systemctl enable tally.service >/dev/null; fi
+    if [ -n "$2" ] && ! systemctl is-enabled --quiet tally.service && ! systemctl is-active --quiet tally.service; then
+        echo "Tally upgraded from $2; the service stays disabled, as it was."
+        exit 0
+    fi
     # One restart, after the new files are in place: an upgrade's only downtime. A failed start
     # (e.g. data from a newer Tally after a downgrade) leaves the package installed and says where
     # the reason is, rather than failing dpkg half-way.
