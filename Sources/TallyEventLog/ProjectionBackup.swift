@@ -34,6 +34,16 @@ extension SQLiteProjection {
         }
     }
 
+    /// How many sessions the database at `path` holds, read without opening it for writing
+    /// (no migration, nothing created): for messages about data that is about to be refused.
+    public static func sessionCount(readOnlyAt path: String) throws -> Int {
+        var config = Configuration()
+        config.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: config)
+        defer { try? queue.close() }
+        return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions") ?? 0 }
+    }
+
     /// Writes the write-ahead log into the main file and closes the pool, so the file alone is
     /// the whole database (it is about to be archived or moved).
     public func checkpointAndClose() throws {

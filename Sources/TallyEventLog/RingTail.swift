@@ -36,10 +36,11 @@ extension RingEventLog {
             expected += 1
             index += 1
         }
-        // Complete when the run starts right after `sequence` — or when nothing after it is in
-        // the ring at all (then there is nothing newer to miss).
+        // Complete only when the run reaches the newest record the scan found (or nothing after
+        // `sequence` was there): a run cut short — the writer lapped the scan and overwrote a
+        // record in the middle — would leave out committed events after the cut.
         let newest = file.slots.count > 0 ? file.slots[file.slots.count - 1].sequence : 0
-        let complete = !records.isEmpty || newest <= sequence
+        let complete = newest <= sequence || records.last?.sequence == newest
         let decoder = JSONDecoder()
         return RingTail(events: try records.map { try loggedEvent($0, decoder) }, complete: complete)
     }

@@ -197,7 +197,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     ServerClock.start(notBefore: [tail.last?.timestamp, venue.newestQuizOpening].compactMap { $0 }.max())
     venue.resumeCountdowns()
     let access = Access(
-        credentials: Credentials(secret: secret),
+        credentials: Credentials(secret: secret, operatorKey: try applianceSecret(projection, key: operatorKeySetting)),
         signIns: OperatorSignIns(settings: projection),
         linkGeneration: { [venue] session, link in venue.linkGeneration(session, link) },
         secureCookies: configuration.usesTLS || (configuration.publicURL?.lowercased().hasPrefix("https://") ?? false))
@@ -374,18 +374,24 @@ private func applianceIdentifier(_ settings: some SettingsStore) throws -> Strin
 }
 
 /// The appliance's signing secret: made once, kept in the data directory's database.
-private func applianceSecret(_ settings: some SettingsStore) throws -> [UInt8] {
-    if let bytes = try storedApplianceSecret(settings) { return bytes }
+private func applianceSecret(_ settings: some SettingsStore, key: String = "secret") throws -> [UInt8] {
+    if let bytes = try storedApplianceSecret(settings, key: key) { return bytes }
     var rng = SystemRandomNumberGenerator()
     let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
-    try settings.setSetting("secret", to: bytes.map { String(format: "%02x", $0) }.joined())
+    try settings.setSetting(key, to: bytes.map { String(format: "%02x", $0) }.joined())
     return bytes
 }
 
+/// The key operator tokens are signed with, apart from the appliance secret: it never leaves the
+/// box (backups leave it out), so a backup that reaches the wrong hands cannot mint an operator
+/// sign-in for the box it came from, and a restored box starts with a new one (every operator
+/// sign-in made before the restore ends).
+let operatorKeySetting = "operator_key"
+
 /// The signing secret already in the data directory, or nil: for commands that must not make one
 /// (`tally export` derives the same participant pseudonyms as the server).
-public func storedApplianceSecret(_ settings: some SettingsStore) throws -> [UInt8]? {
-    guard let hex = try settings.setting("secret"), hex.utf8.count == 64 else { return nil }
+public func storedApplianceSecret(_ settings: some SettingsStore, key: String = "secret") throws -> [UInt8]? {
+    guard let hex = try settings.setting(key), hex.utf8.count == 64 else { return nil }
     var bytes: [UInt8] = []
     var index = hex.startIndex
     while index < hex.endIndex {

@@ -27,6 +27,8 @@ public enum BackupArchive {
     static let checksumsName = "SHA256SUMS"
     /// Settings that are the operator's credentials; left out unless asked for.
     static let passwordSettings = ["operator_password", "operator_revoked"]
+    /// Never archived: the key operator tokens are signed with (see `operatorKeySetting`).
+    static let neverArchived = [operatorKeySetting]
 
     public struct Manifest: Codable, Sendable, Equatable {
         public var format: Int
@@ -94,10 +96,9 @@ public enum BackupArchive {
                 throw Failure("the box wrote faster than the backup could read its event ring; try again in a quieter moment")
             }
         }
+        for key in neverArchived { try projection.removeSetting(key) }
         if !includePassword {
             for key in passwordSettings { try projection.removeSetting(key) }
-            // Sign-ins made with the password that is left behind end on a restored box.
-            try revokeOperatorSignIns(in: projection)
         }
         let counts = try projection.counts()
         let hasPassword = try projection.setting("operator_password") != nil
@@ -152,7 +153,8 @@ public enum BackupArchive {
     public static func verify(_ path: String, scratch: String) throws -> Verified {
         let work = try temporaryDirectory(in: scratch)
         do {
-            let members = try TarReader.unpack(path, into: work)
+            let members = try TarReader.unpack(
+                path, into: work, expecting: [manifestName: 64 << 10, databaseName: Int.max, checksumsName: 64 << 10])
             guard let sumsFile = members[checksumsName] else {
                 throw Failure("\(path) is not a Tally backup (no \(checksumsName) in it)")
             }
@@ -191,6 +193,32 @@ public enum BackupArchive {
         public let manifest: Manifest
         /// Where the files that were there before went (with `force`), or nil.
         public let setAside: String?
+        /// Whether the restored database holds an operator password.
+        public let operatorPassword: Bool
+    }
+
+    /// Files `restore` writes belong to whoever owns the data directory: restored as root onto a
+    /// box whose service runs as its own user, they must still be that user's to open.
+    static func giveToOwner(_ path: String, of directory: String) {
+        var info = stat()
+        if stat(directory, &info) == 0 { _ = chown(path, info.st_uid, info.st_gid) }
+    }
+
+    /// Scratch files of a backup or download that did not finish (the process was killed):
+    /// removed by `tally serve` at start, under its lock, since they hold the signing secret.
+    @discardableResult
+    public static func sweepLeftovers(in directory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        // Older than ten minutes: a `tally backup` running beside a starting server keeps its own.
+        let cutoff = Date().addingTimeInterval(-600)
+        let leftovers = names.filter { name in
+            guard name.hasPrefix(".backup-") || name.hasPrefix(".download-") else { return false }
+            let path = (directory as NSString).appendingPathComponent(name)
+            let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? nil
+            return (modified ?? .distantPast) < cutoff
+        }
+        for name in leftovers { try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(name)) }
+        return leftovers
     }
 
     /// Puts the archive at `path` back into `directory`, which no server may be using (its lock
@@ -209,10 +237,18 @@ public enum BackupArchive {
         defer { verified.discard() }
         // Opening the unpacked copy migrates it to this Tally's format, or refuses one newer than
         // this Tally — before anything in the data directory is touched.
+        let hasPassword: Bool
         do {
-            let check = try SQLiteProjection(path: verified.database)
-            _ = try check.load()
-            try check.checkpointAndClose()
+            let copy = try SQLiteProjection(path: verified.database)
+            _ = try copy.load()
+            // Whatever the archive says: no operator key (a new one is made at start), the
+            // password only when the manifest says it was carried, and every operator sign-in
+            // from before the restore ended — also ones signed out after the backup was made.
+            for key in neverArchived { try copy.removeSetting(key) }
+            if !verified.manifest.operatorPassword { for key in passwordSettings { try copy.removeSetting(key) } }
+            try revokeOperatorSignIns(in: copy)
+            hasPassword = try copy.setting("operator_password") != nil
+            try copy.checkpointAndClose()
         } catch {
             throw Failure("the database in \(path) cannot be opened: \(error)")
         }
@@ -223,8 +259,7 @@ public enum BackupArchive {
         var setAside: String?
         if !existing.isEmpty {
             let database = DataDirectory.databasePath(in: directory)
-            let sessions =
-                FileManager.default.fileExists(atPath: database) ? ((try? SQLiteProjection(path: database).counts().sessions) ?? 0) : 0
+            let sessions = (try? SQLiteProjection.sessionCount(readOnlyAt: database)) ?? 0
             guard force else {
                 throw Failure(
                     "\(directory) already holds a box's data (\(sessions) session\(sessions == 1 ? "" : "s")); restoring replaces it. Run again with --force: the current files are kept in \(directory)/before-restore-<time>/"
@@ -233,6 +268,7 @@ public enum BackupArchive {
             let aside = (directory as NSString).appendingPathComponent("before-restore-\(compactTime())")
             try FileManager.default.createDirectory(
                 atPath: aside, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            giveToOwner(aside, of: directory)
             for name in existing {
                 let from = (directory as NSString).appendingPathComponent(name)
                 guard rename(from, (aside as NSString).appendingPathComponent(name)) == 0 else {
@@ -248,11 +284,11 @@ public enum BackupArchive {
         try syncFile(staging)
         // The files belong to whoever owns the directory: restored as root onto a box whose
         // service runs as its own user, they must still be that user's to open.
-        var info = stat()
-        if stat(directory, &info) == 0 { _ = chown(staging, info.st_uid, info.st_gid) }
+        giveToOwner(staging, of: directory)
+        giveToOwner((directory as NSString).appendingPathComponent(DataDirectory.lockFile), of: directory)
         guard rename(staging, target) == 0 else { throw Failure("cannot write \(target): \(String(cString: strerror(errno)))") }
         syncDirectory(directory)
-        return Restored(manifest: verified.manifest, setAside: setAside)
+        return Restored(manifest: verified.manifest, setAside: setAside, operatorPassword: hasPassword)
     }
 
     // MARK: helpers
@@ -324,7 +360,7 @@ final class TarWriter {
 
     /// Adds `data` as `name`; returns its SHA-256 (hex).
     func add(name: String, data: Data) throws -> String {
-        try handle.write(contentsOf: Self.header(name: name, size: data.count))
+        try handle.write(contentsOf: try Self.header(name: name, size: data.count))
         try handle.write(contentsOf: data)
         try pad(data.count)
         return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
@@ -335,7 +371,7 @@ final class TarWriter {
         let size = try (FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0
         guard let input = FileHandle(forReadingAtPath: file) else { throw BackupArchive.Failure("cannot read \(file)") }
         defer { try? input.close() }
-        try handle.write(contentsOf: Self.header(name: name, size: size))
+        try handle.write(contentsOf: try Self.header(name: name, size: size))
         var hash = SHA256()
         var written = 0
         while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty {
@@ -362,7 +398,9 @@ final class TarWriter {
         if rest > 0 { try handle.write(contentsOf: Data(count: rest)) }
     }
 
-    static func header(name: String, size: Int) -> Data {
+    static func header(name: String, size: Int) throws -> Data {
+        // Eleven octal digits: a ustar member holds less than 8 GiB.
+        guard size < 1 << 33 else { throw BackupArchive.Failure("\(name) is too large for the archive (\(size) bytes)") }
         var block = [UInt8](repeating: 0, count: 512)
         func put(_ text: String, at offset: Int, width: Int) {
             for (i, byte) in text.utf8.prefix(width).enumerated() { block[offset + i] = byte }
@@ -393,10 +431,12 @@ final class TarWriter {
 
 /// Reads the regular files of a tar archive (what `TarWriter` writes, or `tar` re-packs).
 enum TarReader {
-    /// Unpacks every regular file directly under the archive's root into `directory`; returns
-    /// name → unpacked path. Names with a path in them are refused: an archive never writes
-    /// outside `directory`.
-    static func unpack(_ path: String, into directory: String) throws -> [String: String] {
+    /// Unpacks the archive's members into `directory`; returns name → unpacked path. Only the
+    /// names in `expecting` (name → largest size accepted) are taken, each once, as regular files:
+    /// anything else — another name, a path, a link, a second copy — refuses the archive, so
+    /// nothing that `SHA256SUMS` does not cover is ever unpacked beside the database (SQLite would
+    /// read a `-wal` or `-journal` lying next to it).
+    static func unpack(_ path: String, into directory: String, expecting: [String: Int]) throws -> [String: String] {
         guard let input = FileHandle(forReadingAtPath: path) else { throw BackupArchive.Failure("cannot read \(path)") }
         defer { try? input.close() }
         var members: [String: String] = [:]
@@ -419,8 +459,12 @@ enum TarReader {
             let type = bytes[156]
             let padded = (size + 511) / 512 * 512
             let regular = type == UInt8(ascii: "0") || type == 0
-            let plain = !name.isEmpty && !name.contains("/") && name != "." && name != ".."
-            if regular && plain && members[name] == nil {
+            guard regular, let limit = expecting[name], members[name] == nil else {
+                throw BackupArchive.Failure(
+                    "\(path) is not a Tally backup (it holds \"\(printableName(name))\", which a backup never does)")
+            }
+            guard size <= limit else { throw BackupArchive.Failure("\(path) is not a Tally backup (\(name) is too large)") }
+            do {
                 let target = (directory as NSString).appendingPathComponent(name)
                 guard FileManager.default.createFile(atPath: target, contents: nil, attributes: [.posixPermissions: 0o600]),
                     let output = FileHandle(forWritingAtPath: target)
@@ -436,12 +480,14 @@ enum TarReader {
                 }
                 if padded > size { _ = try input.read(upToCount: padded - size) }
                 members[name] = target
-            } else {
-                // Anything else (directories, links, a second copy of a name) is skipped.
-                try input.seek(toOffset: try input.offset() + UInt64(padded))
             }
         }
         return members
+    }
+
+    /// A member name as it may be shown on a terminal (no control characters from the archive).
+    private static func printableName(_ name: String) -> String {
+        String(name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }.prefix(100))
     }
 
     private static func field(_ bytes: [UInt8], _ offset: Int, _ width: Int) -> String {

@@ -20,12 +20,22 @@ public enum Grant: Equatable, Sendable {
 public struct Credentials: Sendable {
     private let secret: [UInt8]
     private var key: SymmetricKey { SymmetricKey(data: secret) }
+    /// Operator tokens are signed with their own key, which never leaves the box: the appliance
+    /// secret travels in backups (links and QR codes keep working after a restore), and must not
+    /// be enough to mint an operator sign-in.
+    private let operatorKey: [UInt8]
     /// How long an operator sign-in lasts.
     public var operatorTokenLifetime: TimeInterval = 12 * 3600
     static let maxTokenLength = 256
 
-    public init(secret: [UInt8]) {
+    /// `operatorKey`: nil for commands that never sign anyone in (`tally export`).
+    public init(secret: [UInt8], operatorKey: [UInt8]? = nil) {
         self.secret = secret
+        self.operatorKey = operatorKey ?? secret
+    }
+
+    private func key(for body: some StringProtocol) -> SymmetricKey {
+        SymmetricKey(data: body.hasPrefix("op.") ? operatorKey : secret)
     }
 
     /// What a token says beyond its grant: when an operator token was issued and its nonce
@@ -58,7 +68,7 @@ public struct Credentials: Sendable {
 
     /// HMAC-SHA256 over `body`, appended as unpadded base64url.
     func sign(_ body: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key)
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key(for: body))
         return body + "." + Base64URL.encode(Array(mac))
     }
 
@@ -84,14 +94,17 @@ public struct Credentials: Sendable {
         guard token.utf8.count <= Self.maxTokenLength, let dot = token.lastIndex(of: ".") else { return nil }
         let body = token[..<dot]
         guard let mac = Base64URL.decode(token[token.index(after: dot)...]), mac.count == 32,
-            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(body.utf8), using: key)
+            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(body.utf8), using: key(for: body))
         else { return nil }
         let fields = body.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         var facts = Facts()
         switch (fields.first, fields.count) {
         // `op.<expiry>` (before sign-ins could be revoked) is refused: it cannot be signed out.
         case ("op", 4):
-            guard let epoch = Int64(fields[1]), let expiry = Int(fields[2]), Double(expiry) > now.timeIntervalSince1970 else { return nil }
+            // Never longer than a sign-in lasts from now: a token that claims more was not made here.
+            guard let epoch = Int64(fields[1]), let expiry = Int(fields[2]), Double(expiry) > now.timeIntervalSince1970,
+                Double(expiry) <= now.timeIntervalSince1970 + operatorTokenLifetime + 60
+            else { return nil }
             facts.epoch = epoch
             facts.nonce = fields[3]
             return (.operator, facts)

@@ -77,11 +77,11 @@ struct Restore: ParsableCommand {
         }
         let m = restored.manifest
         var lines = [
-            "Restored \(archive) into \(directory): \(plural(m.sessions, "session")), \(plural(m.participants, "participant")), \(plural(m.ballots, "ballot")), \(plural(m.questions, "question")) (backup of \(m.createdAt) by Tally \(m.tallyVersion))."
+            "Restored \(archive) into \(directory): \(plural(m.sessions, "session")), \(plural(m.participants, "participant")), \(plural(m.ballots, "ballot")), \(plural(m.questions, "question")) (backup of \(printable(m.createdAt)) by Tally \(printable(m.tallyVersion)))."
         ]
         if let aside = restored.setAside { lines.append("The data that was there is kept in \(aside).") }
         lines.append(
-            m.operatorPassword
+            restored.operatorPassword
                 ? "The operator password is the one the backup carried."
                 : "The archive has no operator password: choose one at /presenter when the server starts (or run `tally reset-password`).")
         lines.append("Start the server (sudo systemctl start tally); phones reconnect and read the restored state.")

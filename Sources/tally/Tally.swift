@@ -146,6 +146,9 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw StartupError("\(error)")
             }
+            for name in BackupArchive.sweepLeftovers(in: config.dataDirectory) {
+                logger.notice("removed an unfinished backup's scratch files", metadata: ["name": "\(name)"])
+            }
             let app = try buildApplication(config, logger: logger)
             try await app.run()
             withExtendedLifetime(lock) {}
@@ -166,8 +169,16 @@ func dataDirectory(_ option: String?, config: String?) throws -> String {
     let settings = try Settings.layered(config: config, environment: ProcessInfo.processInfo.environment, defaultFile: defaultConfigFile)
     // On the appliance the unit passes the service's state directory on its own command line, not
     // in the configuration: staff at the console mean that one.
-    if settings.values["data-dir"] == nil, FileManager.default.fileExists(atPath: serviceDataDirectory) {
-        return serviceDataDirectory
+    if settings.values["data-dir"] == nil {
+        if FileManager.default.fileExists(atPath: serviceDataDirectory) { return serviceDataDirectory }
+        // Installed from the package but never started: systemd makes the state directory (as the
+        // service's own user) at the first start. Writing a stray ./.tally-data instead would look
+        // like success and leave the box empty.
+        if FileManager.default.fileExists(atPath: "/lib/systemd/system/tally.service") {
+            throw ValidationError(
+                "\(serviceDataDirectory) does not exist yet: start the service once (sudo systemctl start tally), stop it, and run this again — or pass --data-dir"
+            )
+        }
     }
     return try settings.configuration().0.dataDirectory
 }

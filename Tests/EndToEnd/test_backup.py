@@ -122,8 +122,11 @@ def test_the_operator_downloads_a_backup_without_the_password(data_dir):
     assert server.request("GET", "/api/v1/operator/backup")[0] == 401
     assert server.request("GET", "/api/v1/operator/backup", token=presenter)[0] == 403
     assert server.request("GET", "/api/v1/operator/backup", token=phone)[0] == 403
+    operator = server.operator_token()
+    head = server.request("HEAD", "/api/v1/operator/backup", token=operator)
+    assert head[0] == 200 and head[1] == "", "HEAD says what a GET sends, and makes no archive"
     conn = server.connection()
-    conn.request("GET", "/api/v1/operator/backup", headers={"Authorization": f"Bearer {server.operator_token()}"})
+    conn.request("GET", "/api/v1/operator/backup", headers={"Authorization": f"Bearer {operator}"})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
@@ -141,6 +144,7 @@ def test_the_operator_downloads_a_backup_without_the_password(data_dir):
     box = Server(target, password=None).start()
     try:
         assert box.request("POST", "/api/v1/auth/login", {"password": PASSWORD})[0] != 200, "the password stayed behind"
+        assert box.request("GET", "/api/v1/sessions", token=operator)[0] == 401, "no operator sign-in survives a restore"
         assert counts(snapshot(box, sid, presenter)) == [[0, 1]]
     finally:
         box.stop()
@@ -184,6 +188,18 @@ def test_a_damaged_or_newer_archive_is_refused_and_nothing_is_touched(data_dir):
             archive.addfile(info, io.BytesIO(content))
     refused = tally("restore", newer, "--data-dir", target)
     assert refused.returncode != 0 and "newer Tally" in refused.stderr and "format 99" in refused.stderr, refused.stderr
+    assert sorted(os.listdir(target)) in ([], ["tally.lock"])
+
+    # A well-formed archive with a member no backup has (SQLite would read a -wal beside the copy).
+    members["tally.sqlite-wal"] = b"\0" * 32
+    extra = os.path.join(folder, "extra.tar")
+    with tarfile.open(extra, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    refused = tally("restore", extra, "--data-dir", target)
+    assert refused.returncode != 0 and "which a backup never does" in refused.stderr, refused.stderr
     assert sorted(os.listdir(target)) in ([], ["tally.lock"])
 
     # Not an archive at all.

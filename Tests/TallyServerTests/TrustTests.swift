@@ -17,6 +17,18 @@ final class MemorySettings: SettingsStore, @unchecked Sendable {
 struct RevocationTests {
     let credentials = Credentials(secret: Array(repeating: 9, count: 32))
 
+    @Test func theApplianceSecretAloneCannotMintAnOperatorSignIn() {
+        // What a leaked backup holds: the appliance secret, never the operator key.
+        let box = Credentials(secret: Array(repeating: 9, count: 32), operatorKey: Array(repeating: 7, count: 32))
+        let fromTheBackup = Credentials(secret: Array(repeating: 9, count: 32))
+        #expect(box.verify(fromTheBackup.token(for: .operator)) == nil, "signed with the secret only: refused")
+        #expect(box.verify(box.token(for: .operator)) == .operator)
+        #expect(box.verify(fromTheBackup.token(for: .presenter("s1"))) == .presenter("s1"), "links stay the secret's")
+        // Nor can anyone with the key make a sign-in that outlives the lifetime a sign-in has.
+        let later = Date().addingTimeInterval(box.operatorTokenLifetime * 10)
+        #expect(box.verify(box.token(for: .operator, now: later)) == nil, "an expiry beyond the lifetime was not made here")
+    }
+
     @Test func linkTokensCarryTheirGeneration() {
         let old = credentials.token(for: .display("s1"))
         let new = credentials.token(for: .display("s1"), generation: 2)
