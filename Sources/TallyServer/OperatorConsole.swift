@@ -37,6 +37,10 @@ final class OperatorConsole: Service, Sendable {
     private let startedAt: ContinuousClock.Instant
     private let startedWall: Date
     private let state: Mutex<State>
+    /// The snapshot of the latest tick, built once for every stream watching: each stream only
+    /// swaps in its own join URL. Without it, each open console would dump and parse the
+    /// registry and walk the hub's streams under its lock on every tick.
+    private let latest = Mutex<(tick: Int, snapshot: OperatorSnapshot)?>(nil)
 
     private struct State {
         /// Readings of the last 70 seconds, oldest first.
@@ -178,6 +182,19 @@ final class OperatorConsole: Service, Sendable {
 
     /// Everything the console shows, as of now. `request` gives the join URL the way the other
     /// pages do (the address the console was opened with, or `public-url`).
+    /// The current tick's snapshot for a stream, shared by every stream at that tick.
+    func tickSnapshot(for request: Request) -> OperatorSnapshot {
+        let tick = state.withLock { $0.ticks }
+        if let cached = latest.withLock({ $0 }), cached.tick == tick {
+            var snapshot = cached.snapshot
+            snapshot.box.joinUrl = sources.publicURL.base(for: request) + "/"
+            return snapshot
+        }
+        let fresh = snapshot(for: request)
+        latest.withLock { $0 = (tick, fresh) }
+        return fresh
+    }
+
     func snapshot(for request: Request, at now: ContinuousClock.Instant = .now, wall: Date = Date()) -> OperatorSnapshot {
         let current = read(at: now, wall: wall)
         let (recent, history, lastJump) = state.withLock { ($0.recent, $0.history, $0.lastJump) }
@@ -291,7 +308,7 @@ final class OperatorConsole: Service, Sendable {
 /// The console's JSON (`GET /api/v1/operator/status`, and each `operator.status` event).
 struct OperatorSnapshot: Encodable, Sendable {
     let at: String
-    let box: Box
+    var box: Box
     let sessions: [SessionRow]
     let sessionsActive: Int
     let sessionsTotal: Int
@@ -305,7 +322,7 @@ struct OperatorSnapshot: Encodable, Sendable {
         let uptimeSeconds: Int
         let startedAt: String
         let addresses: [String]
-        let joinUrl: String
+        var joinUrl: String
         let mdns: MDNS
         let network: String
         let tls: Bool

@@ -41,7 +41,7 @@ struct OperatorController: Sendable {
                     revoked = true
                     break
                 }
-                let data = try JSONEncoder.tally.encode(console.snapshot(for: request))
+                let data = try JSONEncoder.tally.encode(console.tickSnapshot(for: request))
                 var buffer = ByteBuffer(string: "event: \(Self.eventType)\ndata: ")
                 buffer.writeBytes(data)
                 buffer.writeString("\n\n")

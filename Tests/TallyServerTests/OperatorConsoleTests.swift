@@ -138,6 +138,24 @@ struct OperatorConsoleTests {
         #expect(snapshot.delivery.latencyMs.p99 == 49.7)  // 20 + 30 × 0.99
     }
 
+    /// Every console watching gets the same tick's snapshot, built once, with its own join URL;
+    /// the next tick builds a new one.
+    @Test func streamsShareOneSnapshotPerTick() throws {
+        let app = try testApplication()
+        let start = ContinuousClock.now
+        app.console.sample(at: start)
+        let first = app.console.tickSnapshot(for: consoleRequest())
+        app.streams.hub.metrics.deliveryLatency.recordMilliseconds(3)
+        let other = Request(
+            head: HTTPRequest(method: .get, scheme: "http", authority: "tally.local", path: "/api/v1/operator/status"),
+            body: .init(buffer: ByteBuffer()))
+        let second = app.console.tickSnapshot(for: other)
+        #expect(second.at == first.at && second.delivery.latencyMs.deliveries == first.delivery.latencyMs.deliveries)
+        #expect(first.box.joinUrl == "http://192.168.4.1:8080/" && second.box.joinUrl == "http://tally.local/")
+        app.console.sample(at: start + .seconds(2))
+        #expect(app.console.tickSnapshot(for: other).delivery.latencyMs.deliveries == 1, "a new tick, a new snapshot")
+    }
+
     @Test func quantilesInterpolateWithinBuckets() {
         let then = [
             HistogramBucket(upperBound: 0.001, count: 0), HistogramBucket(upperBound: 0.01, count: 50),
