@@ -14,17 +14,12 @@ struct Backup: ParsableCommand {
 
     @Option(name: .customLong("to"), help: "Archive to write (a .tar file), e.g. /media/usb/tally-backup.tar.")
     var destination: String
-    @Option(
-        name: .customLong("data-dir"),
-        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
-    var dataDir: String?
-    @Option(help: "Configuration file.")
-    var config: String?
+    @OptionGroup var data: DataDirectoryOptions
     @Flag(name: .customLong("include-password"), help: "Also carry the operator password's hash (keep the archive as safe as the box).")
     var includePassword = false
 
     func run() throws {
-        let directory = try dataDirectory(dataDir, config: config)
+        let directory = try data.directory()
         try keepDataPrivate(directory)
         let started = Date()
         let manifest: BackupArchive.Manifest
@@ -56,17 +51,12 @@ struct Restore: ParsableCommand {
 
     @Argument(help: "The archive (from `tally backup` or the operator page's download).")
     var archive: String
-    @Option(
-        name: .customLong("data-dir"),
-        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
-    var dataDir: String?
-    @Option(help: "Configuration file.")
-    var config: String?
+    @OptionGroup var data: DataDirectoryOptions
     @Flag(help: "Replace the data already in the data directory (it is moved aside, not deleted).")
     var force = false
 
     func run() throws {
-        let directory = try dataDirectory(dataDir, config: config)
+        let directory = try data.directory()
         DataDirectory.keepNewFilesPrivate()
         guard FileManager.default.fileExists(atPath: archive) else { throw ValidationError("no such file: \(archive)") }
         let restored: BackupArchive.Restored

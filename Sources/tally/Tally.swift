@@ -162,6 +162,18 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// `--data-dir` and `--config` of the console commands (export, reset-password, backup, restore).
+struct DataDirectoryOptions: ParsableArguments {
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
+    var dataDir: String?
+    @Option(help: "Configuration file.")
+    var config: String?
+
+    func directory() throws -> String { try dataDirectory(dataDir, config: config) }
+}
+
 /// Reads the data directory from --data-dir, the configuration file or the environment, as
 /// `serve` would, for the offline commands.
 func dataDirectory(_ option: String?, config: String?) throws -> String {
@@ -206,17 +218,12 @@ struct ResetPassword: ParsableCommand {
         commandName: "reset-password",
         abstract: "Set a new operator password (takes effect at once, also while the server runs).")
 
-    @Option(
-        name: .customLong("data-dir"),
-        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
-    var dataDir: String?
-    @Option(help: "Configuration file.")
-    var config: String?
+    @OptionGroup var data: DataDirectoryOptions
     @Flag(name: .customLong("password-stdin"), help: "Read the new password from standard input instead of prompting.")
     var passwordStdin = false
 
     func run() throws {
-        let directory = try dataDirectory(dataDir, config: config)
+        let directory = try data.directory()
         let path = DataDirectory.databasePath(in: directory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
@@ -253,12 +260,7 @@ struct Export: ParsableCommand {
     var format: String = "csv"
     @Option(name: .shortAndLong, help: "Output file (default: standard output).")
     var output: String?
-    @Option(
-        name: .customLong("data-dir"),
-        help: "Data directory (default: the configured one, else /var/lib/tally if present, else ./.tally-data).")
-    var dataDir: String?
-    @Option(help: "Configuration file.")
-    var config: String?
+    @OptionGroup var data: DataDirectoryOptions
     @Flag(
         name: .customLong("link-participants"),
         help:
@@ -268,7 +270,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         guard ["csv", "json"].contains(format) else { throw ValidationError("format must be csv or json; got \"\(format)\"") }
-        let directory = try dataDirectory(dataDir, config: config)
+        let directory = try data.directory()
         let path = DataDirectory.databasePath(in: directory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
