@@ -19,6 +19,16 @@ def tally(*args):
     return subprocess.run([BINARY, *args], capture_output=True, text=True, timeout=120)
 
 
+def write_tar(path, members):
+    """A tar of `members` (name → bytes), as `tar` would write it."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return path
+
+
 def snapshot(server, sid, token):
     return server.ok("GET", f"/api/v1/sessions/{sid}", token=token)
 
@@ -180,24 +190,14 @@ def test_a_damaged_or_newer_archive_is_refused_and_nothing_is_touched(data_dir):
     members["tally-backup.json"] = json.dumps(manifest).encode()
     members["SHA256SUMS"] = "".join(
         f"{hashlib.sha256(members[n]).hexdigest()}  {n}\n" for n in ("tally-backup.json", "tally.sqlite")).encode()
-    newer = os.path.join(folder, "newer.tar")
-    with tarfile.open(newer, "w", format=tarfile.USTAR_FORMAT) as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
+    newer = write_tar(os.path.join(folder, "newer.tar"), members)
     refused = tally("restore", newer, "--data-dir", target)
     assert refused.returncode != 0 and "newer Tally" in refused.stderr and "format 99" in refused.stderr, refused.stderr
     assert sorted(os.listdir(target)) in ([], ["tally.lock"])
 
     # A well-formed archive with a member no backup has (SQLite would read a -wal beside the copy).
     members["tally.sqlite-wal"] = b"\0" * 32
-    extra = os.path.join(folder, "extra.tar")
-    with tarfile.open(extra, "w", format=tarfile.USTAR_FORMAT) as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
+    extra = write_tar(os.path.join(folder, "extra.tar"), members)
     refused = tally("restore", extra, "--data-dir", target)
     assert refused.returncode != 0 and "which a backup never does" in refused.stderr, refused.stderr
     assert sorted(os.listdir(target)) in ([], ["tally.lock"])
