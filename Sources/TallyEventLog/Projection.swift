@@ -268,9 +268,37 @@ public final class SQLiteProjection: SettingsStore {
     /// Rebuilds every session, in creation order, by folding synthetic events through the same
     /// `SessionState.apply` that live commands use.
     public func load() throws -> [RestoredSession] {
+        try loadFolding(recording: false).map(\.session)
+    }
+
+    /// The same, with the synthetic events each state was folded from, in order (`tally
+    /// migrate` writes them as the sessions' history in a cluster's log).
+    public func loadWithHistory() throws -> [(session: RestoredSession, events: [SessionEvent])] {
+        try loadFolding(recording: true)
+    }
+
+    /// A state being rebuilt, and (when asked) the events applied to it.
+    struct Folding {
+        var state: SessionState
+        var events: [SessionEvent]?
+
+        init(created: SessionEvent.SessionCreated, recording: Bool) {
+            state = SessionState(created: created)
+            events = recording ? [.sessionCreated(created)] : nil
+        }
+
+        mutating func apply(_ event: SessionEvent) {
+            state.apply(event)
+            events?.append(event)
+        }
+
+        func results(of poll: PollID) -> PollResults? { state.results(of: poll) }
+    }
+
+    private func loadFolding(recording: Bool) throws -> [(session: RestoredSession, events: [SessionEvent])] {
         let decoder = JSONDecoder()
         return try pool.read { db in
-            var restored: [RestoredSession] = []
+            var restored: [(session: RestoredSession, events: [SessionEvent])] = []
             let sessions = try Row.fetchAll(
                 db,
                 sql:
@@ -282,9 +310,10 @@ public final class SQLiteProjection: SettingsStore {
             for row in sessions {
                 let id: String = row[0]
                 guard let code = JoinCode(row[2] as String) else { continue }
-                var state = SessionState(
+                var state = Folding(
                     created: .init(
-                        sessionId: id, title: row[1], joinCode: code, nicknames: NicknamePolicy(rawValue: row[12] as String) ?? .optional))
+                        sessionId: id, title: row[1], joinCode: code, nicknames: NicknamePolicy(rawValue: row[12] as String) ?? .optional),
+                    recording: recording)
                 let polls = try Row.fetchAll(
                     db,
                     sql:
@@ -340,7 +369,7 @@ public final class SQLiteProjection: SettingsStore {
                     state.apply(.linkRotated(.init(link: link, generation: Int(row[column] as Int64))))
                 }
                 if (row[3] as Int64) != 0 { state.apply(.sessionEnded(.init(sessionId: id))) }
-                restored.append(RestoredSession(state: state, lastSequence: UInt64(row[4] as Int64)))
+                restored.append((RestoredSession(state: state.state, lastSequence: UInt64(row[4] as Int64)), state.events ?? []))
             }
             return restored
         }
@@ -348,7 +377,7 @@ public final class SQLiteProjection: SettingsStore {
 
     /// Folds a session's Q&A back in: settings, every question in age order with its current
     /// state, the upvotes, the highlight — through the same `apply` as live commands.
-    private static func restoreQnA(_ db: Database, session id: String, row: Row, into state: inout SessionState, _ decoder: JSONDecoder)
+    private static func restoreQnA(_ db: Database, session id: String, row: Row, into state: inout Folding, _ decoder: JSONDecoder)
         throws
     {
         let qnaState = QnAState(rawValue: row[8] as String) ?? .off
@@ -366,8 +395,8 @@ public final class SQLiteProjection: SettingsStore {
             state.apply(.questionUpvoted(.init(questionId: u[0], participantId: u[1], on: true)))
         }
         // Counts restored are not news: nothing is waiting to be published.
-        let counts = state.qna.allQuestions.map {
-            SessionEvent.UpvoteCounts.Count(questionId: $0.questionId, upvotes: state.qna.upvotes($0.questionId))
+        let counts = state.state.qna.allQuestions.map {
+            SessionEvent.UpvoteCounts.Count(questionId: $0.questionId, upvotes: state.state.qna.upvotes($0.questionId))
         }
         state.apply(.questionUpvotes(.init(counts: counts, viewer: nil)))
         if let highlighted = row[11] as String? { state.apply(.questionHighlighted(.init(questionId: highlighted, visibleToRoom: true))) }

@@ -348,6 +348,9 @@ final class ClusterWriter: Sendable {
             disconnected: { reason in
                 if self.log.outage == nil { self.logger.error("lost the cluster's notifications", metadata: ["error": "\(reason)"]) }
                 self.log.listening(reason)
+                // Most likely PostgreSQL itself went away: refuse commands at once rather than
+                // after a connection timeout each. The next probe that reaches it clears this.
+                self.log.storeFailed(reason)
             },
             notified: { payload in
                 let parts = payload.split(separator: " ", maxSplits: 2)

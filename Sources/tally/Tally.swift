@@ -12,7 +12,7 @@ struct Tally: AsyncParsableCommand {
         commandName: "tally",
         abstract: "Live polling for a room full of phones, served from a box at the venue.",
         version: TallyConfiguration.version,
-        subcommands: [Serve.self, Discover.self, ResetPassword.self, Export.self, Backup.self, Restore.self],
+        subcommands: [Serve.self, Discover.self, ResetPassword.self, Export.self, Backup.self, Restore.self, Migrate.self],
         defaultSubcommand: Serve.self)
 }
 
