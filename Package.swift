@@ -211,6 +211,7 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
+        .testTarget(name: "TallyClusterTests", dependencies: ["TallyCluster"], swiftSettings: swiftSettings),
         .testTarget(name: "TallyDiscoveryTests", dependencies: ["TallyDiscovery"], swiftSettings: swiftSettings),
     ]
 )

@@ -147,6 +147,13 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let metrics = ServerMetrics()
     let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, metrics: metrics.realtime)
     log.onDurable { batch in hub.publish(batch) }
+    // A link rotated on another instance ends the streams resting on it here too (on this
+    // instance, `SessionsController.rotateLink` does it with the command).
+    storage.cluster?.writer.onForeignEvents { events in
+        for logged in events {
+            if case .linkRotated(let rotated) = logged.event { hub.revoke(sessionId: logged.sessionId, link: rotated.link) }
+        }
+    }
     storage.projectionWriter?.start()
 
     let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)

@@ -40,6 +40,9 @@ final class ClusterWriter: Sendable {
     private let (wakes, waker) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     /// Per session, the position of its newest event (`tally_events.session_seq`); the loop's own.
     private let positions = Mutex<[SessionID: Int32]>([:])
+    /// What this instance must do about another instance's events beyond folding them (end
+    /// the streams that rested on a link rotated there).
+    private let foreignHook = Mutex<(@Sendable ([LoggedEvent]) -> Void)?>(nil)
 
     private struct Submission: Sendable {
         let session: LiveSession
@@ -63,6 +66,7 @@ final class ClusterWriter: Sendable {
     }
 
     func attach(_ venue: Venue) { venueSlot.withLock { $0 = venue } }
+    func onForeignEvents(_ hook: @escaping @Sendable ([LoggedEvent]) -> Void) { foreignHook.withLock { $0 = hook } }
     private var venue: Venue {
         guard let venue = venueIfAttached else { preconditionFailure("the cluster writer runs only once attached to its venue") }
         return venue
@@ -319,6 +323,7 @@ final class ClusterWriter: Sendable {
             if case .pollOpened(let opened) = event.event { venue.session(event.sessionId)?.scheduleCountdown(opened) }
         }
         delivered(events)
+        foreignHook.withLock { $0 }?(events)
     }
 
     private func delivered(_ events: [LoggedEvent]) {

@@ -228,11 +228,18 @@ struct Limits: Sendable {
         return wait
     }
 
+    /// A failed operator sign-in or set-up code from `ip`.
+    func failedSignIn(_ ip: String) {
+        signIns.failed(ip)
+        shared?(.failedSignIn(ip))
+    }
+
     /// Another instance's charge, counted here as if it had happened here.
     func count(_ charge: LimitCharge, in venue: Venue) {
         switch charge {
         case .wrongGuess(let ip): guesses.failed(ip, activeSessions: venue.activeSessionCount)
         case .join(let ip): _ = joinsPerIP.take(ip)
+        case .failedSignIn(let ip): signIns.failed(ip)
         }
     }
 
@@ -245,12 +252,14 @@ struct Limits: Sendable {
 enum LimitCharge: Sendable, Equatable {
     case wrongGuess(String)
     case join(String)
+    case failedSignIn(String)
 
     /// `g <address>` / `j <address>` (what travels in the notification).
     var text: String {
         switch self {
         case .wrongGuess(let ip): "g \(ip)"
         case .join(let ip): "j \(ip)"
+        case .failedSignIn(let ip): "o \(ip)"
         }
     }
 
@@ -259,6 +268,7 @@ enum LimitCharge: Sendable, Equatable {
         switch kind {
         case "g": self = .wrongGuess(address)
         case "j": self = .join(address)
+        case "o": self = .failedSignIn(address)
         default: return nil
         }
     }

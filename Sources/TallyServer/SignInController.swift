@@ -41,7 +41,7 @@ struct SignInController {
         // Read before the password is checked: a change landing meanwhile makes this token stale.
         let epoch = access.signIns.epoch
         guard body.password.utf8.count <= 256, try await password.matches(body.password) else {
-            limits.signIns.failed(ip)
+            limits.failedSignIn(ip)
             context.logger.notice("operator sign-in refused", metadata: ["client": "\(ip)"])
             throw Problem(.unauthorized, "wrong password")
         }
@@ -68,7 +68,7 @@ struct SignInController {
         let ip = Limits.ip(context)
         if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many wrong set-up codes from your address") }
         guard let typed = body.setupCode, setupCode.matches(typed) else {
-            limits.signIns.failed(ip)
+            limits.failedSignIn(ip)
             context.logger.notice("first-run set-up refused: wrong set-up code", metadata: ["client": "\(ip)"])
             throw Problem(
                 .forbidden,
@@ -156,7 +156,7 @@ struct SignInController {
         let ip = Limits.ip(context)
         if let wait = limits.signIns.wait(ip) { throw Limits.tooMany(wait, "too many failed sign-ins from your address") }
         guard body.currentPassword.utf8.count <= 256, try await password.matches(body.currentPassword) else {
-            limits.signIns.failed(ip)
+            limits.failedSignIn(ip)
             throw Problem(.forbidden, "the current password is wrong")
         }
         try await password.change(to: body.newPassword)

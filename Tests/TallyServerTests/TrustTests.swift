@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TallyDomain
 import TallyEventLog
 import Testing
@@ -116,6 +117,42 @@ struct GuessBudgetTests {
         #expect(throttle.wait("operator-laptop", now: t0) == nil)
         throttle.succeeded("x")
         #expect(throttle.wait("x", now: t0.advanced(by: .seconds(3))) == nil)
+    }
+
+    /// A cluster: three instances, each hearing the others' charges. An attacker who spreads
+    /// wrong codes over the instances is locked out after the same ten as on one box.
+    @Test func chargesSharedBetweenInstancesAddUpToOneBudget() throws {
+        let log = try TestVenue()
+        let outboxes = Mutex<[[LimitCharge]]>([[], [], []])
+        let limits = (0..<3).map { i in
+            Limits(enabled: true, shared: { charge in outboxes.withLock { $0[i].append(charge) } })
+        }
+        func deliver() {
+            // What the notifications carry: every charge, to every other instance, once.
+            let sent = outboxes.withLock { boxes in
+                defer { boxes = [[], [], []] }
+                return boxes
+            }
+            for (i, outbox) in sent.enumerated() {
+                for charge in outbox {
+                    let (kind, address) = (charge.text.prefix(1), String(charge.text.dropFirst(2)))
+                    let parsed = try! #require(LimitCharge(kind: kind, address: address))
+                    #expect(parsed == charge, "a charge survives its trip")
+                    for j in 0..<3 where j != i { limits[j].count(parsed, in: log.venue) }
+                }
+            }
+        }
+        for guess in 0..<9 {
+            limits[guess % 3].failedGuess(from: "203.0.113.9", in: log.venue)
+            deliver()
+        }
+        for instance in limits { #expect(instance.guesses.wait("203.0.113.9", activeSessions: 1) == nil, "nine wrong codes are free") }
+        limits[1].failedGuess(from: "203.0.113.9", in: log.venue)
+        deliver()
+        for instance in limits {
+            #expect(instance.guesses.wait("203.0.113.9", activeSessions: 1) != nil, "the tenth locks it out everywhere")
+        }
+        #expect(LimitCharge(kind: "g", address: "a b") == nil && LimitCharge(kind: "x", address: "a") == nil)
     }
 
     @Test func setupCodesCompareLoosely() {
