@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import Synchronization
 import TallyDomain
 import TallyEventLog
 
@@ -373,17 +374,25 @@ public final class ClusterStore: Sendable {
     /// Runs `body`, giving up after `timeout`: an unreachable PostgreSQL must turn into a quick
     /// 503, not a request that hangs.
     func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask { [timeout] in
-                try await Task.sleep(for: timeout)
-                return nil
+        // Not a task group: leaving a group waits for every child, and a query stuck on a dead
+        // connection may not heed cancellation. The work is cancelled and left behind instead;
+        // whatever it still does is harmless (an append it commits late is folded by the next
+        // catch-up like any other instance's).
+        let failure = ClusterStoreError("PostgreSQL at \(address.host):\(address.port) did not answer within \(timeout) (\(what))")
+        let timeout = self.timeout
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let once = AnswerOnce(continuation)
+            let work = Task {
+                do {
+                    once.answer(.success(try await body()))
+                } catch {
+                    once.answer(.failure(error))
+                }
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw ClusterStoreError("PostgreSQL at \(address.host):\(address.port) did not answer within \(timeout) (\(what))")
+            Task {
+                try? await Task.sleep(for: timeout)
+                if once.answer(.failure(failure)) { work.cancel() }
             }
-            return value
         }
     }
 
@@ -423,4 +432,25 @@ private struct JSONPayload: PayloadDecoder {
     let text: String
     let decoder: JSONDecoder
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try decoder.decode(T.self, from: Data(text.utf8)) }
+}
+
+/// Resumes a continuation with whichever result comes first.
+private final class AnswerOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    @discardableResult
+    func answer(_ result: Result<T, any Error>) -> Bool {
+        guard
+            let continuation = continuation.withLock({ slot in
+                defer { slot = nil }
+                return slot
+            })
+        else { return false }
+        continuation.resume(with: result)
+        return true
+    }
 }

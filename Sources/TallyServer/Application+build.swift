@@ -147,6 +147,8 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     let metrics = ServerMetrics()
     let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, metrics: metrics.realtime)
     log.onDurable { batch in hub.publish(batch) }
+    // A sign-out or password change on another instance counts here as soon as it is heard of.
+    storage.cluster?.writer.onSettingsChanged { access.signIns.invalidate() }
     // A link rotated on another instance ends the streams resting on it here too (on this
     // instance, `SessionsController.rotateLink` does it with the command).
     storage.cluster?.writer.onForeignEvents { events in

@@ -40,9 +40,12 @@ final class ClusterWriter: Sendable {
     private let (wakes, waker) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     /// Per session, the position of its newest event (`tally_events.session_seq`); the loop's own.
     private let positions = Mutex<[SessionID: Int32]>([:])
+    private let folding = Mutex(())
     /// What this instance must do about another instance's events beyond folding them (end
     /// the streams that rested on a link rotated there).
     private let foreignHook = Mutex<(@Sendable ([LoggedEvent]) -> Void)?>(nil)
+    /// Told after the settings were read again (a sign-out elsewhere must count here at once).
+    private let settingsHook = Mutex<(@Sendable () -> Void)?>(nil)
 
     private struct Submission: Sendable {
         let session: LiveSession
@@ -67,6 +70,12 @@ final class ClusterWriter: Sendable {
 
     func attach(_ venue: Venue) { venueSlot.withLock { $0 = venue } }
     func onForeignEvents(_ hook: @escaping @Sendable ([LoggedEvent]) -> Void) { foreignHook.withLock { $0 = hook } }
+    func onSettingsChanged(_ hook: @escaping @Sendable () -> Void) { settingsHook.withLock { $0 = hook } }
+
+    private func reloadSettings() async {
+        guard (try? await settings.reload()) != nil else { return }
+        settingsHook.withLock { $0 }?()
+    }
     private var venue: Venue {
         guard let venue = venueIfAttached else { preconditionFailure("the cluster writer runs only once attached to its venue") }
         return venue
@@ -121,6 +130,14 @@ final class ClusterWriter: Sendable {
             group.cancelAll()
             // The waiter left behind (on a timeout) is resumed by a later fold or at shutdown.
         }
+    }
+
+    /// Waits until this instance has folded everything committed when this was called
+    /// (read-your-writes for a client whose previous request went to another instance).
+    func catchUpToHead() async {
+        // With PostgreSQL away there is nothing newer to be had; answer from what is here.
+        guard log.storeOutage == nil, let head = try? await store.head(), head > log.durableSequence else { return }
+        await waitUntilFolded(head)
     }
 
     // MARK: - The loop
@@ -185,7 +202,9 @@ final class ClusterWriter: Sendable {
 
     /// What a transaction decided: rows to write, and each submission's outcome.
     private final class Round: @unchecked Sendable {
-        // Touched only by the loop's task (inside and after the transaction it awaits).
+        // Touched by the transaction's closure, then (once it returned) by the loop's task; a
+        // round given up on (timed out) is never read again and refuses to go on.
+        let abandoned = Atomic<Bool>(false)
         var working: [SessionID: Working] = [:]
         var outcomes: [Result<Executed, CommandFailure>] = []
         var rows: [ClusterStore.Row] = []
@@ -195,6 +214,8 @@ final class ClusterWriter: Sendable {
         let round = Round()
         do {
             _ = try await store.appendUnderLock { [self] transaction in
+                // Given up on while waiting for the lock: the callers have their answer already.
+                if round.abandoned.load(ordering: .acquiring) { throw ClusterStoreError("abandoned") }
                 // Others committed since this instance last looked: fold their events first.
                 let folded = log.durableSequence
                 if transaction.head > folded {
@@ -239,22 +260,19 @@ final class ClusterWriter: Sendable {
                     }
                     round.working[id] = working
                 }
+                // Given up on meanwhile: roll back rather than commit what nobody will hear of.
+                if round.abandoned.load(ordering: .acquiring) { throw ClusterStoreError("abandoned") }
                 return round.rows
             }
         } catch {
+            round.abandoned.store(true, ordering: .releasing)
             let reason = ClusterStore.describe(error)
             logger.error("could not commit to the cluster's database", metadata: ["commands": "\(batch.count)", "error": "\(reason)"])
             log.storeFailed(reason)
-            // Whatever was refused stays refused; the rest was not acknowledged. The transaction
-            // may have committed all the same (the connection dropped during COMMIT): the next
-            // catch-up folds it then, like any other instance's events.
-            for (index, submission) in batch.enumerated() {
-                if index < round.outcomes.count, case .failure(.refused) = round.outcomes[index] {
-                    submission.answer(round.outcomes[index])
-                } else {
-                    submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: reason))))
-                }
-            }
+            // Nothing was acknowledged (a refusal among them is refused again on the retry). The
+            // transaction may have committed all the same (the connection dropped during COMMIT):
+            // the next catch-up folds it then, like any other instance's events.
+            for submission in batch { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: reason)))) }
             requestCatchUp()
             return
         }
@@ -289,7 +307,7 @@ final class ClusterWriter: Sendable {
             if log.storeOutage != nil {
                 log.storeAnswered()
                 logger.notice("the cluster's database answers again")
-                try? await settings.reload()
+                await reloadSettings()
             }
             log.noteOldest(try? await store.oldest())
         } catch {
@@ -302,8 +320,13 @@ final class ClusterWriter: Sendable {
     }
 
     /// Other instances' committed events, in order: into the sessions, then to subscribers.
+    /// One fold at a time (a transaction given up on may still be folding when the loop goes on).
     private func fold(_ rows: [ClusterStore.Row]) {
         guard !rows.isEmpty else { return }
+        folding.withLock { _ in foldNow(rows) }
+    }
+
+    private func foldNow(_ rows: [ClusterStore.Row]) {
         let folded = log.durableSequence
         let fresh = rows.filter { $0.logged.sequence > folded }
         guard let first = fresh.first else { return }
@@ -348,7 +371,7 @@ final class ClusterWriter: Sendable {
                 self.logger.info("listening for the other instances", metadata: ["store": "\(self.store.address)"])
                 // Anything committed while this instance was not listening is read now.
                 self.requestCatchUp()
-                try? await self.settings.reload()
+                await self.reloadSettings()
             },
             disconnected: { reason in
                 if self.log.outage == nil { self.logger.error("lost the cluster's notifications", metadata: ["error": "\(reason)"]) }
@@ -366,7 +389,7 @@ final class ClusterWriter: Sendable {
                     if parts.count == 3, let to = UInt64(parts[2]), to <= self.log.durableSequence { return }
                     self.requestCatchUp()
                 case "s":
-                    Task { try? await self.settings.reload() }
+                    Task { await self.reloadSettings() }
                 case "l":
                     if parts.count == 3 { onLimit(parts[1], String(parts[2])) }
                 default:

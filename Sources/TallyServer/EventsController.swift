@@ -119,6 +119,13 @@ struct EventsController: Sendable {
             operatorSignIn: link == nil && grants.contains(.operator) ? access.operatorSignIn(of: request, queryToken: token) : nil)
     }
 
+    /// In a cluster: a stream for a session created a moment ago on another instance finds it.
+    private func knowSession(_ request: Request) async {
+        if let id = request.uri.queryParameters["sessionId"].map(String.init), IdentifierAlphabet.isWellFormed(id) {
+            _ = await venue.findSession(id)
+        }
+    }
+
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
     /// no gap and (with the cursor) no duplicate between replay and live delivery.
     func open(_ viewer: Viewer, from: String?, sink: any EventSink) async throws -> EventHub.Start {
@@ -186,6 +193,7 @@ struct EventsController: Sendable {
     }
 
     func serverSentEvents(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        await knowSession(request)
         let viewer = try authorize(request, ip: Limits.ip(context))
         if request.headers[.upgrade] != nil {
             // The WebSocket handshake was not taken (bad version or key): say so.
@@ -255,6 +263,7 @@ extension EventsController: StreamGate {
         let request = Request(head: head, body: .init(buffer: ByteBuffer()))
         let client = ClientAddress(peer: channel.remoteAddress, headers: head.headerFields, trustedProxies: trustedProxies)
         do {
+            await knowSession(request)
             let viewer = try authorize(request, ip: client.address)
             return try await open(viewer, from: request.uri.queryParameters["fromEventId"].map(String.init), sink: sink)
         } catch let problem as Problem {

@@ -42,6 +42,9 @@ struct JoinController {
         let ip = Limits.ip(context)
         let body = try await decode(JoinBody.self, request, context)
         let session: LiveSession
+        // In a cluster: a session created a moment ago on another instance is known here too.
+        // Always, found or not, so the time taken does not tell a guesser which codes exist.
+        await venue.catchUp()
         if let key = body.joinKey {
             let linked = JoinCode(body.joinCode).flatMap { venue.session(joinCode: $0) }
             // The key is checked (in constant time) whether or not the code names a session, so
@@ -127,6 +130,7 @@ struct JoinController {
     func pair(_ request: Request, context: TallyRequestContext) async throws -> Response {
         // The join code grants a display credential: guessing it is throttled like joining.
         let body = try await decode(JoinBody.self, request, context)
+        await venue.catchUp()
         let session = try limits.session(joinCode: body.joinCode, from: Limits.ip(context), in: venue)
         guard session.read({ state, _ in state.lifecycle == .active }) else {
             throw Problem(.gone, "this session has ended; ask for the new join code")

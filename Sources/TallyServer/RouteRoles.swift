@@ -81,7 +81,7 @@ struct RequireRole: RouterMiddleware {
         if role == .operator, !grants.contains(.operator) { throw Access.denied(grants, what) }
         if role.isPerSession {
             let id = context.parameters.get("sessionId") ?? ""
-            guard IdentifierAlphabet.isWellFormed(id), let session = venue.session(id) else {
+            guard IdentifierAlphabet.isWellFormed(id), let session = await venue.findSession(id) else {
                 throw Problem(.notFound, "no session \(IdentifierAlphabet.isWellFormed(id) ? id : "with that id")")
             }
             let viewer = Access.viewer(grants, of: session.id)

@@ -135,6 +135,12 @@ final class OperatorSignIns: Sendable {
         }
     }
 
+    /// Forgets what was read: the next check reads the settings again (another instance of a
+    /// cluster changed them).
+    func invalidate() {
+        cache.withLock { $0.readAt = nil }
+    }
+
     /// Every operator token issued so far stops working.
     func revokeAll() async throws {
         let next = try await bumpEpoch(in: settings)

@@ -413,6 +413,19 @@ final class Venue: Sendable {
             .map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 
+    /// In a cluster: folds whatever other instances have committed so far (a session created a
+    /// moment ago on another instance is then known here). Nothing on one box.
+    func catchUp() async {
+        if case .cluster(let cluster) = writer { await cluster.catchUpToHead() }
+    }
+
+    /// The session, also when another instance of a cluster created it a moment ago.
+    func findSession(_ id: SessionID) async -> LiveSession? {
+        if let session = session(id) { return session }
+        await catchUp()
+        return session(id)
+    }
+
     func session(_ id: SessionID) -> LiveSession? {
         directory.withLock { $0.sessions[id] }
     }
