@@ -99,9 +99,11 @@ for port in "${INSTANCE_PORTS[@]}"; do
 done
 
 # The shipped configuration, with this machine's ports, run in the foreground, without the
-# parts that need HAProxy's system setup (chroot, user, system log socket).
+# parts that need HAProxy's system setup (chroot, user, system log socket), and sized for a
+# try-out (a hall's maxconn needs more open files than a login shell may have).
 sed -e "s/^\( *bind \):80$/\1127.0.0.1:$FRONT_PORT/" -e '/^ *bind :443/d' \
     -e 's|^\( *\)log /dev/log .*|\1log stdout format raw local0 notice|' -e '/^ *\(chroot\|user\|group\|daemon\|stats socket\)/d' \
+    -e 's/^\( *maxconn\) [0-9]*$/\1 2000/' \
     Appliance/cluster/haproxy.cfg > "$WORK/haproxy.cfg"
 haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy configuration rejected"
 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
