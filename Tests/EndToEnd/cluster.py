@@ -261,7 +261,8 @@ class Cluster:
     def stop(self):
         self.proxy.stop()
         for server in self.instances:
-            server.stop()
+            if server.proc is not None:  # started (a failed start leaves the rest unstarted)
+                server.stop()
 
     def destroy(self):
         self.stop()

@@ -93,7 +93,10 @@ def appliance(request, tmp_path_factory):
     postgresql = cluster.PostgreSQL().init().start()
     venue = cluster.Cluster(postgresql, "authz", extra_args=ARGS)
     try:
-        venue.start()
+        try:
+            venue.start()
+        except Exception as error:
+            raise AssertionError(f"the cluster did not start: {error}\n{venue.logs()}") from error
         yield venue.front
     finally:
         venue.destroy()

@@ -39,8 +39,9 @@ def tally_cluster(postgresql):
     try:
         c.start()
     except Exception as error:
+        logs = c.logs()
         c.destroy()
-        raise AssertionError(f"the cluster did not start: {error}\n{c.logs()}") from error
+        raise AssertionError(f"the cluster did not start: {error}\n{logs}") from error
     yield c
     c.destroy()
 
@@ -73,6 +74,17 @@ def counts_everywhere(c, sid, presenter, poll_id, expected):
             wait_for(lambda: counts(server.ok("GET", f"/api/v1/sessions/{sid}", token=presenter), poll_id) == expected, 15,
                      f"{expected} on port {server.port}, it has "
                      f"{counts(server.ok('GET', f'/api/v1/sessions/{sid}', token=presenter), poll_id)}")
+
+
+def results_published(server, sid, presenter, start, poll_id, expected):
+    """Until a poll.results with these counts is in the log (results are coalesced: the last one
+    comes a moment after the last vote, and a poll closed before it would not carry it)."""
+    watcher = sse(server, sid, presenter, start)
+    try:
+        watcher.collect(lambda e: e["eventType"] == "poll.results" and e["payload"]["pollId"] == poll_id
+                        and [x["count"] for x in e["payload"]["counts"]] == expected, timeout=20)
+    finally:
+        watcher.close()
 
 
 def sse(server, sid, token, start, **query):
@@ -138,6 +150,7 @@ def test_every_stream_through_haproxy_sees_the_same_events_in_the_same_order(tal
     assert front.vote(sid, live, bob["participantToken"], ["o2"])[0] == 201
     assert front.vote(sid, live, carol["participantToken"], ["o2"])[0] == 201
     assert front.vote(sid, live, alice["participantToken"], ["o2"])[0] == 200  # a change of mind
+    results_published(c.instances[1], sid, presenter, start, live, [0, 3, 0])
     # Commands sent straight to one instance reach the subscribers on the other two, in order.
     first = c.instances[0]
     first.ok("POST", f"/api/v1/sessions/{sid}/polls/{live}/close", token=presenter)
@@ -209,6 +222,7 @@ def test_concurrent_votes_on_three_instances_are_counted_exactly_in_one_order(ta
     assert len(choices) == 60
     expected = expected_counts(choices, options)
     counts_everywhere(c, sid, presenter, poll_id, expected)
+    results_published(c.instances[2], sid, presenter, start, poll_id, expected)
     c.instances[1].ok("POST", f"/api/v1/sessions/{sid}/polls/{poll_id}/close", token=presenter)
 
     closed = lambda e: e["eventType"] == "poll.closed"
@@ -242,7 +256,7 @@ def test_a_credential_issued_by_one_instance_works_on_the_others(tally_cluster):
     assert reset["eventType"] == "stream.reset" and reset["payload"]["role"] == "participant"
     # Signing out on one instance signs out everywhere.
     assert c_.request("GET", "/api/v1/sessions", token=operator)[0] == 200
-    b.ok("POST", "/api/v1/auth/logout", {}, operator)
+    b.ok("POST", "/api/v1/auth/logout", {}, operator, expect=204)
     for server in (a, b, c_):
         assert server.request("GET", "/api/v1/sessions", token=operator)[0] == 401
 
@@ -302,6 +316,8 @@ def test_an_instance_killed_in_a_vote_burst_loses_nothing_and_its_streams_resume
                 assert new.status == 200
             assert served_by(new) in ("t1", "t3")
             resumed.append((old, got, new))
+        expected = expected_counts(choices, options)
+        results_published(front, sid, presenter, start, poll_id, expected)
         front.ok("POST", f"/api/v1/sessions/{sid}/polls/{poll_id}/close", token=presenter)
         closed = lambda e: e["eventType"] == "poll.closed"
         reference = {"participant": None, "presenter": None}
@@ -319,7 +335,6 @@ def test_an_instance_killed_in_a_vote_burst_loses_nothing_and_its_streams_resume
             role = "participant" if old in phones else "presenter"
             # Exactly what it missed: before + after is what a stream that never broke received.
             assert strip(before + after) == strip(reference[role]), f"the {role} stream has a gap or a duplicate"
-        expected = expected_counts(choices, options)
         counts_everywhere(c, sid, presenter, poll_id, expected)
         final = [e for e in reference["presenter"] if e["eventType"] == "poll.results"][-1]["payload"]
         assert [x["count"] for x in final["counts"]] == expected and final["totalBallots"] == 45
@@ -381,6 +396,7 @@ def test_postgresql_stopped_in_a_vote_burst_loses_no_acknowledged_vote_and_the_i
         vote_until_acknowledged(c.instances[i % 3], sid, poll_id, tokens[i], options[i % 4])
     expected = expected_counts(acknowledged, options)
     counts_everywhere(c, sid, presenter, poll_id, expected)
+    results_published(c.instances[1], sid, presenter, start, poll_id, expected)
     c.instances[0].ok("POST", f"/api/v1/sessions/{sid}/polls/{poll_id}/close", token=presenter)
     # The streams opened before the outage are still the same connections, and deliver again.
     closed = lambda e: e["eventType"] == "poll.closed"
