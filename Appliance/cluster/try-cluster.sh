@@ -3,6 +3,7 @@
 # in front, all on loopback. Ctrl-C stops everything and deletes the database.
 #
 #   Appliance/cluster/try-cluster.sh [extra `tally serve` options, e.g. --operator-password …]
+#   TRY_BINARY=/usr/bin/tally Appliance/cluster/try-cluster.sh     (no build)
 #
 # Debian 12 / Ubuntu 22.04+ with Swift 6.1 or later. Installs postgresql and haproxy when missing
 # (their own services are not started: only this script's copies run). Run as root or a sudoer.
@@ -44,10 +45,14 @@ apt_install postgresql haproxy curl
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL server programs under /usr/lib/postgresql/*/bin"
 
-say "building tally (release)"
-"$ROOT/Appliance/dev.sh" build release
-TALLY="$ROOT/.build/release/tally"  # where dev.sh builds it
-[ -x "$TALLY" ] || die "no $TALLY after the build"
+# TRY_BINARY=path skips the build (a .deb's /usr/bin/tally, another build).
+TALLY="${TRY_BINARY:-}"
+if [ -z "$TALLY" ]; then
+    say "building tally (release)"
+    "$ROOT/Appliance/dev.sh" build release
+    TALLY="$ROOT/.build/release/tally"  # where dev.sh builds it
+fi
+[ -x "$TALLY" ] || die "no tally binary at $TALLY"
 
 WORK="$(mktemp -d /tmp/tally-cluster-XXXXXX)"
 PIDS=()
