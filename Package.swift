@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // HTTP/1 ⇄ swift-http-types conversion for the /events upgrade path (already under Hummingbird).
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // Cluster mode: the shared event log, settings and counters in PostgreSQL.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Sessions, polls, ballots: commands in, events out. No I/O, no framework imports.
@@ -70,6 +72,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Cluster mode (`--store postgresql://…`): the event log, the shared settings and the
+        // shared counters of several instances in one PostgreSQL. SQL only; the server decides.
+        .target(
+            name: "TallyCluster",
+            dependencies: [
+                "TallyDomain",
+                "TallyEventLog",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // `/events` on SwiftNIO: the WebSocket upgrade beside HTTP, one sink per transport
         // (WebSocket, SSE), wire formats, the replay cache, and the hub that routes durable
         // events to sinks by session and role. Knows nothing of credentials: the server's
@@ -101,6 +116,7 @@ let package = Package(
                 "TallyDiscovery",
                 "TallyEventLog",
                 "TallyRealtime",
+                "TallyCluster",
                 "CQRencode",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -135,6 +151,7 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyCluster",
                 "TallyDomain",
                 "TallyEventLog",
                 "TallyDiscovery",

@@ -84,11 +84,24 @@ public struct LogReach: Sendable, Equatable {
     public var limitedByCapacity: Bool
     /// The store's fixed size in bytes, when it has one (the ring file's).
     public var capacityBytes: Int? = nil
+
+    public init(
+        oldestSequence: UInt64? = nil, oldestTimestamp: Date? = nil, newestSequence: UInt64, retainedEvents: Int, limitedByCapacity: Bool,
+        capacityBytes: Int? = nil
+    ) {
+        self.oldestSequence = oldestSequence
+        self.oldestTimestamp = oldestTimestamp
+        self.newestSequence = newestSequence
+        self.retainedEvents = retainedEvents
+        self.limitedByCapacity = limitedByCapacity
+        self.capacityBytes = capacityBytes
+    }
 }
 
 /// The ordered, durable log every state change goes through.
 ///
-/// Contract: `append` assigns sequence numbers in call order and returns at once; the events
+/// Contract (for an `AppendingEventLog`; a cluster's log keeps the same order and durability
+/// through its writer): `append` assigns sequence numbers in call order and returns at once; the events
 /// become durable in that order; `onDurable` observers see each batch exactly once, in order,
 /// only after it is durable (persist before broadcast). Callers that must not acknowledge
 /// before durability await `waitUntilDurable`.
@@ -100,8 +113,6 @@ public protocol EventLog: AnyObject, Sendable {
     /// Nil while healthy; the failure that stopped the log otherwise.
     var failure: (any Error)? { get }
 
-    /// Queues events of one session for writing; returns them with their sequence numbers.
-    func append(sessionId: SessionID, events: [SessionEvent]) throws -> [LoggedEvent]
     /// Returns once every event up to `sequence` is durable (or throws if the log failed).
     func waitUntilDurable(_ sequence: UInt64) async throws
     /// Registers the observer that receives durable batches (the fan-out).
@@ -109,6 +120,22 @@ public protocol EventLog: AnyObject, Sendable {
     /// Events of one session with `after < sequence <= through`, in order; nil when that range
     /// can no longer be served completely (overwritten, expired, or across a corrupt record).
     func events(of sessionId: SessionID, after: UInt64, through: UInt64) -> [LoggedEvent]?
+    /// The same range for a stream's replay, where reading may wait (a database's log).
+    func replayEvents(of sessionId: SessionID, after: UInt64, through: UInt64) async -> [LoggedEvent]?
     /// How far back replay reaches.
     func reach() -> LogReach
+}
+
+extension EventLog {
+    public func replayEvents(of sessionId: SessionID, after: UInt64, through: UInt64) async -> [LoggedEvent]? {
+        events(of: sessionId, after: after, through: through)
+    }
+}
+
+/// A log this process appends to itself, inside a session's lock (the embedded ring): `append`
+/// assigns the sequences at once and durability follows. A cluster's log is appended to by
+/// the cluster writer instead, under the database's lock.
+public protocol AppendingEventLog: EventLog {
+    /// Queues events of one session for writing; returns them with their sequence numbers.
+    func append(sessionId: SessionID, events: [SessionEvent]) throws -> [LoggedEvent]
 }

@@ -414,7 +414,10 @@ public final class SQLiteProjection: SettingsStore {
 }
 
 /// Small persistent settings (the appliance secret, the operator password hash).
+///
+/// Reads answer at once (a sign-in check must not wait); a write may wait (a cluster's
+/// settings are written to PostgreSQL before the change is acknowledged).
 public protocol SettingsStore: Sendable {
     func setting(_ key: String) throws -> String?
-    func setSetting(_ key: String, to value: String) throws
+    func setSetting(_ key: String, to value: String) async throws
 }

@@ -15,7 +15,7 @@ extension RingFile: @unchecked Sendable {}
 /// durable with one `msync` (`.fsync`) — concurrent commands share it — and hands the batch to
 /// the observers (the fan-out) and to the projector. With `.os` the copy into the mapping is
 /// already as durable as the page cache: it survives a crash of the process, not a power cut.
-public final class RingEventLog: EventLog {
+public final class RingEventLog: AppendingEventLog {
     public struct Options: Sendable {
         public var capacity: Int = 1 << 30
 

@@ -287,7 +287,7 @@ public final class EventHub: Sendable {
     public func replay(
         sessionId: SessionID, role: Role, participant: ParticipantID? = nil, after position: UInt64, through published: UInt64,
         log: any EventLog, retention: TimeInterval
-    ) -> [EncodedEvent]? {
+    ) async -> [EncodedEvent]? {
         let notBefore = Date(timeIntervalSinceNow: -retention)
         // The room never replays across a retraction: the events before it would carry the
         // text the presenter took back. Nil sends the caller a `stream.reset` (today's view).
@@ -296,7 +296,7 @@ public final class EventHub: Sendable {
             metrics.replays.increment()
             return recent.filter { $0.audience.reaches(role, participant: participant) }
         }
-        if let older = log.events(of: sessionId, after: position, through: published) {
+        if let older = await log.replayEvents(of: sessionId, after: position, through: published) {
             if role != .presenter, older.contains(where: \.event.retractsFromRoom) { return nil }
             metrics.replays.increment()
             return older.filter { $0.event.audience.reaches(role, participant: participant) }.map(wire.encode)

@@ -26,7 +26,10 @@ public struct TallyApplication: Sendable {
     let console: OperatorConsole
     let advertiser: AdvertiserService?
     let systemd: SystemdService
-    let projectionWriter: ProjectionWriter
+    /// One box: writes the ring's events to SQLite; drained after the services stop.
+    let projectionWriter: ProjectionWriter?
+    /// A cluster: the writer, the listener and the connection pool; stopped after the services.
+    let cluster: ClusterParts?
     let configuration: TallyConfiguration
     let logger: Logger
     /// "METHOD /path" → the role each `/api/v1` route was mounted with (checked by the tests).
@@ -63,7 +66,8 @@ public struct TallyApplication: Sendable {
             logger: logger)
         group.maximumGracefulShutdownDuration = configuration.shutdownGrace
         try await ServiceGroup(configuration: group).run()
-        projectionWriter.drain()
+        projectionWriter?.drain()
+        await cluster?.stop()
         logger.info("stopped")
     }
 }
@@ -106,7 +110,7 @@ struct StreamKeeper: Service {
 }
 
 /// Opens the data directory, recovers every session from the event log, and builds the server.
-public func buildApplication(_ configuration: TallyConfiguration, logger: Logger) throws -> TallyApplication {
+public func buildApplication(_ configuration: TallyConfiguration, logger: Logger) async throws -> TallyApplication {
     // First, before anything is opened or created: a certificate that cannot be used stops the start.
     let certificate = try configuration.tlsCertificate.flatMap { path in
         try configuration.tlsKey.map { try VenueCertificate(certificatePath: path, keyPath: $0) }
@@ -122,120 +126,45 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             logger.warning("TLS is on but public-url is not https: join links and QR codes will point at plain HTTP")
         }
     }
-    let dataDirectory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL
-    let databasePath = DataDirectory.databasePath(in: dataDirectory.path)
-    let ringPath = DataDirectory.ringPath(in: dataDirectory.path)
-    // Data a newer Tally wrote (after a downgrade) is refused before anything here writes to the
-    // directory, so installing that version again finds it whole. Thrown as is: `tally serve`
-    // says it in one line and exits with its own status, which the unit does not restart.
-    try DataFormat.refuseNewer(databasePath: databasePath, ringPath: ringPath)
-    // The secret, the password hash and every ballot live here: private whatever the umask, and
-    // a directory left readable by an older version is repaired.
-    DataDirectory.keepNewFilesPrivate()
-    do {
-        for change in try DataDirectory.makePrivate(dataDirectory.path, create: true) {
-            logger.notice(
-                "permissions tightened in the data directory",
-                metadata: [
-                    "path": "\(change.path)", "was": "\(DataDirectory.octal(change.was))", "now": "\(DataDirectory.octal(change.now))",
-                ])
-        }
-    } catch {
-        throw StartupError("\(error)")
-    }
-    let projection: SQLiteProjection
-    let restored: [SQLiteProjection.RestoredSession]
-    let projected: UInt64
-    do {
-        projection = try SQLiteProjection(path: databasePath)
-        projected = try projection.projectedThrough()
-        restored = try projection.load()
-    } catch let error as NewerDataFormat {
-        throw error
-    } catch {
-        throw StartupError("cannot open the database at \(databasePath): \(error)")
-    }
-
     let notifier = SystemdNotifier()
-    // Recovering a large ring takes a moment: tell systemd not to time the start out meanwhile.
-    notifier.notify("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=recovering the event log")
-    var ringOptions = RingEventLog.Options()
-    ringOptions.capacity = configuration.ringSize
-    ringOptions.durability = configuration.durability
-    ringOptions.retention = configuration.retention
-    let log: RingEventLog
-    do {
-        log = try RingEventLog(path: ringPath, options: ringOptions, projectedThrough: projected, logger: logger)
-    } catch let error as NewerDataFormat {
-        throw error
-    } catch {
-        throw StartupError("\(error)")
-    }
-
-    // Older formats have been carried forward by now: this is what the directory holds.
-    logger.info("data format", metadata: ["data_dir": "\(dataDirectory.path)", "format": "\(DataFormat.summary)"])
-
-    let secret = try applianceSecret(projection)
-    let password = try OperatorPassword(configured: configuration.operatorPassword, settings: projection)
-
-    // The projection holds every event up to `projected`; the ring holds what came after.
-    let tail = try log.events(after: projected)
-    if let first = tail.first, first.sequence > projected + 1 {
-        logger.critical(
-            "events missing between the database and the ring", metadata: ["from": "\(projected + 1)", "to": "\(first.sequence - 1)"])
-    }
-    for gap in log.recoveryGaps {
-        logger.error("corrupt records skipped in the event ring", metadata: ["sequences": "\(gap.lowerBound)...\(gap.upperBound)"])
-    }
-    let venue = Venue(
-        log: log, limits: configuration.limits, maxSessions: configuration.maxSessions,
-        resultsInterval: configuration.resultsInterval)
-    venue.restore(restored)
-    venue.recover(from: tail)
-    // Never from before what the log and the quiz questions have seen (a box without a
-    // real-time clock may boot with its clock behind).
-    ServerClock.start(notBefore: [tail.last?.timestamp, venue.newestQuizOpening].compactMap { $0 }.max())
-    venue.resumeCountdowns()
+    let storage =
+        try await configuration.store == nil
+        ? openAppliance(configuration, notifier: notifier, logger: logger) : openCluster(configuration, logger: logger)
+    let (venue, log, settings) = (storage.venue, storage.log, storage.settings)
+    let password = try OperatorPassword(configured: configuration.operatorPassword, settings: settings)
     let access = Access(
-        credentials: Credentials(secret: secret, operatorKey: try applianceSecret(projection, key: operatorKeySetting)),
-        signIns: OperatorSignIns(settings: projection),
+        credentials: Credentials(
+            secret: try await applianceSecret(settings), operatorKey: try await applianceSecret(settings, key: operatorKeySetting)),
+        signIns: OperatorSignIns(settings: settings),
         linkGeneration: { [venue] session, link in venue.linkGeneration(session, link) },
         secureCookies: configuration.usesTLS || (configuration.publicURL?.lowercased().hasPrefix("https://") ?? false))
-    try projection.apply(tail)
-    log.markProjected(through: tail.last?.sequence ?? projected)
-    let reach = log.reach()
-    logger.info(
-        "event log recovered",
-        metadata: [
-            "ring": "\(ringPath)", "size": "\(formatBytes(log.capacity))", "created": "\(log.created)",
-            "retained": "\(reach.retainedEvents)", "replayed": "\(tail.count)", "sessions": "\(venue.sessionCount)",
-            "epoch": "\(log.epoch)", "durability": "\(configuration.durability.rawValue)",
-            "recovery_ms": "\(milliseconds(log.recoveryDuration))",
-            "oldest": "\(reach.oldestTimestamp.map { "\(Int(Date().timeIntervalSince($0)))s ago" } ?? "none")",
-        ])
     if configuration.limits.blocklist.count > 0 {
         logger.info(
             "blocklist loaded: matching words and answers are counted but never shown",
             metadata: ["entries": "\(configuration.limits.blocklist.count)"])
     }
-    let projectionWriter = ProjectionWriter(projection: projection, ring: log, logger: logger)
 
     let metrics = ServerMetrics()
     let hub = EventHub(epoch: log.epoch, publishedThrough: log.durableSequence, metrics: metrics.realtime)
     log.onDurable { batch in hub.publish(batch) }
-    projectionWriter.start()
+    storage.projectionWriter?.start()
 
     let hosts = HostAllowlist(publicURL: configuration.publicURL, extra: configuration.allowedHosts)
     let publicURL = PublicURL(configured: configuration.publicURL, port: configuration.port, scheme: certificate == nil ? "http" : "https")
     let limits = Limits(
-        enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute)
+        enabled: configuration.rateLimits, network: configuration.network, flatJoinsPerMinute: configuration.flatJoinsPerMinute,
+        shared: storage.cluster.map { cluster -> @Sendable (LimitCharge) -> Void in { charge in cluster.share(charge) } })
+    storage.cluster?.start(limits: limits)
     if !configuration.rateLimits { logger.warning("rate limits are off (rate-limits = no): for benchmarks, not for a venue") }
     // Whoever can see the box's screen or its log chooses the operator password; nobody else.
     let setupCode = password.isSet ? nil : SetupCode.random()
     // Who may watch what on /events: the SSE route here, and the gate of the WebSocket upgrade.
     let events = EventsController(
         venue: venue, hub: hub, access: access, limits: limits, log: log, retention: configuration.retention,
-        queueLimit: configuration.streamQueueLimit, hosts: hosts, trustedProxies: configuration.trustedProxies)
+        queueLimit: configuration.streamQueueLimit, hosts: hosts, trustedProxies: configuration.trustedProxies,
+        catchUp: storage.cluster.map { cluster -> @Sendable (UInt64) async -> Void in
+            { sequence in await cluster.writer.waitUntilFolded(sequence) }
+        })
     let mdnsName =
         configuration.name ?? "Tally on \(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "appliance")"
     let advertising = AdvertisingStatus(
@@ -244,11 +173,11 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
             : .init(phase: .disabled, name: mdnsName, reason: "mDNS is off (--no-mdns)"))
     let console = OperatorConsole(
         sources: .init(
-            venue: venue, hub: hub, log: log, metrics: metrics, configuration: configuration, publicURL: publicURL,
+            venue: venue, hub: hub, log: storage.consoleLog, metrics: metrics, configuration: configuration, publicURL: publicURL,
             advertising: advertising))
     let (router, routeRoles) = buildRouter(
         configuration: configuration, hosts: hosts, venue: venue, hub: hub, events: events, access: access, password: password,
-        log: log, projection: projection, publicURL: publicURL, limits: limits, setupCode: setupCode, metrics: metrics,
+        log: log, projection: storage.projection, publicURL: publicURL, limits: limits, setupCode: setupCode, metrics: metrics,
         console: console, logger: logger)
 
     if let setupCode {
@@ -258,7 +187,7 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
     }
     let host = configuration.host
     let listening = ListenerReady()
-    let applianceId = try applianceIdentifier(projection)
+    let applianceId = try await applianceIdentifier(settings)
     let advertiser: AdvertiserService? =
         configuration.mdns
         ? AdvertiserService(ready: listening, logger: logger, status: advertising) { port in
@@ -346,9 +275,9 @@ public func buildApplication(_ configuration: TallyConfiguration, logger: Logger
         advertiser: advertiser,
         systemd: SystemdService(
             notifier: notifier, ready: listening, logger: logger,
-            health: { await applianceHealth(log: log, projection: projection, healthFile: configuration.healthFile) },
+            health: { await applianceHealth(log: log, projection: storage.projection, healthFile: configuration.healthFile) },
             status: { "serving \(hub.connectionCount) connections, \(venue.sessionCount) sessions" }),
-        projectionWriter: projectionWriter,
+        projectionWriter: storage.projectionWriter, cluster: storage.cluster,
         configuration: configuration, logger: logger,
         routeRoles: routeRoles,
         routes: router.routes.map { "\($0.method) /\($0.path.description.drop(while: { $0 == "/" }))" })
@@ -365,20 +294,20 @@ public struct StartupError: Error, CustomStringConvertible {
 }
 
 /// The appliance's stable id (mDNS TXT `id`): made once, kept in the data directory.
-private func applianceIdentifier(_ settings: some SettingsStore) throws -> String {
+private func applianceIdentifier(_ settings: some SettingsStore) async throws -> String {
     if let id = try settings.setting("appliance_id") { return id }
     var rng = SystemRandomNumberGenerator()
     let id = IdentifierAlphabet.make(length: 16, using: &rng)
-    try settings.setSetting("appliance_id", to: id)
+    try await settings.setSetting("appliance_id", to: id)
     return id
 }
 
 /// The appliance's signing secret: made once, kept in the data directory's database.
-private func applianceSecret(_ settings: some SettingsStore, key: String = "secret") throws -> [UInt8] {
+private func applianceSecret(_ settings: some SettingsStore, key: String = "secret") async throws -> [UInt8] {
     if let bytes = try storedApplianceSecret(settings, key: key) { return bytes }
     var rng = SystemRandomNumberGenerator()
     let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
-    try settings.setSetting(key, to: bytes.map { String(format: "%02x", $0) }.joined())
+    try await settings.setSetting(key, to: bytes.map { String(format: "%02x", $0) }.joined())
     return bytes
 }
 

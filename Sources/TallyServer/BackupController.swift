@@ -8,12 +8,15 @@ import Synchronization
 /// The operator's download of a backup (`tally backup` as a file from the browser).
 final class BackupController: Sendable {
     let dataDirectory: String
+    /// In a cluster the data is PostgreSQL's: its own tools back it up, not an instance.
+    let clustered: Bool
     let logger: Logger
     /// One download at a time: each is a full copy of the data on the box's own disk.
     private let busy = Mutex(false)
 
-    init(dataDirectory: String, logger: Logger) {
+    init(dataDirectory: String, clustered: Bool = false, logger: Logger) {
         self.dataDirectory = dataDirectory
+        self.clustered = clustered
         self.logger = logger
     }
 
@@ -26,6 +29,12 @@ final class BackupController: Sendable {
     /// the response ends, however it ends), then streams it. Never the operator password, nor the
     /// key operator sign-ins are made with: a download leaves the box for a laptop or a stick.
     func download(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        if clustered {
+            throw Problem(
+                .conflict,
+                "this instance is part of a cluster: its data lives in PostgreSQL; back that up with pg_dump (README, \"Scaling past one box\")"
+            )
+        }
         let name = BackupArchive.suggestedName()
         let headers: HTTPFields = [
             .contentType: "application/x-tar", .contentDisposition: "attachment; filename=\"\(name)\"", .cacheControl: "no-store",

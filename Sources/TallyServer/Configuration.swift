@@ -11,6 +11,11 @@ public struct TallyConfiguration: Sendable {
     public var dataDirectory = "./.tally-data"
     /// When set, the operator password (otherwise the stored one, or first-run set-up).
     public var operatorPassword: String?
+    /// Cluster mode: the PostgreSQL several instances share (`postgresql://user@host/db`, the
+    /// password apart). Nil: the embedded appliance (ring file and SQLite in `dataDirectory`).
+    public var store: String?
+    /// The PostgreSQL password (from `store-password-file` or `TALLY_STORE_PASSWORD`).
+    public var storePassword: String?
     /// The address participants use to reach the box (for join URLs and QR codes), e.g.
     /// `http://tally.local`. Default: the address the request came to, or the LAN address.
     public var publicURL: String?

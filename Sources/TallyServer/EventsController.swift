@@ -27,6 +27,9 @@ struct EventsController: Sendable {
     let hosts: HostAllowlist
     /// Whose forwarded client addresses are believed (rate limits count against the client).
     let trustedProxies: TrustedProxies
+    /// In a cluster: waits (briefly) until this instance has folded the events through a
+    /// sequence another instance already delivered.
+    var catchUp: (@Sendable (UInt64) async -> Void)? = nil
 
     struct Viewer {
         let session: LiveSession
@@ -118,8 +121,13 @@ struct EventsController: Sendable {
 
     /// Subscribe first, then replay what the log holds up to the subscription point, so there is
     /// no gap and (with the cursor) no duplicate between replay and live delivery.
-    func open(_ viewer: Viewer, from: String?, sink: any EventSink) throws -> EventHub.Start {
+    func open(_ viewer: Viewer, from: String?, sink: any EventSink) async throws -> EventHub.Start {
         let session = viewer.session
+        // A client back from another instance of a cluster may know events this one has not
+        // folded yet (it lags by a notification): catch up first, so it resumes, not resets.
+        if let from, let position = EventID(from), position.epoch == hub.wire.epoch, position.sequence > log.durableSequence {
+            await catchUp?(position.sequence)
+        }
         let credential: StreamCredential? =
             viewer.link.map { .link($0) } ?? viewer.operatorSignIn.map { .operatorSignIn($0) }
         let (subscription, published): (Subscription, UInt64)
@@ -150,7 +158,7 @@ struct EventsController: Sendable {
         }
         let sessionLast = session.read { _, last in last }
         if let from, let position = EventID(from), position.epoch == hub.wire.epoch, position.sequence <= sessionLast,
-            let backlog = hub.replay(
+            let backlog = await hub.replay(
                 sessionId: session.id, role: viewer.role, participant: viewer.participant, after: position.sequence,
                 through: published, log: log, retention: retention),
             backlog.count <= Self.maxReplay
@@ -191,7 +199,7 @@ struct EventsController: Sendable {
         if request.method == .head { return Response(status: .ok, headers: sseHeaders) }
         let channel = context.channel
         let sink = SSESink(eventLoop: channel.eventLoop, queueLimit: queueLimit, metrics: hub.metrics)
-        let start = try open(viewer, from: from, sink: sink)
+        let start = try await open(viewer, from: from, sink: sink)
         // A writer blocked on a client that stopped reading cannot notice the stream ending:
         // closing the connection unblocks it. A revoked link is cut at once; a slow client gets
         // the time a WebSocket gets to read up to its close (then resumes with Last-Event-ID).
@@ -248,7 +256,7 @@ extension EventsController: StreamGate {
         let client = ClientAddress(peer: channel.remoteAddress, headers: head.headerFields, trustedProxies: trustedProxies)
         do {
             let viewer = try authorize(request, ip: client.address)
-            return try open(viewer, from: request.uri.queryParameters["fromEventId"].map(String.init), sink: sink)
+            return try await open(viewer, from: request.uri.queryParameters["fromEventId"].map(String.init), sink: sink)
         } catch let problem as Problem {
             throw StreamRefusal(status: problem.status.code, reason: problem.detail)
         }

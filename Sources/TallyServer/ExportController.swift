@@ -8,7 +8,8 @@ import TallyEventLog
 /// The presenter's download of a session's results.
 struct ExportController {
     let access: Access
-    let projection: SQLiteProjection
+    /// One box: ballot times come from its projection (a cluster's exports leave them out).
+    let projection: SQLiteProjection?
 
     func addRoutes(to api: APIRoutes) {
         let presenter = api.role(.presenter)
@@ -43,7 +44,7 @@ struct ExportController {
         case let other?: throw Problem(.badRequest, "linkParticipants is true or false, got \"\(other.prefix(40))\"")
         }
         let pseudonyms = access.credentials.pseudonyms(scope)
-        let times = csv ? [:] : ((try? projection.ballotTimes(session: session.id)) ?? [:])
+        let times = csv ? [:] : ((try? projection?.ballotTimes(session: session.id)) ?? [:])
         let (body, title) = session.read { state, _ in
             (csv ? Data(SessionExport.csv(state).utf8) : SessionExport.json(state, times: times, pseudonyms: pseudonyms), state.title)
         }

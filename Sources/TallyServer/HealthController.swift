@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TallyCluster
 import TallyEventLog
 import TallyRealtime
 
@@ -9,7 +10,7 @@ struct HealthController: Sendable {
     let venue: Venue
     let hub: EventHub
     let log: any EventLog
-    let projection: SQLiteProjection
+    let projection: SQLiteProjection?
     let retention: TimeInterval
 
     func addRoutes(to router: Router<TallyRequestContext>, api: APIRoutes) {
@@ -48,13 +49,16 @@ struct HealthController: Sendable {
 
     func ready(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let failure = log.failure
-        let readable = projection.isReadable()
+        let readable = projection?.isReadable() ?? true
+        // A cluster instance is ready while PostgreSQL answers and it hears the others.
+        let outage = (log as? ClusterLog)?.outage
         let reach = log.reach()
-        let ok = failure == nil && readable
+        let ok = failure == nil && readable && outage == nil
         return json(
             Readiness(
                 status: ok ? "ready" : "unavailable",
-                detail: failure.map { "\($0)" } ?? (readable ? nil : "the database does not answer"),
+                detail: failure.map { "\($0)" }
+                    ?? (readable ? outage.map { "the cluster's database: \($0)" } : "the database does not answer"),
                 epoch: log.epoch, lastEventId: hub.eventId(log.durableSequence),
                 sessions: venue.sessionCount, streams: hub.connectionCount,
                 ring: Ring(

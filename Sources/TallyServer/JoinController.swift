@@ -83,7 +83,7 @@ struct JoinController {
             if let refusal { throw Problem.from(refusal) }
         }
         // Only a new participant draws on the address's budget.
-        if let wait = limits.joinsPerIP.take(ip) { throw Limits.tooMany(wait, "too many new participants from your address") }
+        if let wait = limits.takeJoin(ip) { throw Limits.tooMany(wait, "too many new participants from your address") }
         var rng = SystemRandomNumberGenerator()
         let participant = IdentifierAlphabet.make(length: 12, using: &rng)
         do {

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import ServiceLifecycle
 import Synchronization
+import TallyCluster
 import TallyDiscovery
 import TallyDomain
 import TallyEventLog
@@ -20,7 +21,7 @@ final class OperatorConsole: Service, Sendable {
     struct Sources: Sendable {
         let venue: Venue
         let hub: EventHub
-        let log: RingEventLog
+        let log: any ConsoleLog
         let metrics: ServerMetrics
         let configuration: TallyConfiguration
         let publicURL: PublicURL
@@ -490,4 +491,19 @@ private func milliseconds(_ secondsValue: Double) -> Double {
 /// Per second, to two decimals; 0 over an empty window.
 private func rate(_ count: Double, over window: Double) -> Double {
     window > 0 ? (max(0, count) / window * 100).rounded() / 100 : 0
+}
+
+/// What the console shows of the event log: the ring's size and the projection's lag on one
+/// box; in a cluster, no ring (0) and no lag (everything folded is in PostgreSQL).
+protocol ConsoleLog: EventLog {
+    var capacity: Int { get }
+    var projectedSequence: UInt64 { get }
+    var newestTimestamp: Date? { get }
+}
+
+extension RingEventLog: ConsoleLog {}
+
+extension ClusterLog: ConsoleLog {
+    var capacity: Int { 0 }
+    var projectedSequence: UInt64 { durableSequence }
 }

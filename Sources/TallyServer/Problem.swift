@@ -55,6 +55,8 @@ public struct Problem: HTTPResponseError, Sendable {
         case .refused(let error): from(error)
         case .logUnavailable(EventLogError.busy):
             Problem(.serviceUnavailable, "the appliance is catching up on saving events; retry in a moment", headers: [.retryAfter: "1"])
+        case .logUnavailable(let outage as StoreUnavailable):
+            Problem(.serviceUnavailable, outage.description, headers: [.retryAfter: "\(StoreUnavailable.retryAfterSeconds)"])
         case .logUnavailable(EventLogError.eventTooLarge):
             Problem(.contentTooLarge, "this change is too large for the event log")
         case .logUnavailable: Problem(.serviceUnavailable, "the event log cannot accept writes; the appliance needs a restart")

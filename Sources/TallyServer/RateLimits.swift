@@ -167,9 +167,16 @@ struct Limits: Sendable {
     /// Failed operator sign-ins and wrong set-up codes.
     let signIns = SignInThrottle()
     let network: NetworkMode
+    /// In a cluster: tells the other instances of a charge they must count too, so an attacker
+    /// spreading guesses or joins over the instances gets one budget, not one per instance.
+    let shared: (@Sendable (LimitCharge) -> Void)?
 
-    init(enabled: Bool = true, network: NetworkMode = .shared, flatJoinsPerMinute: Int = 3) {
+    init(
+        enabled: Bool = true, network: NetworkMode = .shared, flatJoinsPerMinute: Int = 3,
+        shared: (@Sendable (LimitCharge) -> Void)? = nil
+    ) {
         self.network = network
+        self.shared = shared
         votesPerParticipant = RateLimiter(.init(rate: 5, burst: 20), enabled: enabled)
         votesPerIP = RateLimiter(.init(rate: 2_000, burst: 6_000), enabled: enabled)
         questionsPerParticipant = RateLimiter(.init(rate: 3.0 / 60, burst: 3), enabled: enabled)
@@ -211,9 +218,48 @@ struct Limits: Sendable {
 
     func failedGuess(from ip: String, in venue: Venue) {
         guesses.failed(ip, activeSessions: venue.activeSessionCount)
+        shared?(.wrongGuess(ip))
+    }
+
+    /// Takes a new participant's token from the address's join budget (nil: allowed).
+    func takeJoin(_ ip: String) -> Int? {
+        let wait = joinsPerIP.take(ip)
+        if wait == nil { shared?(.join(ip)) }
+        return wait
+    }
+
+    /// Another instance's charge, counted here as if it had happened here.
+    func count(_ charge: LimitCharge, in venue: Venue) {
+        switch charge {
+        case .wrongGuess(let ip): guesses.failed(ip, activeSessions: venue.activeSessionCount)
+        case .join(let ip): _ = joinsPerIP.take(ip)
+        }
     }
 
     static func tooMany(_ seconds: Int, _ what: String) -> Problem {
         Problem(.tooManyRequests, "\(what); try again in \(seconds) s", headers: [.retryAfter: "\(seconds)"])
+    }
+}
+
+/// A charge against a budget that the instances of a cluster share.
+enum LimitCharge: Sendable, Equatable {
+    case wrongGuess(String)
+    case join(String)
+
+    /// `g <address>` / `j <address>` (what travels in the notification).
+    var text: String {
+        switch self {
+        case .wrongGuess(let ip): "g \(ip)"
+        case .join(let ip): "j \(ip)"
+        }
+    }
+
+    init?(kind: Substring, address: String) {
+        guard !address.isEmpty, address.utf8.count <= 64, !address.contains(" ") else { return nil }
+        switch kind {
+        case "g": self = .wrongGuess(address)
+        case "j": self = .join(address)
+        default: return nil
+        }
     }
 }

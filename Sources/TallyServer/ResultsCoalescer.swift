@@ -82,11 +82,11 @@ final class ResultsCoalescer: Service, Sendable {
         }
         switch next {
         case .nothing: break
-        case .publishNow: publish(poll, in: session)
+        case .publishNow: publishSoon(poll, in: session)
         case .schedule(let delay):
             if case .terminated = dueContinuation.yield(Due(session: session, poll: poll, delay: delay)) {
                 // run() has returned between the check and the yield: publish here instead.
-                publish(poll, in: session)
+                publishSoon(poll, in: session)
             }
         }
     }
@@ -104,7 +104,7 @@ final class ResultsCoalescer: Service, Sendable {
                     group.addTask {
                         // Cancellation (shutdown) cuts the wait short; the results are published anyway.
                         if due.delay > .zero { try? await Task.sleep(for: due.delay) }
-                        self.publish(due.poll, in: due.session)
+                        await self.publish(due.poll, in: due.session)
                     }
                 }
             } onGracefulShutdown: {
@@ -122,18 +122,40 @@ final class ResultsCoalescer: Service, Sendable {
         if sequence > 0 { try? await log.waitUntilDurable(sequence) }
     }
 
-    /// Appends the current counts.
-    private func publish(_ poll: Publication, in session: LiveSession) {
+    /// Publishes outside a timer: at once on one box (appending is immediate); in a cluster,
+    /// from a task of its own (the commit is a round trip to PostgreSQL, and the caller may be
+    /// the cluster writer itself, which must not wait for its own next round).
+    private func publishSoon(_ poll: Publication, in session: LiveSession) {
+        switch session.writer {
+        case .embedded:
+            markPublished(poll, in: session)
+            do {
+                guard let sequence = try session.execute(poll.command).events.last?.sequence else { return }
+                state.withLock { $0.lastAppended = max($0.lastAppended, sequence) }
+            } catch {
+                // Nothing to report: a stopped log reports itself, and results are derived data
+                // that the next ballot publishes again.
+            }
+        case .cluster:
+            Task { await publish(poll, in: session) }
+        }
+    }
+
+    /// Appends the current counts (durable when this returns).
+    private func publish(_ poll: Publication, in session: LiveSession) async {
+        markPublished(poll, in: session)
+        do {
+            guard let sequence = try await session.submit(poll.command).events.last?.sequence else { return }
+            state.withLock { $0.lastAppended = max($0.lastAppended, sequence) }
+        } catch {
+            // As above: derived data, published again by the next ballot.
+        }
+    }
+
+    private func markPublished(_ poll: Publication, in session: LiveSession) {
         let key = PollKey(session: session.id, poll: poll)
         state.withLock { state in
             state.polls[key] = Schedule(pending: false, lastPublished: .now)
-        }
-        do {
-            guard let sequence = try session.execute(poll.command).events.last?.sequence else { return }
-            state.withLock { $0.lastAppended = max($0.lastAppended, sequence) }
-        } catch {
-            // Nothing to report: a stopped log reports itself, and results are derived data
-            // that the next ballot publishes again.
         }
     }
 }

@@ -8,7 +8,7 @@ import TallyRealtime
 /// are mounted by the role they need (`APIRoutes`).
 func buildRouter(
     configuration: TallyConfiguration, hosts: HostAllowlist, venue: Venue, hub: EventHub, events: EventsController,
-    access: Access, password: OperatorPassword, log: any EventLog, projection: SQLiteProjection, publicURL: PublicURL, limits: Limits,
+    access: Access, password: OperatorPassword, log: any EventLog, projection: SQLiteProjection?, publicURL: PublicURL, limits: Limits,
     setupCode: SetupCode?, metrics: ServerMetrics, console: OperatorConsole, logger: Logger
 ) -> (router: Router<TallyRequestContext>, roles: [String: RouteRole]) {
     let router = Router(context: TallyRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -34,7 +34,7 @@ func buildRouter(
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)
     OperatorController(console: console, access: access).addRoutes(to: api)
-    BackupController(dataDirectory: configuration.dataDirectory, logger: logger).addRoutes(to: api)
+    BackupController(dataDirectory: configuration.dataDirectory, clustered: configuration.store != nil, logger: logger).addRoutes(to: api)
     HealthController(venue: venue, hub: hub, log: log, projection: projection, retention: configuration.retention)
         .addRoutes(to: router, api: api)
 

@@ -41,8 +41,7 @@ struct SessionsController {
 
     func createSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let body = try await decode(CreateSessionBody.self, request, context)
-        let (session, created) = try venue.createSession(title: body.title, nicknames: body.nicknames)
-        try await log.acknowledge(created)
+        let (session, created) = try await venue.createSession(title: body.title, nicknames: body.nicknames)
         let joinCode = session.read { state, _ in state.joinCode.value }
         let presenterToken = access.token(for: .presenter(session.id))
         context.logger.info("session created", metadata: ["session": "\(session.id)"])

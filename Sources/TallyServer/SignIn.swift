@@ -23,7 +23,8 @@ public final class OperatorPassword: Sendable {
 
     private let settings: any SettingsStore
     private let configured: PasswordHash?
-    private let setupLock = Mutex(())
+    /// One first-run set-up at a time (the store's write may wait, so not a lock held across it).
+    private let settingUp = Atomic<Bool>(false)
     private let hashing = Atomic<Int>(0)
     let maxHashing: Int
 
@@ -54,17 +55,19 @@ public final class OperatorPassword: Sendable {
     func setInitial(_ password: String) async throws -> Bool {
         guard !isSet else { return false }
         let new = try await offLoop { try PasswordHash.make(password: password) }
-        return try setupLock.withLock { _ in
-            guard !isSet else { return false }
-            try settings.setSetting("operator_password", to: new.encoded)
-            return true
+        guard settingUp.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return false
         }
+        defer { settingUp.store(false, ordering: .releasing) }
+        guard !isSet else { return false }
+        try await settings.setSetting("operator_password", to: new.encoded)
+        return true
     }
 
     /// Replaces the stored password (the caller has checked the current one).
     func change(to password: String) async throws {
         let new = try await offLoop { try PasswordHash.make(password: password) }
-        try settings.setSetting("operator_password", to: new.encoded)
+        try await settings.setSetting("operator_password", to: new.encoded)
     }
 
     private func offLoop<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
@@ -133,20 +136,23 @@ final class OperatorSignIns: Sendable {
     }
 
     /// Every operator token issued so far stops working.
-    func revokeAll() throws {
-        let next = try bumpEpoch(in: settings)
+    func revokeAll() async throws {
+        let next = try await bumpEpoch(in: settings)
         cache.withLock { $0.epoch = next }
     }
 
     /// One token stops working (sign-out).
-    func revoke(nonce: String, expiry: Int, now: Date = Date()) throws {
-        try cache.withLock { cache in
+    func revoke(nonce: String, expiry: Int, now: Date = Date()) async throws {
+        let revoked = cache.withLock { cache in
             reload(&cache, now: .now)
             let nowSeconds = Int(now.timeIntervalSince1970)
-            cache.revoked = cache.revoked.filter { $0.value > nowSeconds }
-            cache.revoked[nonce] = expiry
-            try settings.setSetting(Self.revokedKey, to: cache.revoked.map { "\($0.key):\($0.value)" }.sorted().joined(separator: ","))
+            var revoked = cache.revoked.filter { $0.value > nowSeconds }
+            revoked[nonce] = expiry
+            return revoked
         }
+        // Stored first: the sign-out is acknowledged only once every instance can see it.
+        try await settings.setSetting(Self.revokedKey, to: revoked.map { "\($0.key):\($0.value)" }.sorted().joined(separator: ","))
+        cache.withLock { $0.revoked.merge(revoked) { _, new in new } }
     }
 
     private func reload(_ cache: inout Cache, now: ContinuousClock.Instant) {
@@ -165,9 +171,9 @@ final class OperatorSignIns: Sendable {
 
 /// Moves the sign-in epoch on by one; returns the new epoch.
 @discardableResult
-private func bumpEpoch(in settings: any SettingsStore) throws -> Int64 {
+private func bumpEpoch(in settings: any SettingsStore) async throws -> Int64 {
     let next = OperatorSignIns.storedEpoch(settings) + 1
-    try settings.setSetting(OperatorSignIns.epochKey, to: "\(next)")
+    try await settings.setSetting(OperatorSignIns.epochKey, to: "\(next)")
     return next
 }
 
@@ -259,6 +265,11 @@ struct SetupCode: Sendable {
 /// Ends every operator sign-in so far, from outside the server (`tally reset-password`): a
 /// running server refuses the old tokens within a second and ends their streams within a
 /// heartbeat.
-public func revokeOperatorSignIns(in settings: any SettingsStore) throws {
-    try bumpEpoch(in: settings)
+public func revokeOperatorSignIns(in settings: any SettingsStore) async throws {
+    try await bumpEpoch(in: settings)
+}
+
+/// The same, on a data directory's database (its writes do not wait).
+public func revokeOperatorSignIns(in projection: SQLiteProjection) throws {
+    try projection.setSetting(OperatorSignIns.epochKey, to: "\(OperatorSignIns.storedEpoch(projection) + 1)")
 }

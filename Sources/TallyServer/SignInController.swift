@@ -127,7 +127,7 @@ struct SignInController {
             guard access.grant(token) == .operator, let (_, facts) = access.credentials.inspect(token), !facts.nonce.isEmpty,
                 let expiry = Credentials.operatorExpiry(token)
             else { continue }
-            try access.signIns.revoke(nonce: facts.nonce, expiry: expiry)
+            try await access.signIns.revoke(nonce: facts.nonce, expiry: expiry)
             revoked += 1
         }
         // Streams opened with the token end too.
@@ -160,7 +160,7 @@ struct SignInController {
             throw Problem(.forbidden, "the current password is wrong")
         }
         try await password.change(to: body.newPassword)
-        try access.signIns.revokeAll()
+        try await access.signIns.revokeAll()
         let ended = hub.endOperatorStreams { !access.signIns.honours($0) }
         context.logger.notice("operator password changed; earlier operator sign-ins revoked", metadata: ["streams_closed": "\(ended)"])
         return signedIn(context, epoch: access.signIns.epoch)

@@ -101,9 +101,11 @@ struct SystemdService: Service {
 }
 
 /// Health as the watchdog sees it: nil when healthy, else why not.
-func applianceHealth(log: any EventLog, projection: SQLiteProjection, healthFile: String?) async -> String? {
+/// (A cluster instance whose PostgreSQL is away is not unhealthy: restarting it would not bring
+/// PostgreSQL back, and it recovers by itself. `/readyz` says so instead.)
+func applianceHealth(log: any EventLog, projection: SQLiteProjection?, healthFile: String?) async -> String? {
     if let failure = log.failure { return "event log: \(failure)" }
-    if !projection.isReadable() { return "database does not answer" }
+    if let projection, !projection.isReadable() { return "database does not answer" }
     if let healthFile, FileManager.default.fileExists(atPath: healthFile) {
         return "forced unhealthy by \(healthFile)"
     }

@@ -37,6 +37,8 @@ struct Executed: Sendable {
 final class LiveSession: Sendable {
     let id: SessionID
     let log: any EventLog
+    /// How this session's decisions become history.
+    let writer: SessionWriter
     private let limits: SessionLimits
     private let results: ResultsCoalescer
     private let countdowns: Countdowns
@@ -53,9 +55,10 @@ final class LiveSession: Sendable {
     }
 
     /// A session that exists only once `create` (or replaying its `session.created`) succeeds.
-    init(id: SessionID, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer, countdowns: Countdowns) {
+    init(id: SessionID, writer: SessionWriter, limits: SessionLimits, results: ResultsCoalescer, countdowns: Countdowns) {
         self.id = id
-        self.log = log
+        self.writer = writer
+        self.log = writer.log
         self.limits = limits
         self.results = results
         self.countdowns = countdowns
@@ -64,11 +67,12 @@ final class LiveSession: Sendable {
 
     /// A session restored from the database projection.
     init(
-        state: SessionState, lastSequence: UInt64, log: any EventLog, limits: SessionLimits, results: ResultsCoalescer,
+        state: SessionState, lastSequence: UInt64, writer: SessionWriter, limits: SessionLimits, results: ResultsCoalescer,
         countdowns: Countdowns
     ) {
         self.id = state.id
-        self.log = log
+        self.writer = writer
+        self.log = writer.log
         self.limits = limits
         self.results = results
         self.countdowns = countdowns
@@ -85,7 +89,11 @@ final class LiveSession: Sendable {
 
     /// Creates the session: its first event, through the same writer as every later command.
     func create(title: String, joinCode: JoinCode, nicknames: NicknamePolicy?) throws(CommandFailure) -> Executed {
-        try commit { [id, limits] state, _ throws(DomainError) in
+        try commit(Self.creating(id: id, title: title, joinCode: joinCode, nicknames: nicknames, limits: limits))
+    }
+
+    static func creating(id: SessionID, title: String, joinCode: JoinCode, nicknames: NicknamePolicy?, limits: SessionLimits) -> Decide {
+        { state, _ throws(DomainError) in
             guard state == nil else { throw .conflict("session \(id) exists already") }
             return [
                 .sessionCreated(try SessionState.create(id: id, title: title, joinCode: joinCode, nicknames: nicknames, limits: limits))
@@ -93,64 +101,130 @@ final class LiveSession: Sendable {
         }
     }
 
-    /// Runs one command on the session.
+    /// Runs one command on the session (embedded: appended, not yet durable).
     func execute(_ command: SessionCommand) throws(CommandFailure) -> Executed {
-        try commit { [id, limits] state, now throws(DomainError) in
+        try commit(Self.deciding(command, id: id, limits: limits))
+    }
+
+    /// Runs one command and returns once its events are durable (embedded: after the ring's
+    /// commit; in a cluster: after PostgreSQL's).
+    func submit(_ command: SessionCommand) async throws(CommandFailure) -> Executed {
+        let decide = Self.deciding(command, id: id, limits: limits)
+        switch writer {
+        case .embedded:
+            let executed = try commit(decide)
+            do {
+                try await log.waitUntilDurable(executed.sequence)
+            } catch {
+                throw .logUnavailable(error)
+            }
+            return executed
+        case .cluster(let cluster):
+            return try await cluster.submit(self, decide: decide)
+        }
+    }
+
+    /// A decision: the events a command causes on a session's state at `now` (pure).
+    typealias Decide = @Sendable (SessionState?, Date) throws(DomainError) -> [SessionEvent]
+
+    static func deciding(_ command: SessionCommand, id: SessionID, limits: SessionLimits) -> Decide {
+        { state, now throws(DomainError) in
             guard let state else { throw .notFound("no session \(id)") }
             return try state.decide(command, limits: limits, now: now)
         }
     }
 
-    /// The one place a decision becomes history: decide, append to the log, apply — all under
-    /// the session's lock. The clock is read under it too, so times follow the log's order.
-    private func commit(
-        _ decide: (SessionState?, Date) throws(DomainError) -> [SessionEvent]
-    ) throws(CommandFailure) -> Executed {
+    /// What `decide` makes of `state` at `now`, and whether a ballot among the events replaced
+    /// the participant's earlier one (the rule both writers share; `state` is not changed).
+    static func decision(
+        _ decide: Decide, on state: SessionState?, now: Date
+    ) -> Result<(events: [SessionEvent], replaced: Bool), DomainError> {
+        let events: [SessionEvent]
+        do throws(DomainError) {
+            events = try decide(state, now)
+        } catch {
+            return .failure(error)
+        }
+        // A ballot replaced the participant's earlier one — except an open poll's ballot that
+        // grew by an answer, which added rather than replaced.
+        let replaced = events.contains { event in
+            guard case .ballotCast(let cast) = event, let previous = state?.ballot(of: cast.participantId, on: cast.pollId) else {
+                return false
+            }
+            if case .answers(let now) = cast.ballot, case .answers(let before) = previous { return now.count <= before.count }
+            return true
+        }
+        return .success((events, replaced))
+    }
+
+    /// The one place (embedded) a decision becomes history: decide, append to the ring, apply —
+    /// all under the session's lock. The clock is read under it too, so times follow the log's
+    /// order. (In a cluster the cluster writer does the same under PostgreSQL's lock.)
+    private func commit(_ decide: Decide) throws(CommandFailure) -> Executed {
+        guard case .embedded(let ring) = writer else {
+            preconditionFailure("a cluster session is changed through its cluster writer")
+        }
         let result: Result<Executed, CommandFailure> = inner.withLock { inner in
-            let events: [SessionEvent]
-            do throws(DomainError) {
-                events = try decide(inner.state, ServerClock.now())
-            } catch {
-                return .failure(.refused(error))
+            let decided: (events: [SessionEvent], replaced: Bool)
+            switch Self.decision(decide, on: inner.state, now: ServerClock.now()) {
+            case .success(let made): decided = made
+            case .failure(let refusal): return .failure(.refused(refusal))
             }
-            // A ballot replaced the participant's earlier one — except an open poll's ballot that
-            // grew by an answer, which added rather than replaced.
-            let replaced = events.contains { event in
-                guard case .ballotCast(let cast) = event,
-                    let previous = inner.state?.ballot(of: cast.participantId, on: cast.pollId)
-                else { return false }
-                if case .answers(let now) = cast.ballot, case .answers(let before) = previous { return now.count <= before.count }
-                return true
-            }
-            guard !events.isEmpty else {
+            guard !decided.events.isEmpty else {
                 return .success(Executed(events: [], replacedBallot: false, sequence: inner.lastSequence))
             }
             let logged: [LoggedEvent]
             do {
-                logged = try log.append(sessionId: id, events: events)
+                logged = try ring.append(sessionId: id, events: decided.events)
             } catch {
                 return .failure(.logUnavailable(error))
             }
             for entry in logged { Self.fold(entry.event, into: &inner.state) }
             if let last = logged.last { inner.lastSequence = last.sequence }
-            return .success(Executed(events: logged, replacedBallot: replaced, sequence: inner.lastSequence))
+            return .success(Executed(events: logged, replacedBallot: decided.replaced, sequence: inner.lastSequence))
         }
         let executed = try result.get()
+        committed(executed)
+        return executed
+    }
+
+    /// After a commit: count the ballots, have their results published, start countdowns.
+    func committed(_ executed: Executed) {
         for entry in executed.events {
             switch entry.event {
             case .ballotCast(let ballot):
                 accepted.add(1, ordering: .relaxed)
                 results.changed(.results(ballot.pollId), in: self)
             case .questionUpvoted: results.changed(.upvotes, in: self)
-            case .pollOpened(let opened):
-                if let closesAt = opened.poll.closesAt.flatMap(EventTime.parse) {
-                    countdowns.schedule(opened.poll.id, closesAt: closesAt, in: self)
-                }
+            case .pollOpened(let opened): scheduleCountdown(opened)
             default: break
             }
         }
-        return executed
     }
+
+    /// A quiz question's countdown (every instance of a cluster arms it; the first to close wins).
+    func scheduleCountdown(_ opened: SessionEvent.PollPayload) {
+        if let closesAt = opened.poll.closesAt.flatMap(EventTime.parse) {
+            countdowns.schedule(opened.poll.id, closesAt: closesAt, in: self)
+        }
+    }
+
+    /// The cluster writer's view: the state and latest sequence to decide on (a copy: the
+    /// writer decides on it and installs the result only once committed).
+    func writerSnapshot() -> (state: SessionState?, lastSequence: UInt64) {
+        inner.withLock { ($0.state, $0.lastSequence) }
+    }
+
+    /// The cluster writer installs what it committed.
+    func install(state: SessionState?, lastSequence: UInt64) {
+        inner.withLock { inner in
+            inner.state = state
+            inner.lastSequence = lastSequence
+        }
+    }
+
+    /// Folds an event into a state (the cluster writer's working copies use it too).
+    static func apply(_ event: SessionEvent, to state: inout SessionState?) { fold(event, into: &state) }
 
     /// `session.created` makes the state; every later event is applied to it.
     private static func fold(_ event: SessionEvent, into state: inout SessionState?) {
@@ -185,8 +259,25 @@ final class LiveSession: Sendable {
     }
 }
 
+/// How sessions' decisions become history.
+enum SessionWriter: Sendable {
+    /// One box: each session appends to the ring inside its own lock; durability follows.
+    case embedded(any AppendingEventLog)
+    /// A cluster: the instance's cluster writer decides and appends under PostgreSQL's lock and
+    /// answers once committed.
+    case cluster(ClusterWriter)
+
+    var log: any EventLog {
+        switch self {
+        case .embedded(let ring): ring
+        case .cluster(let cluster): cluster.log
+        }
+    }
+}
+
 /// All sessions on this appliance, and the join-code directory.
 final class Venue: Sendable {
+    let writer: SessionWriter
     let log: any EventLog
     let limits: SessionLimits
     let maxSessions: Int
@@ -204,11 +295,12 @@ final class Venue: Sendable {
         var order: [SessionID] = []
     }
 
-    init(log: any EventLog, limits: SessionLimits, maxSessions: Int, resultsInterval: Duration) {
-        self.log = log
+    init(writer: SessionWriter, limits: SessionLimits, maxSessions: Int, resultsInterval: Duration) {
+        self.writer = writer
+        self.log = writer.log
         self.limits = limits
         self.maxSessions = maxSessions
-        self.results = ResultsCoalescer(interval: resultsInterval, log: log)
+        self.results = ResultsCoalescer(interval: resultsInterval, log: writer.log)
         self.directory = Mutex(Directory())
     }
 
@@ -218,7 +310,7 @@ final class Venue: Sendable {
             for restored in sessions {
                 add(
                     LiveSession(
-                        state: restored.state, lastSequence: restored.lastSequence, log: log, limits: limits, results: results,
+                        state: restored.state, lastSequence: restored.lastSequence, writer: writer, limits: limits, results: results,
                         countdowns: countdowns),
                     to: &directory)
             }
@@ -231,7 +323,7 @@ final class Venue: Sendable {
             for logged in events {
                 if case .sessionCreated = logged.event {
                     let session = LiveSession(
-                        id: logged.sessionId, log: log, limits: limits, results: results, countdowns: countdowns)
+                        id: logged.sessionId, writer: writer, limits: limits, results: results, countdowns: countdowns)
                     session.replay(logged)
                     add(session, to: &directory)
                 } else if let session = directory.sessions[logged.sessionId] {
@@ -241,9 +333,39 @@ final class Venue: Sendable {
         }
     }
 
-    /// Creates a session with a fresh id and join code. The directory lock is held throughout,
-    /// so the id and code stay unique and the session count within the limit.
-    func createSession(title: String, nicknames: NicknamePolicy? = nil) throws(CommandFailure) -> (LiveSession, Executed) {
+    /// Creates a session with a fresh id and join code; returns once its creation is durable.
+    func createSession(title: String, nicknames: NicknamePolicy? = nil) async throws(CommandFailure) -> (LiveSession, Executed) {
+        switch writer {
+        case .embedded:
+            let (session, executed) = try createEmbedded(title: title, nicknames: nicknames)
+            do {
+                try await log.waitUntilDurable(executed.sequence)
+            } catch {
+                throw .logUnavailable(error)
+            }
+            return (session, executed)
+        case .cluster(let cluster):
+            var rng = SystemRandomNumberGenerator()
+            let id = IdentifierAlphabet.make(length: 10, using: &rng)
+            let code = JoinCode.random(using: &rng)
+            let session = LiveSession(id: id, writer: writer, limits: limits, results: results, countdowns: countdowns)
+            let create = LiveSession.creating(id: id, title: title, joinCode: code, nicknames: nicknames, limits: limits)
+            // Decided under the cluster's lock, after this instance has folded every committed
+            // event: the directory then knows every session of the cluster.
+            let executed = try await cluster.submit(session, creating: true) { [self] state, now throws(DomainError) in
+                guard sessionCount < maxSessions else { throw .limitReached("this cluster holds at most \(maxSessions) sessions") }
+                guard self.session(id) == nil, self.session(joinCode: code) == nil else {
+                    throw .conflict("that session id or join code was just taken; try again")
+                }
+                return try create(state, now)
+            }
+            return (session, executed)
+        }
+    }
+
+    /// One box: the directory lock is held throughout, so the id and code stay unique and the
+    /// session count within the limit.
+    private func createEmbedded(title: String, nicknames: NicknamePolicy?) throws(CommandFailure) -> (LiveSession, Executed) {
         var rng = SystemRandomNumberGenerator()
         let result: Result<(LiveSession, Executed), CommandFailure> = directory.withLock { directory in
             guard directory.sessions.count < maxSessions else {
@@ -253,7 +375,7 @@ final class Venue: Sendable {
             while directory.sessions[id] != nil { id = IdentifierAlphabet.make(length: 10, using: &rng) }
             var code = JoinCode.random(using: &rng)
             while directory.joinCodes[code] != nil { code = JoinCode.random(using: &rng) }
-            let session = LiveSession(id: id, log: log, limits: limits, results: results, countdowns: countdowns)
+            let session = LiveSession(id: id, writer: writer, limits: limits, results: results, countdowns: countdowns)
             do throws(CommandFailure) {
                 let executed = try session.create(title: title, joinCode: code, nicknames: nicknames)
                 add(session, to: &directory)
@@ -263,6 +385,11 @@ final class Venue: Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// The cluster writer registers a session it has just created (once committed).
+    func addCreated(_ session: LiveSession) {
+        directory.withLock { add(session, to: &$0) }
     }
 
     /// Registers a created session and its join code (caller holds the directory lock).

@@ -1,4 +1,5 @@
 import Foundation
+import TallyCluster
 import TallyDomain
 import TallyEventLog
 import TallyServer
@@ -41,6 +42,8 @@ struct Settings {
         "http-redirect-port": "with TLS: a plain-HTTP port that redirects to https",
         "trusted-proxies": "CIDRs of reverse proxies that may name the client (X-Forwarded-For, Forwarded)",
         "blocklist": "file of words never shown on screens, one per line (written answers that match are hidden)",
+        "store": "cluster mode: the PostgreSQL several instances share, postgresql://user@host:port/database (no password)",
+        "store-password-file": "file holding the PostgreSQL password (or set TALLY_STORE_PASSWORD)",
     ]
 
     private(set) var values: [String: (String, SettingSource)] = [:]
@@ -91,7 +94,8 @@ struct Settings {
     mutating func load(environment: [String: String]) throws {
         for (name, value) in environment where name.hasPrefix("TALLY_") {
             let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: "-")
-            if ["config", "health-file"].contains(key) { continue }
+            // Read directly by the commands that use them (a password is not a setting to echo).
+            if ["config", "health-file", "store-password"].contains(key) { continue }
             guard Self.keys[key] != nil else {
                 throw SettingsError(
                     "environment variable \(name): unknown setting (known: \(Self.keys.keys.sorted().map { "TALLY_" + $0.uppercased().replacingOccurrences(of: "-", with: "_") }.joined(separator: ", ")))"
@@ -114,6 +118,22 @@ struct Settings {
             config.port = port
         }
         if let (v, _) = value("data-dir") { config.dataDirectory = v }
+        if let (v, _) = value("store"), !v.isEmpty {
+            do {
+                _ = try StoreAddress(url: v)
+            } catch {
+                throw fail("store", error.description)
+            }
+            config.store = v
+        }
+        if let (v, _) = value("store-password-file"), !v.isEmpty {
+            do {
+                let text = try String(contentsOfFile: v, encoding: .utf8)
+                config.storePassword = text.trimmingCharacters(in: .newlines)
+            } catch {
+                throw fail("store-password-file", "cannot be read: \(error.localizedDescription)")
+            }
+        }
         if let (v, _) = value("operator-password"), !v.isEmpty {
             if let problem = OperatorPassword.problem(with: v) { throw fail("operator-password", problem) }
             config.operatorPassword = v

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TallyCluster
 import TallyDiscovery
 import TallyEventLog
 import TallyServer
@@ -100,6 +101,13 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("blocklist"),
         help: "A file of words never shown on screens (one per line); matching words and answers are counted but hidden.")
     var blocklist: String?
+    @Option(
+        help:
+            "Cluster mode: the PostgreSQL several instances share, postgresql://user@host:port/database. The password comes from --store-password-file or TALLY_STORE_PASSWORD, never the URL."
+    )
+    var store: String?
+    @Option(name: .customLong("store-password-file"), help: "File holding the PostgreSQL password (e.g. a systemd credential).")
+    var storePasswordFile: String?
 
     func run() async throws {
         DataDirectory.keepNewFilesPrivate()
@@ -118,7 +126,8 @@ struct Serve: AsyncParsableCommand {
                 ("joins-per-minute", joinsPerMinute), ("allowed-hosts", allowedHosts),
                 ("wifi-ssid", wifiSSID), ("wifi-passphrase", wifiPassphrase),
                 ("tls-cert", tlsCert), ("tls-key", tlsKey), ("http-redirect-port", httpRedirectPort),
-                ("trusted-proxies", trustedProxies), ("blocklist", blocklist),
+                ("trusted-proxies", trustedProxies), ("blocklist", blocklist), ("store", store),
+                ("store-password-file", storePasswordFile),
             ]
             for case let (key, value?) in options { settings.set(key, value, from: command) }
             (configuration, level) = try settings.configuration()
@@ -127,6 +136,7 @@ struct Serve: AsyncParsableCommand {
         }
         var config = configuration
         config.healthFile = env["TALLY_HEALTH_FILE"]
+        if config.storePassword == nil, let password = env["TALLY_STORE_PASSWORD"] { config.storePassword = password }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = Logger.Level(rawValue: level) ?? .info
@@ -149,13 +159,16 @@ struct Serve: AsyncParsableCommand {
             for name in BackupArchive.sweepLeftovers(in: config.dataDirectory) {
                 logger.notice("removed an unfinished backup's scratch files", metadata: ["name": "\(name)"])
             }
-            let app = try buildApplication(config, logger: logger)
+            let app = try await buildApplication(config, logger: logger)
             try await app.run()
             withExtendedLifetime(lock) {}
         } catch let error as StartupError {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(1)
         } catch let error as NewerDataFormat {
+            logger.critical("cannot start: \(error.description)")
+            throw ExitCode(newerDataExitCode)
+        } catch let error as NewerClusterFormat {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(newerDataExitCode)
         }

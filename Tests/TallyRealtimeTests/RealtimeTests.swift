@@ -119,7 +119,7 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         #expect(kept.closed == nil)
     }
 
-    @Test func aStreamSubscribedAfterABatchFindsItInTheReplayCache() throws {
+    @Test func aStreamSubscribedAfterABatchFindsItInTheReplayCache() async throws {
         let loop = EmbeddedEventLoop()
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         hub.publish([logged(1, "s1", everyone), logged(2, "s1", presenterOnly), logged(3, "s1", everyone)])
@@ -127,7 +127,7 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         let (_, published) = try hub.subscribe(sessionId: "s1", role: .display, sink: RecordingSink(eventLoop: loop))
         #expect(published == 3)
         let replay = try #require(
-            hub.replay(sessionId: "s1", role: .display, after: 1, through: published, log: NoLog(), retention: 3600))
+            await hub.replay(sessionId: "s1", role: .display, after: 1, through: published, log: NoLog(), retention: 3600))
         #expect(replay.map(\.sequence) == [3], "from memory, filtered by role exactly as live")
     }
 }
@@ -166,23 +166,23 @@ private func metrics() -> RealtimeMetrics { RealtimeMetrics(factory: NOOPMetrics
         #expect(held?.count == 51, "scores count against the bytes, not against the 8 events")
     }
 
-    @Test func replayFromMemoryAndFromTheLogKeepsEachScoreToItsOwner() throws {
+    @Test func replayFromMemoryAndFromTheLogKeepsEachScoreToItsOwner() async throws {
         let hub = EventHub(epoch: "ab", publishedThrough: 0, metrics: metrics())
         hub.publish(Self.batch)
         hub.settle()
-        func replayed(_ hub: EventHub, _ role: Role, _ participant: ParticipantID?, log: any EventLog) -> [UInt64]? {
-            hub.replay(sessionId: "s1", role: role, participant: participant, after: 0, through: 3, log: log, retention: 3600)?.map(
+        func replayed(_ hub: EventHub, _ role: Role, _ participant: ParticipantID?, log: any EventLog) async -> [UInt64]? {
+            await hub.replay(sessionId: "s1", role: role, participant: participant, after: 0, through: 3, log: log, retention: 3600)?.map(
                 \.sequence)
         }
-        #expect(replayed(hub, .participant, "u1", log: NoLog()) == [1, 2])
-        #expect(replayed(hub, .participant, "u2", log: NoLog()) == [1, 3])
-        #expect(replayed(hub, .display, nil, log: NoLog()) == [1])
+        #expect(await replayed(hub, .participant, "u1", log: NoLog()) == [1, 2])
+        #expect(await replayed(hub, .participant, "u2", log: NoLog()) == [1, 3])
+        #expect(await replayed(hub, .display, nil, log: NoLog()) == [1])
         // A hub started after these events: its memory has none of them, the log has them all.
         let later = EventHub(epoch: "ab", publishedThrough: 3, metrics: metrics())
         let log = ListLog(Self.batch)
-        #expect(replayed(later, .participant, "u1", log: log) == [1, 2])
-        #expect(replayed(later, .participant, "u3", log: log) == [1])
-        #expect(replayed(later, .presenter, nil, log: log) == [1])
+        #expect(await replayed(later, .participant, "u1", log: log) == [1, 2])
+        #expect(await replayed(later, .participant, "u3", log: log) == [1])
+        #expect(await replayed(later, .presenter, nil, log: log) == [1])
     }
 }
 

@@ -29,7 +29,7 @@ struct OperatorConsoleTests {
     /// Only the operator reads the console: nobody signed in gets 401, a presenter, display or
     /// participant 403 — with a sentence that says where to sign in.
     @Test func nonOperatorsAreRefused() async throws {
-        let app = try testApplication()
+        let app = try await testApplication()
         try await app.application.test(.router) { client in
             let api = RouterCaller(client: client)
             let signIn = try await api.json(.post, "/api/v1/auth/login", body: #"{"password":"correct horse battery"}"#)
@@ -56,7 +56,7 @@ struct OperatorConsoleTests {
     /// The snapshot counts what the room is doing: participants, streams by transport, the open
     /// poll, and votes per second over the rate window (between two readings of the sampler).
     @Test func snapshotCountsParticipantsStreamsAndVotes() async throws {
-        let app = try testApplication(rateLimits: false)
+        let app = try await testApplication(rateLimits: false)
         try await app.application.test(.router) { client in
             let api = RouterCaller(client: client)
             let signIn = try await api.json(.post, "/api/v1/auth/login", body: #"{"password":"correct horse battery"}"#)
@@ -124,8 +124,8 @@ struct OperatorConsoleTests {
 
     /// p50/p99 come from the server's own delivery-latency histogram, over the last minute only:
     /// deliveries older than the window do not count.
-    @Test func latencyQuantilesComeFromTheHistogramOverTheLastMinute() throws {
-        let app = try testApplication()
+    @Test func latencyQuantilesComeFromTheHistogramOverTheLastMinute() async throws {
+        let app = try await testApplication()
         let latency = app.streams.hub.metrics.deliveryLatency
         for _ in 0..<100 { latency.recordMilliseconds(3) }  // an old spell: 2–5 ms
         let start = ContinuousClock.now
@@ -140,8 +140,8 @@ struct OperatorConsoleTests {
 
     /// Every console watching gets the same tick's snapshot, built once, with its own join URL;
     /// the next tick builds a new one.
-    @Test func streamsShareOneSnapshotPerTick() throws {
-        let app = try testApplication()
+    @Test func streamsShareOneSnapshotPerTick() async throws {
+        let app = try await testApplication()
         let start = ContinuousClock.now
         app.console.sample(at: start)
         let first = app.console.tickSnapshot(for: consoleRequest())

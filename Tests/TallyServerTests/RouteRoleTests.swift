@@ -9,7 +9,7 @@ import Testing
 @testable import TallyServer
 
 /// The app that ships, on a fresh data directory, with a known operator password.
-func testApplication(rateLimits: Bool = true) throws -> TallyApplication {
+func testApplication(rateLimits: Bool = true) async throws -> TallyApplication {
     var configuration = TallyConfiguration()
     configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-app-\(UUID().uuidString)").path
     configuration.port = 0
@@ -18,7 +18,7 @@ func testApplication(rateLimits: Bool = true) throws -> TallyApplication {
     configuration.ringSize = 1 << 20
     configuration.operatorPassword = "correct horse battery"
     configuration.rateLimits = rateLimits
-    return try buildApplication(configuration, logger: Logger(label: "test"))
+    return try await buildApplication(configuration, logger: Logger(label: "test"))
 }
 
 /// "METHOD /path" with every path parameter written `{}`.
@@ -50,8 +50,8 @@ struct RouterCaller {
 struct RouteRoleTests {
     /// A route under /api/v1 can only be added through a role's group: this fails for one
     /// mounted any other way (straight on the router, say), which would run unchecked.
-    @Test func everyAPIRouteIsMountedWithARole() throws {
-        let app = try testApplication()
+    @Test func everyAPIRouteIsMountedWithARole() async throws {
+        let app = try await testApplication()
         let api = app.routes.filter { !$0.hasPrefix("HEAD ") && $0.contains(" /api/v1/") }.map(normalized)
         let mounted = Set(app.routeRoles.keys.map(normalized))
         #expect(api.count >= 20)
@@ -73,7 +73,7 @@ struct RouteRoleTests {
     /// Every route that needs a role refuses a caller without credentials (401, with the
     /// challenge) and a caller with another session's credentials (403), before its handler runs.
     @Test func routesRefuseCallersWithoutTheirRole() async throws {
-        let app = try testApplication()
+        let app = try await testApplication()
         try await app.application.test(.router) { client in
             let api = RouterCaller(client: client)
             let signIn = try await api.json(.post, "/api/v1/auth/login", body: #"{"password":"correct horse battery"}"#)
@@ -109,7 +109,7 @@ struct RouteRoleTests {
 
     /// Two taps (or a retry) of one phone's first vote, racing: exactly one is the new ballot (201).
     @Test func racingFirstVotesGetExactlyOneCreated() async throws {
-        let app = try testApplication(rateLimits: false)
+        let app = try await testApplication(rateLimits: false)
         try await app.application.test(.router) { client in
             let api = RouterCaller(client: client)
             let signIn = try await api.json(.post, "/api/v1/auth/login", body: #"{"password":"correct horse battery"}"#)

@@ -57,7 +57,7 @@ struct CredentialsTests {
         #expect(credentials.verify(token, now: Date(timeIntervalSince1970: 1_000_000 + 13 * 3600)) == nil)
     }
 
-    @Test func passwordsAreStoredSaltedAndVerified() throws {
+    @Test func passwordsAreStoredSaltedAndVerified() async throws {
         let a = try PasswordHash.make(password: "correct horse")
         let b = try PasswordHash.make(password: "correct horse")
         #expect(a != b, "a fresh salt each time")
@@ -72,7 +72,7 @@ struct CredentialsTests {
 @Suite("API contract")
 struct ContractTests {
     /// Every route the server answers is in openapi.yaml, and every documented operation is routed.
-    @Test func routesAndOpenAPIDocumentAgree() throws {
+    @Test func routesAndOpenAPIDocumentAgree() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tally-contract-\(UUID().uuidString)")
         var configuration = TallyConfiguration()
         configuration.dataDirectory = dir.path
@@ -80,7 +80,7 @@ struct ContractTests {
         // The smallest ring, removed afterwards: a default 1 GiB ring per run fills /tmp.
         configuration.ringSize = 1 << 20
         defer { try? FileManager.default.removeItem(at: dir) }
-        let app = try buildApplication(configuration, logger: Logger(label: "test"))
+        let app = try await buildApplication(configuration, logger: Logger(label: "test"))
         let routed = Set(
             app.routes.filter { !$0.hasPrefix("HEAD ") }.map {
                 $0.replacingOccurrences(of: #"\{(\w+)\}"#, with: "{}", options: .regularExpression)

@@ -40,22 +40,22 @@ struct RevocationTests {
         #expect(credentials.verify(new.replacingOccurrences(of: "di.s1.2.", with: "di.s1.3.")) == nil)
     }
 
-    @Test func passwordChangeAndLogoutEndOperatorSignIns() throws {
+    @Test func passwordChangeAndLogoutEndOperatorSignIns() async throws {
         let settings = MemorySettings()
         let signIns = OperatorSignIns(settings: settings)
         let before = credentials.inspect(credentials.token(for: .operator, epoch: signIns.epoch))!.facts
         #expect(signIns.honours(before))
-        try signIns.revokeAll()
+        try await signIns.revokeAll()
         #expect(!signIns.honours(before), "issued before the change")
         // Epochs, not clocks: a token stamped later by a wrong clock is still of the old epoch.
         let after = credentials.inspect(credentials.token(for: .operator, epoch: signIns.epoch))!.facts
         #expect(after.epoch == 1 && signIns.honours(after))
-        try revokeOperatorSignIns(in: settings)  // `tally reset-password`
+        try await revokeOperatorSignIns(in: settings)  // `tally reset-password`
         #expect(OperatorSignIns(settings: settings).honours(after) == false)
         let latest = credentials.inspect(credentials.token(for: .operator, epoch: signIns.epoch))!.facts
         let restarted = OperatorSignIns(settings: settings)
         #expect(restarted.honours(latest))
-        try signIns.revoke(nonce: latest.nonce, expiry: Int(Date().timeIntervalSince1970) + 60)
+        try await signIns.revoke(nonce: latest.nonce, expiry: Int(Date().timeIntervalSince1970) + 60)
         #expect(!signIns.honours(latest), "signed out")
         // Another server process (or a restart) reads the same facts from the settings.
         #expect(!OperatorSignIns(settings: settings).honours(latest))

@@ -21,12 +21,12 @@ struct TestVenue {
         log = try RingEventLog(
             path: directory.appendingPathComponent("events.ring").path, options: options, projectedThrough: 0,
             logger: Logger(label: "test"))
-        venue = Venue(log: log, limits: SessionLimits(), maxSessions: 100, resultsInterval: resultsInterval)
+        venue = Venue(writer: .embedded(log), limits: SessionLimits(), maxSessions: 100, resultsInterval: resultsInterval)
     }
 
     /// A session with one open poll ("p1": o1, o2) and one joined participant ("ada").
-    func sessionWithOpenPoll() throws -> LiveSession {
-        let (session, _) = try venue.createSession(title: "All hands")
+    func sessionWithOpenPoll() async throws -> LiveSession {
+        let (session, _) = try await venue.createSession(title: "All hands")
         _ = try session.execute(
             .createPoll(.init(pollId: "p1", question: "Ship it?", options: ["Yes", "No"], kind: .single, openImmediately: true)))
         _ = try session.execute(.join("ada"))
@@ -46,9 +46,9 @@ struct TestVenue {
 @Suite("One command path")
 struct CommandPathTests {
     /// Creation is a command like any other: its event is in the log and the state follows it.
-    @Test func creatingASessionGoesThroughTheLog() throws {
+    @Test func creatingASessionGoesThroughTheLog() async throws {
         let test = try TestVenue()
-        let (session, created) = try test.venue.createSession(title: "  All hands ")
+        let (session, created) = try await test.venue.createSession(title: "  All hands ")
         guard case .sessionCreated(let event) = created.last.event else {
             Issue.record("expected session.created, got \(created.last.event)")
             return
@@ -56,7 +56,7 @@ struct CommandPathTests {
         #expect(event.title == "All hands")
         #expect(session.read { state, last in (state.title, last) } == ("All hands", created.last.sequence))
         #expect(test.venue.session(joinCode: event.joinCode) === session)
-        #expect(throws: CommandFailure.self) { try test.venue.createSession(title: " ") }
+        await #expect(throws: CommandFailure.self) { try await test.venue.createSession(title: " ") }
         #expect(test.venue.sessionCount == 1, "a refused creation registers nothing")
     }
 
@@ -65,7 +65,7 @@ struct CommandPathTests {
     @Test func ofManyRacingFirstBallotsExactlyOneIsNew() async throws {
         let test = try TestVenue()
         for round in 0..<20 {
-            let session = try test.sessionWithOpenPoll()
+            let session = try await test.sessionWithOpenPoll()
             let pollId = "p1"
             let outcomes = await withTaskGroup(of: Bool?.self) { group in
                 for i in 0..<16 {
@@ -88,7 +88,7 @@ struct CommandPathTests {
         let group = ServiceGroup(services: [test.venue.results], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let session = try test.sessionWithOpenPoll()
+            let session = try await test.sessionWithOpenPoll()
             _ = try session.execute(.join("bob"))
             // Wait until the service runs (a ballot before that publishes at once).
             try await waitUntil { test.venue.results.isRunning }

@@ -1,0 +1,421 @@
+import Foundation
+import Logging
+import Synchronization
+import TallyCluster
+import TallyDomain
+import TallyEventLog
+
+/// The cluster's PostgreSQL could not be used for a command: a 503 with `Retry-After`, and
+/// nothing acknowledged (the command may or may not have been committed; a retry is safe for
+/// votes and upvotes, which replace or repeat).
+struct StoreUnavailable: Error, CustomStringConvertible {
+    static let retryAfterSeconds = 2
+    let reason: String
+    var description: String { "the cluster's database does not answer (\(reason)); try again in a moment" }
+}
+
+/// One instance's single path from command to history in a cluster.
+///
+/// Commands from any of this instance's requests queue here; one loop takes whatever is
+/// queued, takes the log's lock in PostgreSQL (`ClusterStore.appendUnderLock`), first folds
+/// what other instances committed since it last looked (so it decides on the state every
+/// instance agrees on), then decides every queued command — on copies of the sessions' states
+/// — appends the events and commits. Only then are the copies installed, the callers answered
+/// and the events handed to this instance's subscribers. A failed transaction leaves the live
+/// state as it was.
+///
+/// The same loop catches up on other instances' commits outside the lock: on a notification,
+/// on a gap, after PostgreSQL comes back, and once a second in any case (the probe that keeps
+/// `/readyz` true to PostgreSQL's health). Everything an instance folds, it folds here, in
+/// sequence order, so its subscribers see one order: the log's.
+final class ClusterWriter: Sendable {
+    let store: ClusterStore
+    let log: ClusterLog
+    let settings: ClusterSettings
+    let logger: Logger
+    /// Commands decided per transaction at most (a burst waits for the next round trip).
+    static let batchLimit = 1_024
+    private let venueSlot = Mutex<Venue?>(nil)
+    private let inbox = Mutex(Inbox())
+    private let (wakes, waker) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    /// Per session, the position of its newest event (`tally_events.session_seq`); the loop's own.
+    private let positions = Mutex<[SessionID: Int32]>([:])
+
+    private struct Submission: Sendable {
+        let session: LiveSession
+        let creating: Bool
+        let decide: LiveSession.Decide
+        let answer: @Sendable (Result<Executed, CommandFailure>) -> Void
+    }
+
+    private struct Inbox {
+        var pending: [Submission] = []
+        var catchUp = false
+        /// Callers waiting until the instance has folded through a sequence.
+        var waiting: [(UInt64, CheckedContinuation<Void, Never>)] = []
+    }
+
+    init(store: ClusterStore, log: ClusterLog, settings: ClusterSettings, logger: Logger) {
+        self.store = store
+        self.log = log
+        self.settings = settings
+        self.logger = logger
+    }
+
+    func attach(_ venue: Venue) { venueSlot.withLock { $0 = venue } }
+    private var venue: Venue {
+        guard let venue = venueIfAttached else { preconditionFailure("the cluster writer runs only once attached to its venue") }
+        return venue
+    }
+    var venueIfAttached: Venue? { venueSlot.withLock { $0 } }
+
+    /// Notes where each session stands, from the events folded at start.
+    func noteFolded(_ row: ClusterStore.Row) {
+        positions.withLock { $0[row.logged.sessionId] = row.sessionSequence }
+    }
+
+    // MARK: - Submitting
+
+    /// Decides `decide` on `session` under the cluster's lock and returns once committed.
+    func submit(_ session: LiveSession, creating: Bool = false, decide: @escaping LiveSession.Decide) async throws(CommandFailure)
+        -> Executed
+    {
+        // While PostgreSQL is known to be down, refuse at once: a phone should hear "try again"
+        // in milliseconds, not after a connection timeout. The probe clears this within a second.
+        if let outage = log.storeOutage { throw .logUnavailable(StoreUnavailable(reason: outage)) }
+        let result: Result<Executed, CommandFailure> = await withCheckedContinuation { continuation in
+            let submission = Submission(session: session, creating: creating, decide: decide) { continuation.resume(returning: $0) }
+            inbox.withLock { $0.pending.append(submission) }
+            waker.yield()
+        }
+        return try result.get()
+    }
+
+    /// Asks the loop to read what other instances committed (a notification arrived).
+    func requestCatchUp() {
+        inbox.withLock { $0.catchUp = true }
+        waker.yield()
+    }
+
+    /// Waits (at most `limit`) until this instance has folded every event through `sequence`.
+    func waitUntilFolded(_ sequence: UInt64, limit: Duration = .seconds(2)) async {
+        guard log.durableSequence < sequence else { return }
+        requestCatchUp()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let ready = self.inbox.withLock { inbox -> Bool in
+                        if self.log.durableSequence >= sequence { return true }
+                        inbox.waiting.append((sequence, continuation))
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+            // The waiter left behind (on a timeout) is resumed by a later fold or at shutdown.
+        }
+    }
+
+    // MARK: - The loop
+
+    /// Runs until cancelled: commits what is queued, catches up, probes PostgreSQL.
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [waker] in
+                // The probe: at least once a second the loop looks at the table.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    self.inbox.withLock { $0.catchUp = true }
+                    waker.yield()
+                }
+            }
+            group.addTask { await self.loop() }
+            await group.next()
+            group.cancelAll()
+        }
+        // Nobody is left to answer: whoever still waits hears that the instance is stopping.
+        let (pending, waiting) = inbox.withLock { inbox in
+            defer {
+                inbox.pending = []
+                inbox.waiting = []
+            }
+            return (inbox.pending, inbox.waiting)
+        }
+        for submission in pending { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: "this instance is stopping")))) }
+        for (_, continuation) in waiting { continuation.resume() }
+    }
+
+    private func loop() async {
+        for await _ in wakes {
+            while !Task.isCancelled {
+                let (batch, catchUp) = inbox.withLock { inbox in
+                    let batch = Array(inbox.pending.prefix(Self.batchLimit))
+                    inbox.pending.removeFirst(batch.count)
+                    defer { inbox.catchUp = false }
+                    return (batch, inbox.catchUp)
+                }
+                if !batch.isEmpty {
+                    await commit(batch)
+                } else if catchUp {
+                    await catchUpOutsideLock()
+                    break
+                } else {
+                    break
+                }
+            }
+            if Task.isCancelled { return }
+        }
+    }
+
+    /// One session's working copy during a transaction.
+    private struct Working {
+        let session: LiveSession
+        var state: SessionState?
+        var lastSequence: UInt64
+        var position: Int32
+        var creating: Bool
+    }
+
+    /// What a transaction decided: rows to write, and each submission's outcome.
+    private final class Round: @unchecked Sendable {
+        // Touched only by the loop's task (inside and after the transaction it awaits).
+        var working: [SessionID: Working] = [:]
+        var outcomes: [Result<Executed, CommandFailure>] = []
+        var rows: [ClusterStore.Row] = []
+    }
+
+    private func commit(_ batch: [Submission]) async {
+        let round = Round()
+        do {
+            _ = try await store.appendUnderLock { [self] transaction in
+                // Others committed since this instance last looked: fold their events first.
+                let folded = log.durableSequence
+                if transaction.head > folded {
+                    fold(try await transaction.events(after: folded))
+                } else if transaction.head < folded {
+                    throw ClusterStoreError(
+                        "the database's log ends at \(transaction.head), before what this instance has seen (\(folded)): was the database replaced? Restart every instance."
+                    )
+                }
+                round.working = [:]
+                round.outcomes = []
+                round.rows = []
+                var next = transaction.head
+                let positions = self.positions.withLock { $0 }
+                for submission in batch {
+                    let id = submission.session.id
+                    var working =
+                        round.working[id]
+                        ?? {
+                            let (state, last) = submission.session.writerSnapshot()
+                            return Working(
+                                session: submission.session, state: state, lastSequence: last, position: positions[id] ?? 0,
+                                creating: submission.creating)
+                        }()
+                    switch LiveSession.decision(submission.decide, on: working.state, now: ServerClock.now()) {
+                    case .failure(let refusal):
+                        round.outcomes.append(.failure(.refused(refusal)))
+                    case .success(let decided):
+                        var logged: [LoggedEvent] = []
+                        let now = Date()
+                        for event in decided.events {
+                            next += 1
+                            working.position += 1
+                            let entry = LoggedEvent(sequence: next, sessionId: id, timestamp: now, event: event)
+                            logged.append(entry)
+                            round.rows.append(ClusterStore.Row(logged: entry, sessionSequence: working.position))
+                            LiveSession.apply(event, to: &working.state)
+                        }
+                        if let last = logged.last { working.lastSequence = last.sequence }
+                        round.outcomes.append(
+                            .success(Executed(events: logged, replacedBallot: decided.replaced, sequence: working.lastSequence)))
+                    }
+                    round.working[id] = working
+                }
+                return round.rows
+            }
+        } catch {
+            let reason = ClusterStore.describe(error)
+            logger.error("could not commit to the cluster's database", metadata: ["commands": "\(batch.count)", "error": "\(reason)"])
+            log.storeFailed(reason)
+            // Whatever was refused stays refused; the rest was not acknowledged. The transaction
+            // may have committed all the same (the connection dropped during COMMIT): the next
+            // catch-up folds it then, like any other instance's events.
+            for (index, submission) in batch.enumerated() {
+                if index < round.outcomes.count, case .failure(.refused) = round.outcomes[index] {
+                    submission.answer(round.outcomes[index])
+                } else {
+                    submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: reason))))
+                }
+            }
+            requestCatchUp()
+            return
+        }
+        log.storeAnswered()
+        // Committed: install the copies, register new sessions, then tell the subscribers —
+        // before anyone is answered, so a reply's event is never ahead of the streams.
+        for working in round.working.values where !round.rows.isEmpty || working.creating {
+            guard working.state != nil else { continue }
+            working.session.install(state: working.state, lastSequence: working.lastSequence)
+            if working.creating, round.rows.contains(where: { $0.logged.sessionId == working.session.id }) {
+                venue.addCreated(working.session)
+            }
+        }
+        positions.withLock { positions in
+            for row in round.rows { positions[row.logged.sessionId] = row.sessionSequence }
+        }
+        delivered(round.rows.map(\.logged))
+        for (submission, outcome) in zip(batch, round.outcomes) {
+            if case .success(let executed) = outcome { submission.session.committed(executed) }
+            submission.answer(outcome)
+        }
+    }
+
+    /// Reads other instances' commits outside the lock (a notification, a gap, the probe).
+    private func catchUpOutsideLock() async {
+        do {
+            while true {
+                let rows = try await store.events(after: log.durableSequence)
+                fold(rows)
+                if rows.count < 5_000 { break }
+            }
+            if log.storeOutage != nil {
+                log.storeAnswered()
+                logger.notice("the cluster's database answers again")
+                try? await settings.reload()
+            }
+            log.noteOldest(try? await store.oldest())
+        } catch {
+            let reason = ClusterStore.describe(error)
+            if log.storeOutage == nil {
+                logger.error("the cluster's database does not answer", metadata: ["error": "\(reason)"])
+            }
+            log.storeFailed(reason)
+        }
+    }
+
+    /// Other instances' committed events, in order: into the sessions, then to subscribers.
+    private func fold(_ rows: [ClusterStore.Row]) {
+        guard !rows.isEmpty else { return }
+        let folded = log.durableSequence
+        let fresh = rows.filter { $0.logged.sequence > folded }
+        guard let first = fresh.first else { return }
+        if first.logged.sequence != folded + 1 {
+            logger.critical(
+                "events missing in the cluster's log", metadata: ["from": "\(folded + 1)", "to": "\(first.logged.sequence - 1)"])
+        }
+        let venue = self.venue
+        let events = fresh.map(\.logged)
+        venue.recover(from: events)
+        positions.withLock { positions in
+            for row in fresh { positions[row.logged.sessionId] = row.sessionSequence }
+        }
+        // A quiz question another instance opened closes on time here too, should that
+        // instance die (the first close wins; the others are refused, quietly).
+        for event in events {
+            if case .pollOpened(let opened) = event.event { venue.session(event.sessionId)?.scheduleCountdown(opened) }
+        }
+        delivered(events)
+    }
+
+    private func delivered(_ events: [LoggedEvent]) {
+        guard !events.isEmpty else { return }
+        log.delivered(events)
+        let through = log.durableSequence
+        let ready = inbox.withLock { inbox in
+            let ready = inbox.waiting.filter { $0.0 <= through }.map(\.1)
+            inbox.waiting.removeAll { $0.0 <= through }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    // MARK: - Listening
+
+    /// Listens for the other instances' notifications until cancelled.
+    func listen(onLimit: @escaping @Sendable (Substring, String) -> Void) async {
+        await store.listen(
+            connected: {
+                self.log.listening(nil)
+                self.logger.info("listening for the other instances", metadata: ["store": "\(self.store.address)"])
+                // Anything committed while this instance was not listening is read now.
+                self.requestCatchUp()
+                try? await self.settings.reload()
+            },
+            disconnected: { reason in
+                if self.log.outage == nil { self.logger.error("lost the cluster's notifications", metadata: ["error": "\(reason)"]) }
+                self.log.listening(reason)
+            },
+            notified: { payload in
+                let parts = payload.split(separator: " ", maxSplits: 2)
+                switch parts.first {
+                case "e":
+                    // Committed by this instance already folded; else catch up (the gap check
+                    // is the fold's: it reads everything after what this instance has).
+                    if parts.count == 3, let to = UInt64(parts[2]), to <= self.log.durableSequence { return }
+                    self.requestCatchUp()
+                case "s":
+                    Task { try? await self.settings.reload() }
+                case "l":
+                    if parts.count == 3 { onLimit(parts[1], String(parts[2])) }
+                default:
+                    break
+                }
+            })
+    }
+}
+
+/// A cluster instance's moving parts beside the HTTP server: the connection pool, the writer's
+/// loop and the listener. Started once the routes exist; stopped after every service.
+final class ClusterParts: Sendable {
+    let store: ClusterStore
+    let writer: ClusterWriter
+    let logger: Logger
+    /// Who this instance is in notifications (so it skips its own rate-limit charges).
+    let instance: String
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    init(store: ClusterStore, writer: ClusterWriter, pool: Task<Void, Never>, logger: Logger) {
+        self.store = store
+        self.writer = writer
+        self.logger = logger
+        var rng = SystemRandomNumberGenerator()
+        self.instance = IdentifierAlphabet.make(length: 8, using: &rng)
+        tasks.withLock { $0 = [pool] }
+    }
+
+    func start(limits: Limits) {
+        let loop = Task { await writer.run() }
+        let listener = Task { [writer, instance] in
+            await writer.listen { kind, rest in
+                // `<kind>.<instance> <address>`: another instance's charge.
+                let parts = kind.split(separator: ".")
+                guard parts.count == 2, parts[1] != instance, let charge = LimitCharge(kind: parts[0], address: rest),
+                    let venue = writer.venueIfAttached
+                else { return }
+                limits.count(charge, in: venue)
+            }
+        }
+        tasks.withLock { $0.append(contentsOf: [loop, listener]) }
+    }
+
+    /// Tells the other instances of a rate-limit charge (fire and forget: a lost one costs an
+    /// attacker's rate one guess, never a legitimate request anything).
+    func share(_ charge: LimitCharge) {
+        let parts = charge.text.split(separator: " ", maxSplits: 1)
+        let payload = "l \(parts[0]).\(instance) \(parts[1])"
+        Task { [store] in try? await store.notify(payload) }
+    }
+
+    func stop() async {
+        let running = tasks.withLock { $0 }
+        // The loop and the listener first, the pool they use last.
+        for task in running.dropFirst() { task.cancel() }
+        for task in running.dropFirst() { await task.value }
+        running.first?.cancel()
+        await running.first?.value
+    }
+}
