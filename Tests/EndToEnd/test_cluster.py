@@ -6,6 +6,7 @@ needs nobody to step in, credentials and guess budgets are the cluster's, not an
 an appliance's data moves into a cluster."""
 
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -80,9 +81,16 @@ def results_published(server, sid, presenter, start, poll_id, expected):
     """Until a poll.results with these counts is in the log (results are coalesced: the last one
     comes a moment after the last vote, and a poll closed before it would not carry it)."""
     watcher = sse(server, sid, presenter, start)
+    seen = []
+
+    def final(e):
+        if e["eventType"] == "poll.results" and e["payload"]["pollId"] == poll_id:
+            seen.append([x["count"] for x in e["payload"]["counts"]])
+        return bool(seen) and seen[-1] == expected
     try:
-        watcher.collect(lambda e: e["eventType"] == "poll.results" and e["payload"]["pollId"] == poll_id
-                        and [x["count"] for x in e["payload"]["counts"]] == expected, timeout=20)
+        watcher.collect(final, timeout=20)
+    except queue.Empty:
+        raise AssertionError(f"no poll.results with {expected}; the last published: {seen[-1:]}") from None
     finally:
         watcher.close()
 
