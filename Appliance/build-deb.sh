@@ -50,12 +50,17 @@ install -d "$PKG/DEBIAN" "$PKG/usr/bin" "$PKG/lib/systemd/system" "$PKG/etc/tall
 install -m 0755 "$BIN" "$PKG/usr/bin/tally"
 strip --strip-unneeded "$PKG/usr/bin/tally"
 install -m 0644 Systemd/tally.service "$PKG/lib/systemd/system/tally.service"
+# Cluster mode (several instances sharing PostgreSQL): installed, never enabled by the package;
+# the operator enables tally@8081 … (Appliance/cluster/README.md, shipped with the examples).
+install -m 0644 Systemd/tally@.service "$PKG/lib/systemd/system/tally@.service"
 # 0640 root:root: it may hold the operator password and the Wi-Fi passphrase. Only root reads
 # it; the unit passes the service a copy (LoadCredential=).
 install -m 0640 Appliance/etc/tally.conf "$PKG/etc/tally/tally.conf"
 install -m 0644 README.md ARCHITECTURE.md "$PKG/usr/share/doc/tally/"
 install -m 0644 Systemd/tally-kiosk.service Appliance/standalone/hostapd.conf Appliance/standalone/dnsmasq.conf \
     "$PKG/usr/share/doc/tally/examples/"
+install -d "$PKG/usr/share/doc/tally/examples/cluster"
+install -m 0644 Appliance/cluster/haproxy.cfg Appliance/cluster/README.md "$PKG/usr/share/doc/tally/examples/cluster/"
 
 # Shared libraries the binary needs, as Debian package names.
 DEPENDS="libc6, libsqlite3-0, libavahi-client3, libqrencode4, libstdc++6, zlib1g"
@@ -122,6 +127,13 @@ set -e
 if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
     systemctl stop tally.service || true
     systemctl disable tally.service >/dev/null || true
+    # Cluster instances the operator enabled (tally@8081 …): their binary is going away too.
+    for unit in $(systemctl list-units --all --plain --no-legend 'tally@*.service' | awk '{print $1}'); do
+        systemctl stop "$unit" || true
+    done
+    for unit in $(systemctl list-unit-files --plain --no-legend 'tally@*.service' | awk '$2 == "enabled" {print $1}'); do
+        systemctl disable "$unit" >/dev/null || true
+    done
 fi
 exit 0
 SCRIPT
@@ -131,7 +143,7 @@ set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 # Sessions, votes, the secret and the operator password stay in /var/lib/private/tally on
 # remove and upgrade; only purge deletes them.
-if [ "$1" = purge ]; then rm -rf /var/lib/private/tally /var/lib/tally; fi
+if [ "$1" = purge ]; then rm -rf /var/lib/private/tally /var/lib/tally /var/lib/private/tally-cluster /var/lib/tally-cluster; fi
 exit 0
 SCRIPT
 chmod 0755 "$PKG/DEBIAN/postinst" "$PKG/DEBIAN/prerm" "$PKG/DEBIAN/postrm"

@@ -18,7 +18,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the build and the tests need.
 BUILD_PACKAGES=(libsqlite3-dev libqrencode-dev libavahi-client-dev pkg-config)
 TEST_PACKAGES=(python3 python3-pytest python3-websockets python3-yaml python3-selenium python3-venv chromium chromium-driver
-    dbus avahi-daemon avahi-utils iproute2 util-linux procps zbar-tools openssl)
+    dbus avahi-daemon avahi-utils iproute2 util-linux procps zbar-tools openssl
+    postgresql haproxy)  # cluster mode: the tests make their own PostgreSQL (initdb) and HAProxy
 # The API fuzzer, from PyPI, into a virtualenv of its own (ignored by git like the build folders).
 SCHEMATHESIS=schemathesis==4.32.5
 FUZZ_VENV="$ROOT/.build-venv"

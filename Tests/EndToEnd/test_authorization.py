@@ -15,6 +15,7 @@ import urllib.parse
 import pytest
 import websockets
 
+import cluster
 from conftest import ROOT, Server, SSEStream
 
 # Columns: who calls. "other" = the presenter, a participant and the display of a *different*
@@ -76,12 +77,30 @@ MATRIX = {
 STREAM_ROLE = {"operator": "presenter", "presenter": "presenter", "participant": "participant", "display": "display"}
 
 
-@pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    server = Server(str(tmp_path_factory.mktemp("authz")),
-                    extra_args=["--rate-limits", "no", "--wifi-ssid", "Tally", "--wifi-passphrase", "choose-a-long-one"]).start()
-    yield server
-    server.stop()
+ARGS = ["--rate-limits", "no", "--wifi-ssid", "Tally", "--wifi-passphrase", "choose-a-long-one"]
+
+
+@pytest.fixture(scope="module", params=["appliance", "cluster"])
+def appliance(request, tmp_path_factory):
+    """The same matrix on one box, and on three instances sharing PostgreSQL behind HAProxy
+    (each cell's requests and streams then land on different instances)."""
+    if request.param == "appliance":
+        server = Server(str(tmp_path_factory.mktemp("authz")), extra_args=ARGS).start()
+        yield server
+        server.stop()
+        return
+    cluster.skip_unless_available()
+    postgresql = cluster.PostgreSQL().init().start()
+    venue = cluster.Cluster(postgresql, "authz", extra_args=ARGS)
+    try:
+        try:
+            venue.start()
+        except Exception as error:
+            raise AssertionError(f"the cluster did not start: {error}\n{venue.logs()}") from error
+        yield venue.front
+    finally:
+        venue.destroy()
+        postgresql.destroy()
 
 
 class Venue:

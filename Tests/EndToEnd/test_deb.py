@@ -37,10 +37,14 @@ def test_package_metadata_and_contents(deb):
     for script in ("postinst", "prerm", "postrm", "conffiles"):
         assert script in info
     contents = subprocess.run(["dpkg-deb", "--contents", deb], capture_output=True, text=True, check=True).stdout
-    for path in ("./usr/bin/tally", "./lib/systemd/system/tally.service", "./etc/tally/tally.conf",
+    for path in ("./usr/bin/tally", "./lib/systemd/system/tally.service", "./lib/systemd/system/tally@.service",
+                 "./usr/share/doc/tally/examples/cluster/haproxy.cfg", "./etc/tally/tally.conf",
                  "./usr/share/doc/tally/README.md", "./usr/share/doc/tally/examples/tally-kiosk.service",
                  "./usr/share/doc/tally/examples/hostapd.conf", "./usr/share/doc/tally/examples/dnsmasq.conf"):
         assert path in contents, path
+    # The cluster template is shipped for the operator to enable; the package starts only the appliance.
+    postinst = subprocess.run(["dpkg-deb", "--info", deb, "postinst"], capture_output=True, text=True, check=True).stdout
+    assert "tally@" not in postinst
 
 
 def test_only_root_and_the_service_read_the_configuration(deb):
