@@ -229,8 +229,10 @@ class SSEStream:
         fields = {}
         try:
             while True:
-                fp = self.response.fp  # None once close() has released the connection
-                line = fp.readline() if fp is not None else b""
+                # Through the response, not its raw socket file: a proxy may cut the body into
+                # chunks anywhere (HAProxy does at its buffer size), and only the response
+                # takes the chunk framing off. Empty once close() has released the connection.
+                line = self.response.readline() if self.response.fp is not None else b""
                 if not line:
                     break
                 line = line.decode().rstrip("\n")
@@ -246,7 +248,7 @@ class SSEStream:
                 else:
                     key, _, value = line.partition(":")
                     fields[key] = value[1:] if value.startswith(" ") else value
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             pass
         finally:
             self.ended.set()
