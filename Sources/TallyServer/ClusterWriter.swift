@@ -58,7 +58,7 @@ final class ClusterWriter: Sendable {
         var pending: [Submission] = []
         var catchUp = false
         /// Callers waiting until the instance has folded through a sequence.
-        var waiting: [(UInt64, CheckedContinuation<Void, Never>)] = []
+        var waiting: [(UInt64, UUID, CheckedContinuation<Void, Never>)] = []
     }
 
     init(store: ClusterStore, log: ClusterLog, settings: ClusterSettings, logger: Logger) {
@@ -114,21 +114,27 @@ final class ClusterWriter: Sendable {
     func waitUntilFolded(_ sequence: UInt64, limit: Duration = .seconds(2)) async {
         guard log.durableSequence < sequence else { return }
         requestCatchUp()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let ready = self.inbox.withLock { inbox -> Bool in
-                        if self.log.durableSequence >= sequence { return true }
-                        inbox.waiting.append((sequence, continuation))
-                        return false
-                    }
-                    if ready { continuation.resume() }
-                }
+        let id = UUID()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = inbox.withLock { inbox -> Bool in
+                if log.durableSequence >= sequence { return true }
+                inbox.waiting.append((sequence, id, continuation))
+                return false
             }
-            group.addTask { try? await Task.sleep(for: limit) }
-            await group.next()
-            group.cancelAll()
-            // The waiter left behind (on a timeout) is resumed by a later fold or at shutdown.
+            if ready {
+                continuation.resume()
+                return
+            }
+            // The bound: whoever comes first (a fold or this timer) takes the waiter out and
+            // resumes it; the other finds it gone.
+            Task {
+                try? await Task.sleep(for: limit)
+                let expired = self.inbox.withLock { inbox -> CheckedContinuation<Void, Never>? in
+                    guard let index = inbox.waiting.firstIndex(where: { $0.1 == id }) else { return nil }
+                    return inbox.waiting.remove(at: index).2
+                }
+                expired?.resume()
+            }
         }
     }
 
@@ -166,7 +172,7 @@ final class ClusterWriter: Sendable {
             return (inbox.pending, inbox.waiting)
         }
         for submission in pending { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: "this instance is stopping")))) }
-        for (_, continuation) in waiting { continuation.resume() }
+        for (_, _, continuation) in waiting { continuation.resume() }
     }
 
     private func loop() async {
@@ -354,7 +360,7 @@ final class ClusterWriter: Sendable {
         log.delivered(events)
         let through = log.durableSequence
         let ready = inbox.withLock { inbox in
-            let ready = inbox.waiting.filter { $0.0 <= through }.map(\.1)
+            let ready = inbox.waiting.filter { $0.0 <= through }.map(\.2)
             inbox.waiting.removeAll { $0.0 <= through }
             return ready
         }
@@ -443,10 +449,25 @@ final class ClusterParts: Sendable {
 
     func stop() async {
         let running = tasks.withLock { $0 }
-        // The loop and the listener first, the pool they use last.
+        // The loop and the listener first, the pool they use last; none may hold up the end of
+        // the process (a connection stuck on a dead PostgreSQL may not heed cancellation).
         for task in running.dropFirst() { task.cancel() }
-        for task in running.dropFirst() { await task.value }
+        for task in running.dropFirst() { await Self.awaitBriefly(task) }
         running.first?.cancel()
-        await running.first?.value
+        if let pool = running.first { await Self.awaitBriefly(pool) }
+    }
+
+    private static func awaitBriefly(_ task: Task<Void, Never>, limit: Duration = .seconds(2)) async {
+        let done = AsyncStream<Void>.makeStream()
+        Task {
+            await task.value
+            done.continuation.yield()
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            done.continuation.yield()
+        }
+        var iterator = done.stream.makeAsyncIterator()
+        _ = await iterator.next()
     }
 }

@@ -11,7 +11,8 @@ struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy a stopped appliance's sessions, polls, votes, Q&A, quiz scores and settings into a cluster's PostgreSQL.",
         discussion: """
-            The database must be empty (no instance has served from it yet, or only started on it). \
+            The database must hold no events yet; start the cluster's instances after the copy (an instance \
+            reads the signing secret once, at start). \
             Join links and printed QR codes keep working (the signing secret comes along); the operator password \
             comes along too. Phones that were connected start again from the current state (new event ids). \
             The appliance's data directory is only read.
