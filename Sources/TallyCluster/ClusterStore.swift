@@ -45,8 +45,18 @@ public final class ClusterStore: Sendable {
         configuration.options.maximumConnections = 8
         configuration.options.minimumConnections = 1
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(10))
+        configuration.options.additionalStartupParameters = Self.sessionLimits
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
+
+    /// Limits PostgreSQL enforces on each of an instance's connections, whatever the instance
+    /// does: a frozen or partitioned instance holding the log's lock in an open transaction is
+    /// cut off after 10 s (not after TCP's keepalive, hours later), and no statement runs for
+    /// more than a minute.
+    static let sessionLimits: [(String, String)] = [
+        ("idle_in_transaction_session_timeout", "10000"), ("statement_timeout", "60000"),
+        ("application_name", "tally"),
+    ]
 
     static func tls(_ mode: StoreAddress.TLSMode) -> PostgresClient.Configuration.TLS {
         switch mode {
@@ -168,9 +178,17 @@ public final class ClusterStore: Sendable {
     /// (sequences head + 1, …, in order), moves the head and notifies every instance — in one
     /// transaction. Returns once committed (PostgreSQL's `synchronous_commit` decides what that
     /// means; its default waits for the WAL flush).
-    public func appendUnderLock(_ decide: @escaping @Sendable (Transaction) async throws -> [Row]) async throws -> [Row] {
-        try await bounded("appending events") { [client, logger] in
+    public func appendUnderLock(
+        within limit: Duration? = nil, _ decide: @escaping @Sendable (Transaction) async throws -> [Row]
+    ) async throws -> [Row] {
+        let lockWait = "\(Int(((limit ?? timeout) * 4 / 5).components.seconds * 1000))ms"
+        return try await bounded("appending events", within: limit) { [client, logger] in
             try await client.withTransaction(logger: logger) { connection in
+                // Give up on the lock before the caller gives up on us: the transaction then ends
+                // here, instead of queueing on the lock after nobody waits for it.
+                try await connection.query(
+                    "SELECT set_config('lock_timeout', \(lockWait), true), set_config('statement_timeout', \(lockWait), true)",
+                    logger: logger)
                 let head = try await Self.single(
                     connection.query("SELECT seq FROM tally_log_head WHERE id = 1 FOR UPDATE", logger: logger), Int64.self)
                 let rows = try await decide(Transaction(connection: connection, logger: logger, head: UInt64(head ?? 0)))
@@ -318,6 +336,23 @@ public final class ClusterStore: Sendable {
         }
     }
 
+    /// Changes a setting from its current value in one transaction (the row locked), so two
+    /// instances changing it at once both count (a sign-out each, an epoch bumped twice).
+    public func updateSetting(_ key: String, _ transform: @escaping @Sendable (String?) -> String) async throws -> String {
+        try await bounded("updating a setting") { [client, logger] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("INSERT INTO tally_settings VALUES (\(key), '') ON CONFLICT DO NOTHING", logger: logger)
+                let current = try await Self.single(
+                    connection.query("SELECT value FROM tally_settings WHERE key = \(key) FOR UPDATE", logger: logger), String.self)
+                let value = transform(current.flatMap { $0.isEmpty ? nil : $0 })
+                try await connection.query("UPDATE tally_settings SET value = \(value) WHERE key = \(key)", logger: logger)
+                let note = "s \(key)"
+                try await connection.query("SELECT pg_notify(\(Self.channel), \(note))", logger: logger)
+                return value
+            }
+        }
+    }
+
     /// Tells every instance something that is not stored (a rate-limit charge).
     public func notify(_ payload: String) async throws {
         _ = try await bounded("notifying") { [client, logger] in
@@ -366,6 +401,7 @@ public final class ClusterStore: Sendable {
             host: address.host, port: address.port, username: address.username, password: address.password,
             database: address.database, tls: tls)
         configuration.options.connectTimeout = .seconds(3)
+        configuration.options.additionalStartupParameters = Self.sessionLimits
         return configuration
     }
 
@@ -373,13 +409,15 @@ public final class ClusterStore: Sendable {
 
     /// Runs `body`, giving up after `timeout`: an unreachable PostgreSQL must turn into a quick
     /// 503, not a request that hangs.
-    func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func bounded<T: Sendable>(
+        _ what: String, within limit: Duration? = nil, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         // Not a task group: leaving a group waits for every child, and a query stuck on a dead
         // connection may not heed cancellation. The work is cancelled and left behind instead;
         // whatever it still does is harmless (an append it commits late is folded by the next
         // catch-up like any other instance's).
+        let timeout = limit ?? self.timeout
         let failure = ClusterStoreError("PostgreSQL at \(address.host):\(address.port) did not answer within \(timeout) (\(what))")
-        let timeout = self.timeout
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let once = AnswerOnce(continuation)
             let work = Task {

@@ -449,4 +449,16 @@ public final class SQLiteProjection: SettingsStore {
 public protocol SettingsStore: Sendable {
     func setting(_ key: String) throws -> String?
     func setSetting(_ key: String, to value: String) async throws
+    /// Changes a setting from its current value as one step (in a cluster, against every other
+    /// instance changing it too). Returns the new value.
+    func updateSetting(_ key: String, _ transform: @escaping @Sendable (String?) -> String) async throws -> String
+}
+
+extension SettingsStore {
+    /// One process: reading then writing is one step as long as its callers take turns.
+    public func updateSetting(_ key: String, _ transform: @escaping @Sendable (String?) -> String) async throws -> String {
+        let value = transform(try setting(key))
+        try await setSetting(key, to: value)
+        return value
+    }
 }

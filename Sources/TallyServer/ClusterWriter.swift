@@ -10,8 +10,10 @@ import TallyEventLog
 /// votes and upvotes, which replace or repeat).
 struct StoreUnavailable: Error, CustomStringConvertible {
     static let retryAfterSeconds = 2
+    /// For the logs only: PostgreSQL's own messages and the database's address are not for
+    /// whoever sent the vote.
     let reason: String
-    var description: String { "the cluster's database does not answer (\(reason)); try again in a moment" }
+    var description: String { "the cluster's database does not answer; try again in a moment" }
 }
 
 /// One instance's single path from command to history in a cluster.
@@ -41,6 +43,16 @@ final class ClusterWriter: Sendable {
     /// Per session, the position of its newest event (`tally_events.session_seq`); the loop's own.
     private let positions = Mutex<[SessionID: Int32]>([:])
     private let folding = Mutex(())
+    private let headRead = Mutex<Task<UInt64?, Never>?>(nil)
+    /// Ballots (and upvotes) whose results no `poll.results` (`question.upvotes`) has followed
+    /// yet, with when they were seen: the instance that took them publishes within 50 ms; if it
+    /// died first (or PostgreSQL blinked), whoever notices a second later publishes instead.
+    private let unpublished = Mutex<[Unpublished: ContinuousClock.Instant]>([:])
+
+    private struct Unpublished: Hashable {
+        let session: SessionID
+        let publication: ResultsCoalescer.Publication
+    }
     /// What this instance must do about another instance's events beyond folding them (end
     /// the streams that rested on a link rotated there).
     private let foreignHook = Mutex<(@Sendable ([LoggedEvent]) -> Void)?>(nil)
@@ -55,6 +67,8 @@ final class ClusterWriter: Sendable {
     }
 
     private struct Inbox {
+        /// The loop has ended (shutdown): nobody would answer what is queued from now on.
+        var stopped = false
         var pending: [Submission] = []
         var catchUp = false
         /// Callers waiting until the instance has folded through a sequence.
@@ -98,8 +112,15 @@ final class ClusterWriter: Sendable {
         if let outage = log.storeOutage { throw .logUnavailable(StoreUnavailable(reason: outage)) }
         let result: Result<Executed, CommandFailure> = await withCheckedContinuation { continuation in
             let submission = Submission(session: session, creating: creating, decide: decide) { continuation.resume(returning: $0) }
-            inbox.withLock { $0.pending.append(submission) }
-            waker.yield()
+            let queued = inbox.withLock { inbox in
+                if !inbox.stopped { inbox.pending.append(submission) }
+                return !inbox.stopped
+            }
+            if queued {
+                waker.yield()
+            } else {
+                submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: "this instance is stopping"))))
+            }
         }
         return try result.get()
     }
@@ -142,7 +163,18 @@ final class ClusterWriter: Sendable {
     /// (read-your-writes for a client whose previous request went to another instance).
     func catchUpToHead() async {
         // With PostgreSQL away there is nothing newer to be had; answer from what is here.
-        guard log.storeOutage == nil, let head = try? await store.head(), head > log.durableSequence else { return }
+        guard log.storeOutage == nil else { return }
+        // Callers arriving together share one read of the head: a flood of unknown ids or join
+        // codes costs PostgreSQL one query per round trip, not one each.
+        let read = headRead.withLock { current -> Task<UInt64?, Never> in
+            if let current { return current }
+            let task = Task { [store] in try? await store.head() }
+            current = task
+            return task
+        }
+        let head = await read.value
+        headRead.withLock { if $0 == read { $0 = nil } }
+        guard let head, head > log.durableSequence else { return }
         await waitUntilFolded(head)
     }
 
@@ -166,6 +198,7 @@ final class ClusterWriter: Sendable {
         // Nobody is left to answer: whoever still waits hears that the instance is stopping.
         let (pending, waiting) = inbox.withLock { inbox in
             defer {
+                inbox.stopped = true
                 inbox.pending = []
                 inbox.waiting = []
             }
@@ -184,7 +217,11 @@ final class ClusterWriter: Sendable {
                     defer { inbox.catchUp = false }
                     return (batch, inbox.catchUp)
                 }
-                if !batch.isEmpty {
+                if !batch.isEmpty, let outage = log.storeOutage {
+                    // PostgreSQL is known to be away: what was queued hears so now, not one
+                    // time-out per batch later.
+                    for submission in batch { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: outage)))) }
+                } else if !batch.isEmpty {
                     await commit(batch)
                 } else if catchUp {
                     await catchUpOutsideLock()
@@ -278,7 +315,11 @@ final class ClusterWriter: Sendable {
             // Nothing was acknowledged (a refusal among them is refused again on the retry). The
             // transaction may have committed all the same (the connection dropped during COMMIT):
             // the next catch-up folds it then, like any other instance's events.
-            for submission in batch { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: reason)))) }
+            let queued = inbox.withLock { inbox in
+                defer { inbox.pending = [] }
+                return inbox.pending
+            }
+            for submission in batch + queued { submission.answer(.failure(.logUnavailable(StoreUnavailable(reason: reason)))) }
             requestCatchUp()
             return
         }
@@ -316,12 +357,30 @@ final class ClusterWriter: Sendable {
                 await reloadSettings()
             }
             log.noteOldest(try? await store.oldest())
+            publishOverdue()
         } catch {
             let reason = ClusterStore.describe(error)
             if log.storeOutage == nil {
                 logger.error("the cluster's database does not answer", metadata: ["error": "\(reason)"])
             }
             log.storeFailed(reason)
+        }
+    }
+
+    /// Results nobody published a second after their ballots: published from here, once (a
+    /// later ballot arms it again).
+    private func publishOverdue() {
+        let now = ContinuousClock.now
+        let overdue = unpublished.withLock { unpublished -> [Unpublished] in
+            let due = unpublished.filter { $0.value.duration(to: now) > .seconds(1) }.map(\.key)
+            for key in due { unpublished[key] = nil }
+            return due
+        }
+        guard let venue = venueIfAttached else { return }
+        for key in overdue {
+            guard let session = venue.session(key.session) else { continue }
+            logger.notice("publishing results another instance did not", metadata: ["session": "\(key.session)"])
+            session.republish(key.publication)
         }
     }
 
@@ -358,6 +417,19 @@ final class ClusterWriter: Sendable {
     private func delivered(_ events: [LoggedEvent]) {
         guard !events.isEmpty else { return }
         log.delivered(events)
+        let now = ContinuousClock.now
+        unpublished.withLock { unpublished in
+            for logged in events {
+                switch logged.event {
+                case .ballotCast(let cast): unpublished[.init(session: logged.sessionId, publication: .results(cast.pollId))] = now
+                case .pollResults(let published):
+                    unpublished[.init(session: logged.sessionId, publication: .results(published.results.pollId))] = nil
+                case .questionUpvoted: unpublished[.init(session: logged.sessionId, publication: .upvotes)] = now
+                case .questionUpvotes: unpublished[.init(session: logged.sessionId, publication: .upvotes)] = nil
+                default: break
+                }
+            }
+        }
         let through = log.durableSequence
         let ready = inbox.withLock { inbox in
             let ready = inbox.waiting.filter { $0.0 <= through }.map(\.2)

@@ -149,16 +149,24 @@ final class OperatorSignIns: Sendable {
 
     /// One token stops working (sign-out).
     func revoke(nonce: String, expiry: Int, now: Date = Date()) async throws {
-        let revoked = cache.withLock { cache in
-            reload(&cache, now: .now)
-            let nowSeconds = Int(now.timeIntervalSince1970)
-            var revoked = cache.revoked.filter { $0.value > nowSeconds }
+        let nowSeconds = Int(now.timeIntervalSince1970)
+        // Stored first, as one step against the stored list (another instance may be adding its
+        // own sign-out at the same moment): acknowledged only once every instance can see it.
+        let stored = try await settings.updateSetting(Self.revokedKey) { text in
+            var revoked = Self.parseRevoked(text).filter { $0.value > nowSeconds }
             revoked[nonce] = expiry
-            return revoked
+            return revoked.map { "\($0.key):\($0.value)" }.sorted().joined(separator: ",")
         }
-        // Stored first: the sign-out is acknowledged only once every instance can see it.
-        try await settings.setSetting(Self.revokedKey, to: revoked.map { "\($0.key):\($0.value)" }.sorted().joined(separator: ","))
-        cache.withLock { $0.revoked.merge(revoked) { _, new in new } }
+        cache.withLock { $0.revoked.merge(Self.parseRevoked(stored)) { _, new in new } }
+    }
+
+    static func parseRevoked(_ text: String?) -> [String: Int] {
+        var revoked: [String: Int] = [:]
+        for entry in (text ?? "").split(separator: ",") {
+            let parts = entry.split(separator: ":")
+            if parts.count == 2, let expiry = Int(parts[1]) { revoked[String(parts[0])] = expiry }
+        }
+        return revoked
     }
 
     private func reload(_ cache: inout Cache, now: ContinuousClock.Instant) {
@@ -178,9 +186,9 @@ final class OperatorSignIns: Sendable {
 /// Moves the sign-in epoch on by one; returns the new epoch.
 @discardableResult
 private func bumpEpoch(in settings: any SettingsStore) async throws -> Int64 {
-    let next = OperatorSignIns.storedEpoch(settings) + 1
-    try await settings.setSetting(OperatorSignIns.epochKey, to: "\(next)")
-    return next
+    // From the stored epoch, not a cached one: two changes at once on two instances end two epochs.
+    let next = try await settings.updateSetting(OperatorSignIns.epochKey) { "\((Int64($0 ?? "0") ?? 0) + 1)" }
+    return Int64(next) ?? 0
 }
 
 /// Failed operator sign-ins (and wrong set-up codes).

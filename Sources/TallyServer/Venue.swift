@@ -202,6 +202,12 @@ final class LiveSession: Sendable {
         }
     }
 
+    /// Publishes the current counts (a cluster's fallback when the instance that took the
+    /// ballots did not).
+    func republish(_ publication: ResultsCoalescer.Publication) {
+        results.changed(publication, in: self)
+    }
+
     /// A quiz question's countdown (every instance of a cluster arms it; the first to close wins).
     func scheduleCountdown(_ opened: SessionEvent.PollPayload) {
         if let closesAt = opened.poll.closesAt.flatMap(EventTime.parse) {
@@ -422,6 +428,9 @@ final class Venue: Sendable {
     /// The session, also when another instance of a cluster created it a moment ago.
     func findSession(_ id: SessionID) async -> LiveSession? {
         if let session = session(id) { return session }
+        await catchUp()
+        if let session = session(id) { return session }
+        // The first read may have been one already under way when this request came in.
         await catchUp()
         return session(id)
     }

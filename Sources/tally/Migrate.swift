@@ -107,7 +107,8 @@ struct Migrate: AsyncParsableCommand {
                 try await cluster.setSetting(key, to: value)
             }
             let history = rows
-            let written = try await cluster.appendUnderLock { transaction in
+            // A big appliance's history is one long transaction: minutes, not the 5 s of a command.
+            let written = try await cluster.appendUnderLock(within: .seconds(900)) { transaction in
                 guard transaction.head == 0 else { throw ClusterStoreError("another process wrote to the cluster's log meanwhile") }
                 return history
             }
