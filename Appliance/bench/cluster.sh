@@ -45,8 +45,8 @@ if [[ ${BUILD:-1} != 0 ]]; then
     nice -n 10 swift build -c release --product tally-load
     nice -n 10 swift build -c release --product tally
 fi
-TALLY=$PWD/.build/release/tally
-LOAD=$PWD/.build/release/tally-load
+TALLY=${TALLY:-$PWD/.build/release/tally}
+LOAD=${LOAD:-$PWD/.build/release/tally-load}
 
 WORK=$(mktemp -d /tmp/tally-cluster-bench.XXXXXX)
 # PostgreSQL runs as postgres and must reach its directory inside this one.
@@ -76,7 +76,9 @@ wait_ready() {
         curl -fs -o /dev/null "http://127.0.0.1:$1/readyz" && return 0
         sleep 0.1
     done
-    echo "nothing ready on port $1" >&2
+    echo "nothing ready on port $1; the last lines of the servers' logs:" >&2
+    tail -n 20 "$WORK/instances.log" "$WORK/haproxy.log" >&2 2>/dev/null || true
+    curl -s "http://127.0.0.1:$1/readyz" >&2 || true
     return 1
 }
 
@@ -102,7 +104,7 @@ start_instance() {
     mkdir -p "$dir"
     # Request logging at info costs CPU per request; the run measures the serving.
     "$TALLY" serve --host 127.0.0.1 --port "$port" --data-dir "$dir" --operator-password "$PASSWORD" \
-        --no-mdns --rate-limits no --log-level warning --max-connections 100000 --max-connections-per-ip 100000 \
+        --no-mdns --rate-limits no --log-level warning --max-connections 15000 --max-connections-per-ip 15000 \
         "$@" >>"$WORK/instances.log" 2>&1 &
     INSTANCE_PID=$!
     STARTED+=("$INSTANCE_PID")
@@ -140,7 +142,7 @@ start_setup() {
                 {
                     cat <<EOF
 global
-    maxconn 20000
+    maxconn 8000
 defaults
     mode http
     timeout connect 5s
@@ -203,7 +205,8 @@ for setup in $SETUPS; do
         top -b -d 8 -n 12 -w 160 >"$WORK/top.log" 2>&1 &
         top_pid=$!
         STARTED+=("$top_pid")
-        output=$("$LOAD" "${args[@]}" --port "$TARGET_PORT" --pid "$PIDS" --password "$PASSWORD" 2>&1 | tee -a "$LOG")
+        "$LOAD" "${args[@]}" --port "$TARGET_PORT" --pid "$PIDS" --password "$PASSWORD" 2>&1 | tee -a "$LOG" | tee "$WORK/out"
+        output=$(cat "$WORK/out")
         # The busiest processes of each reading (top's header is 7 lines).
         awk '/^top - / { n = 0; print "### " $0; next } { n++ } n >= 6 && n <= 14' "$WORK/top.log" >>"$LOG"
         if [[ $scenario == votes ]]; then

@@ -71,6 +71,7 @@ final class LoadRun: @unchecked Sendable {
                 let presenter = jsonString(body, "presenterToken")
             else { throw LoadError("could not create a session (\(status))") }
             rooms.append(Room(id: id, code: code, presenter: presenter))
+            try http.awaitVisible("/api/v1/sessions/\(id)", token: operatorToken)
             // Publication 0: from here on every publication closes the previous poll.
             try publish(http, rooms[index], index: 0, scheduled: now())
         }

@@ -236,7 +236,7 @@ final class ServerUnderTest {
                 return ServerUnderTest(name: "tally", port: port, pid: watched.entries[0].pid, process: nil, dataDirectory: nil)
             }
             return ServerUnderTest(
-                name: "tally (\(watched.labels.joined(separator: " + ")))", port: port, pid: watched.entries[0].pid, process: nil,
+                name: watched.labels.joined(separator: " + "), port: port, pid: watched.entries[0].pid, process: nil,
                 dataDirectory: nil, group: watched)
         }
         let executable =

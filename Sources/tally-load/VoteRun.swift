@@ -44,9 +44,11 @@ final class VoteRun: @unchecked Sendable {
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
         let (operatorToken, sessionId, code, _) = try http.openSession(password: password, title: "Votes")
+        try http.awaitVisible("/api/v1/sessions/\(sessionId)", token: operatorToken)
         let (pollStatus, poll) = try http.request(
             "POST", "/api/v1/sessions/\(sessionId)/polls", json: #"{"question":"Q","options":["a","b"],"open":true}"#, token: operatorToken)
         guard pollStatus == 201, let pollId = jsonString(poll, "pollId") else { throw LoadError("could not create a poll (\(pollStatus))") }
+        try http.awaitVisible("/api/v1/sessions/\(sessionId)", token: operatorToken, containing: pollId)
         var tokens: [String] = []
         for _ in 0..<participants {
             let (joined, body) = try http.request("POST", "/api/v1/join", json: #"{"joinCode":"\#(code)"}"#)
