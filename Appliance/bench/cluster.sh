@@ -97,6 +97,10 @@ runuser -u postgres -- "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$WORK/pg/log" -w
 PG_MASTER=$(head -n 1 "$PG_DATA/postmaster.pid")
 STORE="postgresql://postgres@127.0.0.1:$PG_PORT/tally?sslmode=disable"
 
+psql_tally() { runuser -u postgres -- "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tally -Atc "$1" 2>/dev/null || echo 0; }
+# Transactions committed in database tally so far (0 before it exists).
+pg_commits() { psql_tally "SELECT xact_commit FROM pg_stat_database WHERE datname = 'tally'"; }
+
 # Starts one instance on a fresh data directory; its pid goes into STARTED and $INSTANCE_PID.
 start_instance() {
     local port=$1 dir=$2
@@ -200,15 +204,33 @@ for setup in $SETUPS; do
         else
             args=(adr-normal --duration "$DURATION")
         fi
-        # Who is busy during the run, every 8 s (one top process, at most 12 readings), for the
+        # Who is busy during the run, every 4 s until it ends (at most 40 readings), for the
         # log: where the CPU goes, the load generator's own share included.
-        top -b -d 8 -n 12 -w 160 >"$WORK/top.log" 2>&1 &
-        top_pid=$!
-        STARTED+=("$top_pid")
+        rm -f "$WORK/stop"
+        (
+            for _ in $(seq 1 40); do
+                [[ -e $WORK/stop ]] && break
+                top -b -n 1 -w 160 | awk 'NR == 1 { print "### " $0 } NR >= 7 && NR <= 15'
+                sleep 4
+            done
+        ) >"$WORK/top.log" 2>&1 &
+        top_loop=$!
+        STARTED+=("$top_loop")
+        commits_before=$(pg_commits)
         "$LOAD" "${args[@]}" --port "$TARGET_PORT" --pid "$PIDS" --password "$PASSWORD" 2>&1 | tee -a "$LOG" | tee "$WORK/out"
         output=$(cat "$WORK/out")
-        # The busiest processes of each reading (top's header is 7 lines).
-        awk '/^top - / { n = 0; print "### " $0; next } { n++ } n >= 6 && n <= 14' "$WORK/top.log" >>"$LOG"
+        if [[ $setup != embedded ]]; then
+            # Whole run (set-up, joins and both phases). xact_commit also counts the instances'
+            # reads (catch-up, the probe); the transactions that wrote events are told apart by
+            # the xmin of the rows they inserted.
+            sleep 1 # PostgreSQL's backends publish their counters when idle, within a second
+            commits=$(($(pg_commits) - commits_before))
+            written=$(psql_tally "SELECT count(*) || ' events written by ' || count(DISTINCT xmin::text) || ' transactions' FROM tally_events")
+            echo "PostgreSQL, whole run: $commits transactions committed (reads included); $written" | tee -a "$LOG"
+        fi
+        touch "$WORK/stop"
+        wait "$top_loop" 2>/dev/null || true
+        cat "$WORK/top.log" >>"$LOG"
         if [[ $scenario == votes ]]; then
             VOTES[$setup]=$(grep '^bench-votes ' <<<"$output" || true)
         else
