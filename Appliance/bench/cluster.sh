@@ -266,34 +266,41 @@ label() {
     done
 } | tee -a "$LOG"
 
-# Sizing from the cluster3 figures (instances-only cost per delivery and per vote; PostgreSQL's
-# per vote), under the assumptions printed with it.
-if [[ -n ${DELIVERY[cluster3]:-} && -n ${VOTES[cluster3]:-} ]]; then
-    d=${DELIVERY[cluster3]} v=${VOTES[cluster3]}
+# Sizing from the cluster3 and cluster1 figures, under the assumptions printed with it. Every
+# instance folds every event into its own copy of the sessions, so a vote costs the instance
+# that takes it the cluster1 price, and each other instance a fold: per vote, over N instances,
+# v1 + (N − 1) × f, with f = (v3 − v1) / 2 from the two rows (the same for PostgreSQL, which
+# answers each instance's catch-up read). A delivery costs what it costs in cluster3.
+if [[ -n ${DELIVERY[cluster3]:-} && -n ${VOTES[cluster3]:-} && -n ${VOTES[cluster1]:-} ]]; then
+    d=${DELIVERY[cluster3]} v=${VOTES[cluster3]} v1=${VOTES[cluster1]}
     {
         echo
-        echo "### Sizing from the cluster3 row"
+        echo "### Sizing from the cluster3 and cluster1 rows"
         echo
-        echo "Assumptions: ADR normal per phone — each phone follows one session that publishes 10 events/s, so"
-        echo "10 deliveries/s per phone; every phone votes once within 10 s of a question opening (0.1 votes/s"
-        echo "per phone at the peak); an instance has 2 cores and is planned at 50 % of them (1 core-second/s),"
-        echo "for headroom (reconnect storms, an instance lost); PostgreSQL's CPU per vote as measured here."
+        echo "Assumptions: ADR normal per phone — each phone follows one session of 400 that publishes 10 events/s,"
+        echo "so 10 deliveries/s per phone; every phone votes once within 10 s of a question opening (0.1 votes/s"
+        echo "per phone at the peak, all sessions at once); an instance has 2 cores planned at 50 % (1 core-s/s)"
+        echo "for headroom (reconnect storms, an instance lost), at least 2 instances; instance CPU per vote over"
+        echo "N instances = v1 + (N − 1) × f (each other instance folds the vote), f from the two rows."
         echo
-        echo "| phones | deliveries/s | instance core-s/s for delivery | votes/s (peak) | instance core-s/s for votes | instances (2 cores, 50 %) | PostgreSQL commits/s (votes + publications) | PostgreSQL core-s/s |"
+        echo "| phones | deliveries/s | votes/s (peak) | events to commit/s (votes + publications) | instances (2 cores, 50 %) | WebSockets per instance | instance core-s/s (delivery + votes) | PostgreSQL core-s/s |"
         echo "|---|---|---|---|---|---|---|---|"
         for phones in 10000 50000; do
-            awk -v phones="$phones" -v dus="$(field "$d" tally_us)" -v vus="$(field "$v" tally_us)" \
-                -v pgv="$(field "$v" postgres_us)" -v pgd="$(field "$d" postgres_us)" \
+            awk -v phones="$phones" -v dus="$(field "$d" tally_us)" -v v3="$(field "$v" tally_us)" -v v1="$(field "$v1" tally_us)" \
+                -v p3="$(field "$v" postgres_us)" -v p1="$(field "$v1" postgres_us)" -v pgd="$(field "$d" postgres_us)" \
                 -v frames="$(field "$d" frames)" -v pubs="$(field "$d" publications)" 'BEGIN {
                 deliveries = phones * 10; votes = phones * 0.1
-                # Sessions of 400 phones, each publishing 5 times a second (two events each).
                 sessions = int((phones + 399) / 400); publications = sessions * 5
-                cd = deliveries * dus / 1e6; cv = votes * vus / 1e6
-                instances = int(cd + cv + 0.999999); if (instances < 2) instances = 2
+                f = (v3 - v1) / 2; fp = (p3 - p1) / 2
+                # The smallest N whose cores carry the load at 50 % (bounded search).
+                for (n = 2; n < 200; n++) {
+                    need = deliveries * dus / 1e6 + votes * (v1 + (n - 1) * f) / 1e6
+                    if (need <= n) break
+                }
                 # PostgreSQL works per publication (commit, NOTIFY, each instance reading it back),
                 # not per delivery: its share of adr-normal per publication, times publications.
-                pg = votes * pgv / 1e6 + publications * (pgd * frames / pubs) / 1e6
-                printf "| %d | %d | %.2f | %d | %.2f | %d | %d | %.2f |\n", phones, deliveries, cd, votes, cv, instances, votes + publications, pg
+                pg = votes * (p1 + (n - 1) * fp) / 1e6 + publications * (pgd * frames / pubs) / 1e6
+                printf "| %d | %d | %d | %d | %d | %d | %.2f | %.2f |\n", phones, deliveries, votes, votes + publications * 2, n, phones / n, need, pg
             }'
         done
     } | tee -a "$LOG"
