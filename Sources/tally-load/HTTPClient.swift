@@ -53,6 +53,30 @@ final class BlockingHTTP {
         fatalError("unreachable")
     }
 
+    /// Waits until `GET path` answers 200 with `containing` in its body 8 times in a row.
+    /// Behind a load balancer something just written through one instance reaches the others
+    /// a few milliseconds later (they learn of it through PostgreSQL's NOTIFY), and until then
+    /// they answer 404; a round-robin balancer spreads these 8 over every instance. On one
+    /// server it costs 8 quick requests. Bounded (≤ 400 tries, 5 ms apart). Returns the
+    /// answers that were not yet it, so a run can say how long the lag was.
+    @discardableResult
+    func awaitVisible(_ path: String, token: String?, containing: String? = nil) throws -> Int {
+        var inARow = 0
+        var misses = 0
+        for _ in 0..<400 {
+            let (status, body) = try request("GET", path, token: token)
+            if status == 200, containing.map({ find(body, Array($0.utf8)) != nil }) ?? true {
+                inARow += 1
+                if inARow == 8 { return misses }
+            } else {
+                inARow = 0
+                misses += 1
+                usleep(5000)
+            }
+        }
+        throw LoadError("GET \(path) never answered 200\(containing.map { " with \($0)" } ?? "") 8 times in a row")
+    }
+
     private func send(_ method: String, _ path: String, _ body: String?, _ token: String?) throws -> (Int, [UInt8]) {
         try connectIfNeeded()
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n"

@@ -18,6 +18,10 @@ final class LoadRun: @unchecked Sendable {
     let lateness = Mutex<[UInt32]>([])
     /// The steady scenarios' result, for a side-by-side table.
     private(set) var summary: Summary?
+    /// For a group of processes (`--pid a=1,b=2`): the last measured window's CPU per label,
+    /// and its length, for the per-group report.
+    private var breakdown: CPUBreakdown?
+    private var measuredSeconds = 0.0
 
     final class Room: Sendable {
         let id: String
@@ -67,6 +71,7 @@ final class LoadRun: @unchecked Sendable {
                 let presenter = jsonString(body, "presenterToken")
             else { throw LoadError("could not create a session (\(status))") }
             rooms.append(Room(id: id, code: code, presenter: presenter))
+            try http.awaitVisible("/api/v1/sessions/\(id)", token: operatorToken)
             // Publication 0: from here on every publication closes the previous poll.
             try publish(http, rooms[index], index: 0, scheduled: now())
         }
@@ -345,13 +350,19 @@ final class LoadRun: @unchecked Sendable {
     private func measure(_ body: () throws -> Void) throws -> (Double, Int, Double) {
         try onLoop { self.collector.reset() }
         lateness.withLock { $0.removeAll() }
+        let groupBefore = server.cpuByLabel
         let cpu = server.cpuSeconds
         let started = now()
         try body()
         let elapsed = Double(now() - started) / 1e9
         // Let the last events arrive before reading the meters.
         usleep(500_000)
-        return (server.cpuSeconds - cpu, try onLoop { self.collector.delivered }, elapsed)
+        let spent = server.cpuSeconds - cpu
+        if let group = server.group {
+            breakdown = CPUBreakdown(labels: group.labels, before: groupBefore, after: server.cpuByLabel)
+        }
+        measuredSeconds = elapsed
+        return (spent, try onLoop { self.collector.delivered }, elapsed)
     }
 
     /// Waits (≤ 10 s) until every subscriber has the last publication of its room.
@@ -426,6 +437,23 @@ final class LoadRun: @unchecked Sendable {
                 delivered, expected, gaps, duplicates, outOfOrder,
                 pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999), Double(latencies.last ?? 0) / 1e3,
                 perDelivery, Double(rss) / 1e6))
+        if let breakdown, let group = server.group { reportGroup(group, breakdown, frames: framesDelivered, latencies: latencies) }
+    }
+
+    /// Where a group's CPU went, and one `bench-delivery` line of key=value pairs that
+    /// Appliance/bench/cluster.sh reads into its table.
+    private func reportGroup(_ group: WatchedProcesses, _ breakdown: CPUBreakdown, frames: Int, latencies: [UInt32]) {
+        let anon = group.memoryByLabel("RssAnon:")
+        print("CPU over the publishing window by process group: \(breakdown.shares)")
+        print(
+            "RSS (anonymous) by process group: "
+                + group.labels.map { String(format: "%@ %.0f MB", $0, Double(anon[$0] ?? 0) / 1e6) }.joined(separator: ", "))
+        print(
+            String(
+                format: "bench-delivery p50_ms=%.1f p99_ms=%.1f deliveries_per_s=%.0f frames=%d publications=%d %@ %@",
+                pct(latencies, 0.5), pct(latencies, 0.99), Double(frames) / max(measuredSeconds, 1e-9), frames,
+                rooms.reduce(0) { $0 + $1.published.load(ordering: .relaxed) }, breakdown.perUnit(frames),
+                group.labels.map { String(format: "%@_rss_mb=%.0f", $0, Double(anon[$0] ?? 0) / 1e6) }.joined(separator: " ")))
     }
 
     /// p50/p99 of the server's own publication → socket-write histogram, from /metrics.

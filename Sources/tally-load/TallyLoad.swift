@@ -69,7 +69,12 @@ struct TallyLoad: ParsableCommand {
     @Option(help: "New connections per second while ramping up.") var ramp: Double = 2000
     @Option(help: "The tally binary to start (default: next to this one).") var binary: String?
     @Option(help: "Use a server already listening on 127.0.0.1:<port> (then also give --pid).") var port: Int?
-    @Option(help: "The running server's pid, for CPU and memory.") var pid: Int32?
+    @Option(
+        help: """
+            The running server's pid, for CPU and memory; or several, comma-separated, each [label=]pid[+] (+: with its \
+            children, e.g. PostgreSQL's postmaster): CPU and memory are then summed over all and also reported per label.
+            """)
+    var pid: String?
     @Option(help: "Operator password of a running server.") var password = "load-test-password"
     @Option(help: "fsync or os (for a server this starts).") var durability = "fsync"
     @Option(help: "tally, or nchan (nginx + nchan started here, same scenario and client).") var peer = "tally"
@@ -202,11 +207,17 @@ final class ServerUnderTest {
     let port: Int
     let pid: Int32
     let isNchan: Bool
+    /// Several processes serving together (instances, load balancer, database), from `--pid`;
+    /// nil for one process.
+    let group: WatchedProcesses?
     private let process: Process?
     private let dataDirectory: String?
     private let includeChildren: Bool
 
-    init(name: String, port: Int, pid: Int32, process: Process?, dataDirectory: String?, includeChildren: Bool = false) {
+    init(
+        name: String, port: Int, pid: Int32, process: Process?, dataDirectory: String?, includeChildren: Bool = false,
+        group: WatchedProcesses? = nil
+    ) {
         self.name = name
         self.port = port
         self.pid = pid
@@ -214,12 +225,19 @@ final class ServerUnderTest {
         self.dataDirectory = dataDirectory
         self.includeChildren = includeChildren
         self.isNchan = includeChildren
+        self.group = group
     }
 
-    static func start(binary: String?, port: Int?, pid: Int32?, password: String, durability: String) throws -> ServerUnderTest {
+    static func start(binary: String?, port: Int?, pid: String?, password: String, durability: String) throws -> ServerUnderTest {
         if let port {
             guard let pid else { throw LoadError("--port needs --pid (the server's process id, for CPU and memory)") }
-            return ServerUnderTest(name: "tally", port: port, pid: pid, process: nil, dataDirectory: nil)
+            let watched = try WatchedProcesses.parse(pid)
+            guard watched.isGroup else {
+                return ServerUnderTest(name: "tally", port: port, pid: watched.entries[0].pid, process: nil, dataDirectory: nil)
+            }
+            return ServerUnderTest(
+                name: watched.labels.joined(separator: " + "), port: port, pid: watched.entries[0].pid, process: nil,
+                dataDirectory: nil, group: watched)
         }
         let executable =
             binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tally").path
@@ -261,11 +279,16 @@ final class ServerUnderTest {
     }
 
     var childPids: [Int32] { includeChildren ? childProcesses(of: pid) : [] }
-    private var pids: [Int32] { [pid] + childPids }
+    private var pids: [Int32] { group?.pids ?? ([pid] + childPids) }
 
-    /// User + system CPU seconds so far, from /proc (master and workers for nginx).
+    /// CPU seconds so far per label of a group (empty for one process), to split a run's cost.
+    var cpuByLabel: [String: Double] { group?.cpuByLabel() ?? [:] }
+
+    /// User + system CPU seconds so far, from /proc (master and workers for nginx; for a group,
+    /// every process of it, with the reaped children of `+` entries).
     var cpuSeconds: Double {
-        pids.reduce(0) { total, pid in
+        if let group { return group.cpuByLabel().values.reduce(0, +) }
+        return pids.reduce(0) { total, pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
             else { return total }

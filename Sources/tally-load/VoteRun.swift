@@ -35,6 +35,8 @@ final class VoteRun: @unchecked Sendable {
         var cpuSeconds = 0.0
         var elapsed = 0.0
         var latencies: [UInt32] = []
+        /// Per label, for a group of processes (`--pid a=1,b=2`).
+        var breakdown: CPUBreakdown?
         var perRequest: Double { cpuSeconds / Double(max(ok, 1)) * 1e6 }
         var rate: Double { Double(ok) / max(elapsed, 1e-9) }
     }
@@ -42,9 +44,11 @@ final class VoteRun: @unchecked Sendable {
     func execute() throws {
         let http = BlockingHTTP(host: "127.0.0.1", port: server.port)
         let (operatorToken, sessionId, code, _) = try http.openSession(password: password, title: "Votes")
+        try http.awaitVisible("/api/v1/sessions/\(sessionId)", token: operatorToken)
         let (pollStatus, poll) = try http.request(
             "POST", "/api/v1/sessions/\(sessionId)/polls", json: #"{"question":"Q","options":["a","b"],"open":true}"#, token: operatorToken)
         guard pollStatus == 201, let pollId = jsonString(poll, "pollId") else { throw LoadError("could not create a poll (\(pollStatus))") }
+        try http.awaitVisible("/api/v1/sessions/\(sessionId)", token: operatorToken, containing: pollId)
         var tokens: [String] = []
         for _ in 0..<participants {
             let (joined, body) = try http.request("POST", "/api/v1/join", json: #"{"joinCode":"\#(code)"}"#)
@@ -98,6 +102,16 @@ final class VoteRun: @unchecked Sendable {
             return results["totalBallots"] as? Int
         }
         print("ballots counted at the end: \(ballots.map(String.init) ?? "?") of \(participants)")
+        if let healthzSplit = healthz.breakdown, let voteSplit = votes.breakdown {
+            print("CPU of the vote phase by process group: \(voteSplit.shares)")
+            print("CPU of the /healthz phase by process group: \(healthzSplit.shares)")
+            // One line of key=value pairs for Appliance/bench/cluster.sh.
+            print(
+                String(
+                    format: "bench-votes votes_per_s=%.0f p50_ms=%.2f p99_ms=%.2f %@ healthz_per_s=%.0f healthz_total_us=%.1f",
+                    votes.rate, pct(votes.latencies.sorted(), 0.5), pct(votes.latencies.sorted(), 0.99), voteSplit.perUnit(votes.ok),
+                    healthz.rate, healthz.perRequest))
+        }
         print("| request | answered/s (2xx) | p50 / p99 (ms) | server CPU per 2xx answer | non-2xx |")
         print("|---|---|---|---|---|")
         for p in [healthz, votes] {
@@ -114,6 +128,7 @@ final class VoteRun: @unchecked Sendable {
     private func phase(_ name: String, seconds: Double, keepPositions: Bool, requests: (Int) -> [[UInt8]]) throws -> Phase {
         let state = PhaseState()
         let deadline = now() + UInt64(seconds * 1e9)
+        let groupBefore = server.cpuByLabel
         let cpuBefore = server.cpuSeconds
         let started = now()
         var channels: [any Channel] = []
@@ -138,6 +153,7 @@ final class VoteRun: @unchecked Sendable {
         }
         let elapsed = Double(now() - started) / 1e9
         let cpu = server.cpuSeconds - cpuBefore
+        let breakdown = server.group.map { CPUBreakdown(labels: $0.labels, before: groupBefore, after: server.cpuByLabel) }
         for channel in channels { channel.close(promise: nil) }
         if keepPositions { positions = try loop.submit { state.positions }.wait() }
         return try loop.submit {
@@ -148,6 +164,7 @@ final class VoteRun: @unchecked Sendable {
             phase.cpuSeconds = cpu
             phase.elapsed = elapsed
             phase.latencies = state.latencies
+            phase.breakdown = breakdown
             return phase
         }.wait()
     }
