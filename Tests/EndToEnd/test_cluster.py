@@ -19,6 +19,7 @@ import cluster
 import test_flow
 import test_kinds
 import test_proxy
+import test_quiz
 from cluster import Cluster, PostgreSQL, served_by, served_by_response, wait_for
 from conftest import BINARY, PASSWORD, Server, SSEStream, WSStream, seq
 from test_deb import snapshot_settled
@@ -424,6 +425,34 @@ def test_postgresql_stopped_in_a_vote_burst_loses_no_acknowledged_vote_and_the_i
 
 
 # -- moving in ----------------------------------------------------------------------------------
+
+def test_a_quiz_question_closes_on_time_when_the_instance_that_opened_it_died(tally_cluster):
+    c = tally_cluster
+    opener, watcher = c.names["t2"], c.names["t1"]
+    s = opener.new_session()
+    sid, presenter = s["sessionId"], s["presenterToken"]
+    body = {"question": "Capital of France?", "options": ["Paris", "Lyon"], "kind": "single", "open": True,
+            "quiz": {"correctOptionIds": ["o1"], "timeLimitSeconds": 5, "points": 1000}}
+    start = opener.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)["lastEventId"]
+    created = opener.ok("POST", f"/api/v1/sessions/{sid}/polls", body, presenter, expect=201)
+    poll, closes_at = created["pollId"], test_quiz.instant(created["poll"]["closesAt"])
+    screen = sse(watcher, sid, presenter, start)
+    try:
+        # A player answers on a third instance, then the instance that opened the question dies.
+        phone = c.names["t3"].join(s["joinCode"])["participantToken"]
+        assert c.names["t3"].vote(sid, poll, phone, ["o1"])[0] == 201
+        opener.stop(signal.SIGKILL)
+        events = screen.collect(lambda e: e["eventType"] == "quiz.leaderboard", timeout=30)
+    finally:
+        screen.close()
+    closed = next(e for e in events if e["eventType"] == "poll.closed")
+    assert test_quiz.instant(closed["timestamp"]) >= closes_at, "never before closesAt"
+    results = next(e for e in events if e["eventType"] == "quiz.results")
+    assert results["payload"]["correct"] == 1 and results["payload"]["answered"] == 1
+    # Closed once, whichever of the survivors got there first.
+    snap = watcher.ok("GET", f"/api/v1/sessions/{sid}", token=presenter)
+    assert snap.get("openPollId") is None and [e["eventType"] for e in events].count("poll.closed") == 1
+
 
 def without_position(snapshot):
     """A snapshot's content: event ids are the cluster's own after a move (streams start afresh),
