@@ -30,22 +30,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let directory = try data.directory()
-        let password: String?
-        if let file = storePasswordFile {
-            do {
-                password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
-            } catch {
-                throw ValidationError("cannot read \(file): \(error.localizedDescription)")
-            }
-        } else {
-            password = ProcessInfo.processInfo.environment["TALLY_STORE_PASSWORD"]
-        }
-        let address: StoreAddress
-        do {
-            address = try StoreAddress(url: store, password: password)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let address = try clusterAddress(store, passwordFile: storePasswordFile)
         // Read from a stopped box only: a running server would go on taking votes that the
         // cluster never sees.
         let lock: DataDirectory.Lock

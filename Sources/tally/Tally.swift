@@ -226,7 +226,7 @@ func keepDataPrivate(_ directory: String) throws {
 }
 
 /// `tally reset-password`: for staff at the console who lost the operator password.
-struct ResetPassword: ParsableCommand {
+struct ResetPassword: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset-password",
         abstract: "Set a new operator password (takes effect at once, also while the server runs).")
@@ -234,14 +234,47 @@ struct ResetPassword: ParsableCommand {
     @OptionGroup var data: DataDirectoryOptions
     @Flag(name: .customLong("password-stdin"), help: "Read the new password from standard input instead of prompting.")
     var passwordStdin = false
+    @Option(help: "A cluster's PostgreSQL instead of a data directory, postgresql://user@host:port/database.")
+    var store: String?
+    @Option(name: .customLong("store-password-file"), help: "File holding the PostgreSQL password (or set TALLY_STORE_PASSWORD).")
+    var storePasswordFile: String?
 
-    func run() throws {
+    func run() async throws {
+        if let store {
+            // A cluster: the password hash and the sign-in epoch are the cluster's, in PostgreSQL;
+            // every instance hears of the change at once.
+            let address = try clusterAddress(store, passwordFile: storePasswordFile)
+            let password = try newPassword()
+            var logger = Logger(label: "tally-reset-password")
+            logger.logLevel = .warning
+            let cluster = ClusterStore(address: address, logger: logger)
+            let pool = Task { await cluster.run() }
+            defer { pool.cancel() }
+            do {
+                let settings = ClusterSettings(store: cluster, initial: try await cluster.settings())
+                try await settings.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
+                try await revokeOperatorSignIns(in: settings)
+            } catch {
+                throw ValidationError("could not change the password in \(address): \(ClusterStore.describe(error))")
+            }
+            print("Operator password changed for the cluster at \(address); every earlier operator sign-in has ended.")
+            return
+        }
         let directory = try data.directory()
         let path = DataDirectory.databasePath(in: directory)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no Tally data in \(directory) (looked for \(path)); pass --data-dir")
         }
         try keepDataPrivate(directory)
+        let password = try newPassword()
+        let projection = try SQLiteProjection(path: path)
+        try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
+        try await revokeOperatorSignIns(in: projection)
+        print(
+            "Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
+    }
+
+    private func newPassword() throws -> String {
         let password: String
         if passwordStdin {
             password = readLine(strippingNewline: true) ?? ""
@@ -255,11 +288,27 @@ struct ResetPassword: ParsableCommand {
         if let problem = OperatorPassword.problem(with: password) {
             throw ValidationError("the operator password \(problem); nothing changed")
         }
-        let projection = try SQLiteProjection(path: path)
-        try projection.setSetting("operator_password", to: try PasswordHash.make(password: password).encoded)
-        try revokeOperatorSignIns(in: projection)
-        print(
-            "Operator password changed in \(directory); every earlier operator sign-in has ended. Sign in at /presenter with the new one.")
+        return password
+    }
+}
+
+/// A cluster's PostgreSQL from a console command's options (the password from a file or
+/// TALLY_STORE_PASSWORD, never the URL).
+func clusterAddress(_ url: String, passwordFile: String?) throws -> StoreAddress {
+    let password: String?
+    if let file = passwordFile {
+        do {
+            password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
+        } catch {
+            throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+        }
+    } else {
+        password = ProcessInfo.processInfo.environment["TALLY_STORE_PASSWORD"]
+    }
+    do {
+        return try StoreAddress(url: url, password: password)
+    } catch {
+        throw ValidationError(error.description)
     }
 }
 

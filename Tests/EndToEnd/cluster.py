@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, Server, free_port
+from conftest import PASSWORD, ROOT, Server, free_port
 
 HAPROXY_CONFIG = os.path.join(ROOT, "Appliance", "cluster", "haproxy.cfg")
 # Added to the backend for the tests only: which instance served a response (a stream's first),
@@ -233,7 +233,7 @@ class HAProxy:
 class Cluster:
     """Instances of `tally serve --store …` on one database, HAProxy in front (`front`)."""
 
-    def __init__(self, postgresql, database, size=3, extra_args=()):
+    def __init__(self, postgresql, database, size=3, extra_args=(), password=PASSWORD):
         self.postgresql = postgresql
         self.database = database
         self.url = postgresql.createdb(database)
@@ -244,7 +244,7 @@ class Cluster:
         for i in range(size):
             data = os.path.join(self.dir, f"instance-{i + 1}")
             os.makedirs(data)
-            self.instances.append(Server(data, extra_args=args))
+            self.instances.append(Server(data, extra_args=args, password=password))
         self.proxy = HAProxy([s.port for s in self.instances], self.dir)
         # Talks to HAProxy as a client would: the same helpers as for one appliance.
         self.front = Server(self.dir, port=self.proxy.port)

@@ -273,6 +273,30 @@ def test_a_credential_issued_by_one_instance_works_on_the_others(tally_cluster):
                  "the sign-out to reach every instance")
 
 
+def test_reset_password_on_the_store_reaches_every_instance(postgresql):
+    # Instances without --operator-password: the password is the cluster's, in PostgreSQL.
+    venue = Cluster(postgresql, "reset", password=None)
+    try:
+        venue.start()
+        a, b, c_ = venue.instances
+        reset = subprocess.run([BINARY, "reset-password", "--store", venue.url, "--password-stdin"],
+                               input="a brand new passphrase\n", capture_output=True, text=True, timeout=60)
+        assert reset.returncode == 0, reset.stdout + reset.stderr
+        token = b.ok("POST", "/api/v1/auth/login", {"password": "a brand new passphrase"})["token"]
+        for server in (a, c_):
+            assert server.request("GET", "/api/v1/sessions", token=token)[0] == 200, "signed in on B, valid on all"
+        again = subprocess.run([BINARY, "reset-password", "--store", venue.url, "--password-stdin"],
+                               input="another new passphrase\n", capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stdout + again.stderr
+        for server in (a, b, c_):
+            wait_for(lambda server=server: server.request("GET", "/api/v1/sessions", token=token)[0] == 401, 5,
+                     "the reset to end earlier sign-ins on every instance")
+        assert a.request("POST", "/api/v1/auth/login", {"password": "a brand new passphrase"})[0] == 401
+        assert c_.request("POST", "/api/v1/auth/login", {"password": "another new passphrase"})[0] == 200
+    finally:
+        venue.destroy()
+
+
 def test_wrong_join_codes_spread_over_the_instances_hit_the_one_lockout(tally_cluster, server):
     # The budget of one box, measured on one box (a direct client).
     single = test_proxy.guess_until_locked_out(server, lambda i: {})
