@@ -2,6 +2,8 @@
 /// by the caller (from a cryptographic generator), so `decide` stays a pure function.
 public enum SessionCommand: Sendable, Equatable {
     case createPoll(CreatePoll)
+    /// A template's polls, as drafts, all or none (each entry decided like `createPoll`).
+    case importPolls([CreatePoll])
     case openPoll(PollID)
     case closePoll(PollID)
     case revealPoll(PollID)

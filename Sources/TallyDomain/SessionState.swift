@@ -129,6 +129,18 @@ public struct SessionState: Sendable, Equatable {
             }
             return events
 
+        case .importPolls(let creates):
+            try requireActive()
+            guard !creates.isEmpty else { throw .invalid("a template holds at least one poll") }
+            let (events, problems) = importing(creates, limits: limits, now: now)
+            if let first = problems.first {
+                throw .invalid(
+                    problems.count == 1
+                        ? "poll \(first.position): \(first.error)"
+                        : "\(problems.count) polls cannot be imported; the first, poll \(first.position): \(first.error)")
+            }
+            return events
+
         case .openPoll(let pollId):
             try requireActive()
             let poll = try existingPoll(pollId)

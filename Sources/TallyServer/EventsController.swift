@@ -119,10 +119,16 @@ struct EventsController: Sendable {
             operatorSignIn: link == nil && grants.contains(.operator) ? access.operatorSignIn(of: request, queryToken: token) : nil)
     }
 
-    /// In a cluster: a stream for a session created a moment ago on another instance finds it.
+    /// In a cluster: a stream starts from everything committed when it was asked for — a session
+    /// created a moment ago on another instance, a poll made there just before (its
+    /// `stream.reset` must not be older than what the client saw elsewhere).
     private func knowSession(_ request: Request) async {
         if let id = request.uri.queryParameters["sessionId"].map(String.init), IdentifierAlphabet.isWellFormed(id) {
-            _ = await venue.findSession(id)
+            if venue.session(id) == nil {
+                _ = await venue.findSession(id)
+            } else {
+                await venue.catchUp()
+            }
         }
     }
 

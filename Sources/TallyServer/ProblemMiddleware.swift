@@ -16,6 +16,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             return problem.response()
+        } catch let refused as TemplateRefused {
+            return try refused.response(from: request, context: context)
         } catch let failure as CommandFailure {
             return Problem.from(failure).response()
         } catch let error as HTTPError {

@@ -30,6 +30,7 @@ func buildRouter(
     PollsController(hub: hub, metrics: metrics, limits: limits).addRoutes(to: api)
     QnAController(hub: hub, limits: limits).addRoutes(to: api)
     QuizController(hub: hub).addRoutes(to: api)
+    TemplatesController(venue: venue, hub: hub, access: access).addRoutes(to: api)
     JoinController(venue: venue, access: access, publicURL: publicURL, limits: limits).addRoutes(to: api)
     ExportController(access: access, projection: projection).addRoutes(to: api)
     WiFiController(wifi: configuration.wifi).addRoutes(to: api)

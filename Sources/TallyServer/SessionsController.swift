@@ -93,6 +93,9 @@ struct SessionsController {
 
     func getSession(_ request: Request, context: TallyRequestContext) async throws -> Response {
         let session = try context.caller.requireSession()
+        // In a cluster: never older than what was committed when asked (the caller's last
+        // command may have gone to another instance).
+        await venue.catchUp()
         // The role check resolved what the caller is here (presenter, display or participant).
         guard let role = context.caller.role else { throw Problem(.internalServerError, "internal error") }
         let participant = context.caller.participant

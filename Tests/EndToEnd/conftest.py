@@ -248,7 +248,8 @@ class SSEStream:
                 else:
                     key, _, value = line.partition(":")
                     fields[key] = value[1:] if value.startswith(" ") else value
-        except (OSError, ValueError, http.client.HTTPException):
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            # (AttributeError: http.client's own, when close() releases the socket mid-read.)
             pass
         finally:
             self.ended.set()

@@ -52,6 +52,10 @@ MATRIX = {
     "GET /api/v1/sessions/{id}/export.json": {"operator", "presenter"},
     "GET /api/v1/sessions/{id}/quiz.csv": {"operator", "presenter"},
     "POST /api/v1/sessions/{id}/nicknames": {"operator", "presenter"},
+    # Templates: the presenter's polls out and in; duplicating makes a session (the operator's).
+    "GET /api/v1/sessions/{id}/template": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/template": {"operator", "presenter"},
+    "POST /api/v1/sessions/{id}/duplicate": {"operator"},
     # The quiz leaderboard is on the room's screen: everyone taking part may read it.
     "GET /api/v1/sessions/{id}/leaderboard": {"operator", "presenter", "participant", "display"},
     "POST /api/v1/sessions/{id}/leaderboard/reset": {"operator", "presenter"},
@@ -183,6 +187,8 @@ def call(venue, row, token):
         body = {"open": False}
     if path.endswith("/nicknames"):
         body = {"nicknames": "optional"}
+    if path.endswith("/template") and method == "POST":
+        body = {"format": "tally-template", "version": 1, "polls": [{"question": "Lunch?", "kind": "single", "options": ["Yes", "No"]}]}
     if path.endswith("/links/rotate"):
         body = {"link": "display"}
     if method == "POST" and body is None:
