@@ -47,9 +47,15 @@ async function home() {
     h("section", { class: "card" }, h("h2", {}, "Sessions"),
       sessions.length
         ? h("ul", { class: "list" }, sessions.slice().reverse().map((s) => h("li", {}, h("a", { href: "/presenter/" + s.sessionId }, s.title),
-            h("span", { class: "muted" }, ` ${s.joinCode} · ${s.participantCount} joined · ${s.state}`))))
+            h("span", { class: "muted" }, ` ${s.joinCode} · ${s.participantCount} joined · ${s.state} `),
+            h("button", { type: "button", class: "small", "data-duplicate": s.sessionId, "aria-label": `Duplicate ${s.title} with its polls`, onclick: () => duplicate(s) }, "Duplicate"))))
         : h("p", { class: "muted" }, "None yet.")));
   title.focus();
+}
+
+/** The same talk again: a new session with this one's polls as drafts, its own join code. */
+function duplicate(s) {
+  act(async () => { const copy = await api("POST", `/api/v1/sessions/${s.sessionId}/duplicate`, {}); location.assign("/presenter/" + copy.sessionId); });
 }
 
 const KINDS = { single: "Single choice", multiple: "Multiple choice", scale: "Scale", ranking: "Ranking", wordcloud: "Word cloud", open: "Open text" };
@@ -221,6 +227,23 @@ function quizCard() {
       : h("p", { class: "muted" }, "No scores yet.")] : null);
 }
 
+/** A template file's polls into this session as drafts; a refused file names each bad entry. */
+function importTemplate(ev) {
+  const file = ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  act(async () => {
+    let template;
+    try { template = JSON.parse(await file.text()); } catch { throw new Error(`${file.name} is not a template (not JSON)`); }
+    const r = await fetch(`/api/v1/sessions/${sessionId}/template`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(template), credentials: "same-origin" });
+    const data = await r.json().catch(() => null);
+    if (!r.ok) {
+      const each = data && data.errors ? data.errors.map((e) => `poll ${e.position}: ${e.detail}`).join("; ") : "";
+      throw new Error(each ? `Nothing imported. ${each}` : (data && data.detail) || r.statusText);
+    }
+  });
+}
+
 let composerForm = null;
 const sessionBox = h("div", {}), pollsBox = h("div", {}), quizArea = h("div", {});
 
@@ -241,7 +264,10 @@ function render() {
     h("h2", {}, state.title, state.state === "ended" ? " (ended)" : ""),
     h("p", {}, "Join code ", h("strong", { class: "code" }, state.joinCode), " · ", h("strong", { id: "participants" }, `${state.participantCount || 0}`), " joined"),
     h("p", {}, "Join at ", h("a", { href: state.joinUrl }, state.joinUrl), " · ", h("a", { href: displayUrl, target: "_blank", rel: "noopener", id: "display-link" }, "Open the display"),
-      " · ", h("a", { href: `/api/v1/sessions/${sessionId}/export.csv`, download: "" }, "Download results (CSV)")),
+      " · ", h("a", { href: `/api/v1/sessions/${sessionId}/export.csv`, download: "" }, "Download results (CSV)"),
+      " · ", h("a", { href: `/api/v1/sessions/${sessionId}/template`, download: "", id: "template-export" }, "Save the polls as a template")),
+    state.state === "active" ? h("label", { class: "field" }, h("span", {}, "Add polls from a template (they arrive as drafts)"),
+      h("input", { type: "file", id: "template-import", accept: ".json,application/json", onchange: importTemplate })) : null,
     state.state === "active" ? h("div", { class: "row" },
       h("button", { type: "button", id: "joining", onclick: joining }, state.joiningOpen === false ? "Open joining" : "Close joining"),
       h("button", { type: "button", id: "rotate-display", onclick: () => rotate("display") }, "New display link"),
